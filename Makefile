@@ -1,0 +1,51 @@
+# genrank — every target installs what it needs into .venv with pip, from scratch on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export GENRANK_HOME ?= $(CURDIR)/.genrank
+export GENRANK_DATA_DIR ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(GENRANK_HOME)/dagster
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+PRESET ?= genrank_assets/presets/demo.yaml
+UI_PORT ?= 3000
+
+.PHONY: install install-dev demo test ui bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+data/gen_playlist_info.csv:
+	$(BIN)/genrank demo-data --out data
+
+demo: install data/gen_playlist_info.csv
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster asset materialize -m genrank_assets.definitions --select '*' -c $(PRESET)
+	$(BIN)/genrank status
+
+test: install-dev
+	$(BIN)/pytest
+
+ui: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install-dev
+	$(BIN)/ruff check genrank_assets genrank_assets_tests benchmarks
+
+clean:
+	rm -rf $(GENRANK_HOME)

@@ -1,0 +1,1 @@
+"""Plain Python / torch algorithms of genrank. Nothing in this package imports Dagster."""

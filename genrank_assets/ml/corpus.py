@@ -1,0 +1,91 @@
+"""The cleaned playlist corpus: one row per kept playlist, songs in playlist order, a deterministic split."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+CORPUS_COLUMNS = ["playlist_id", "title", "tags", "song_ids", "split"]
+
+
+def split_of(playlist_id: str) -> str:
+    """BENCHMARK.md: b = crc32(id) % 10; 0 -> test, 1 -> val, else train."""
+    b = zlib.crc32(str(playlist_id).encode("utf-8")) % 10
+    return "test" if b == 0 else "val" if b == 1 else "train"
+
+
+@dataclass
+class CorpusResult:
+    corpus: pd.DataFrame
+    dropped: dict[str, int]  # reason -> playlists dropped
+    unknown_songs_removed: int  # playlist-song rows removed because the song is not in raw_songs
+    length_histogram: dict[str, int]
+
+
+def build_corpus(
+    playlists: pd.DataFrame,
+    playlist_songs: pd.DataFrame,
+    songs: pd.DataFrame,
+    *,
+    min_songs: int = 10,
+    max_songs: int = 300,
+    drop_unknown_songs: bool = False,
+) -> CorpusResult:
+    """Group playlist-song rows into playlists and keep those with ``min_songs..max_songs`` rows.
+
+    Length counts playlist-song rows (a repeated song counts each time), after unknown songs are removed when
+    ``drop_unknown_songs`` is on. Playlists without any song rows are dropped with reason ``no_songs``.
+    """
+    if min_songs < 1 or max_songs < min_songs:
+        raise ValueError(f"need 1 <= min_songs <= max_songs, got min_songs={min_songs}, max_songs={max_songs}")
+    ps = playlist_songs.sort_values(["playlist_id", "position"], kind="stable")
+    unknown_removed = 0
+    if drop_unknown_songs:
+        known = ps["song_id"].isin(set(songs["song_id"]))
+        unknown_removed = int((~known).sum())
+        ps = ps[known]
+    grouped = ps.groupby("playlist_id", sort=False)["song_id"].agg(list)
+    info = playlists.set_index("playlist_id")
+    lengths = grouped.map(len)
+
+    dropped = {"no_songs": int((~info.index.isin(grouped.index)).sum())}
+    too_short = lengths < min_songs
+    too_long = lengths > max_songs
+    dropped["too_short"] = int(too_short.sum())
+    dropped["too_long"] = int(too_long.sum())
+    kept = grouped[~(too_short | too_long)]
+
+    corpus = pd.DataFrame(
+        {
+            "playlist_id": kept.index.to_numpy(dtype=object),
+            "title": info.loc[kept.index, "title"].to_numpy(dtype=object),
+            "tags": info.loc[kept.index, "tags"].fillna("").to_numpy(dtype=object),
+            "song_ids": kept.to_numpy(dtype=object),
+        }
+    )
+    corpus["split"] = [split_of(p) for p in corpus["playlist_id"]]
+    # Stable order (by id as string) so re-materialising gives identical tables.
+    corpus = corpus.sort_values("playlist_id", kind="stable").reset_index(drop=True)
+    return CorpusResult(
+        corpus=corpus[CORPUS_COLUMNS],
+        dropped=dropped,
+        unknown_songs_removed=unknown_removed,
+        length_histogram=length_histogram(lengths[~(too_short | too_long)].to_numpy()),
+    )
+
+
+def length_histogram(lengths: np.ndarray) -> dict[str, int]:
+    edges = [1, 10, 20, 50, 100, 200, 300, 10**9]
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        label = f"{lo}-{hi - 1}" if hi < 10**9 else f"{lo}+"
+        out[label] = int(((lengths >= lo) & (lengths < hi)).sum())
+    return out
+
+
+def as_song_lists(column) -> list[list[str]]:
+    """song_ids read back from DuckDB can be numpy arrays; normalise to lists of str."""
+    return [list(map(str, s)) for s in column]

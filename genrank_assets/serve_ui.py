@@ -1,0 +1,32 @@
+"""Run `dagster dev` with default signal handling restored.
+
+Processes started in the background by some shells and sandboxes inherit an *ignored* SIGTERM; an ignored
+signal survives exec, and the Dagster webserver would then not stop when asked. Resetting to SIG_DFL first
+makes `kill PID` work.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", default="3000")
+    parser.add_argument("--workspace", default=str(Path(__file__).resolve().parent.parent / "workspace.yaml"))
+    args = parser.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    home = os.environ.setdefault("DAGSTER_HOME", str(Path(os.environ.get("GENRANK_HOME", ".genrank")).resolve() / "dagster"))
+    Path(home).mkdir(parents=True, exist_ok=True)
+    os.execv(dagster, [dagster, "dev", "-h", args.host, "-p", str(args.port), "-w", args.workspace])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+import os
+
+# No test may reach a model hub; everything is built locally from config.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_dir(tmp_path_factory) -> Path:
+    """A small generated dataset in the seed format (with its planted malformed rows)."""
+    from genrank_assets.ml.demo_data import generate_demo_data
+
+    out = tmp_path_factory.mktemp("demo_data")
+    generate_demo_data(out, n_playlists=400, n_songs=800, seed=7)
+    return out
+
+
+@pytest.fixture()
+def genrank_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "genrank_home"
+    monkeypatch.setenv("GENRANK_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
