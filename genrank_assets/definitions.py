@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import dagster as dg
-from genrank_assets.io_managers import WarehouseIOManager
 
 from genrank_assets import paths
 from genrank_assets.assets import corpus, ingest, vectors
+from genrank_assets.io_managers import WarehouseIOManager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
 ASSET_MODULES = [ingest, corpus, vectors]
@@ -26,10 +26,16 @@ def build_resources(home: str | None = None, data_dir: str | None = None) -> dic
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
+# Imported after the assets: automation builds jobs and schedules over them.
+from genrank_assets import automation  # noqa: E402
+
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_asset_checks,
     resources=build_resources(),
+    jobs=automation.JOBS,
+    schedules=automation.SCHEDULES,
+    sensors=automation.SENSORS,
     # One process: DuckDB allows one writer, and the training assets use both cores on their own.
     executor=dg.in_process_executor,
 )
