@@ -1,4 +1,268 @@
-"""Retraining automation: sensor for newly landed playlist batches, schedule, per-stage jobs (issue 7)."""
-JOBS: list = []
-SCHEDULES: list = []
-SENSORS: list = []
+"""Retraining automation: a sensor for newly landed playlist batches, a retraining schedule, per-stage jobs.
+
+- `new_batch_sensor` watches GENRANK_DATA_DIR/incoming/ and requests one run of `new_batch_job` (ingest and
+  everything downstream) per complete batch (a folder holding `_SUCCESS`), with `run_key` = the batch id.
+- `retrain_schedule` runs `retrain_all_job` on a cron (weekly by default; env GENRANK_RETRAIN_CRON).
+- `<group>_job` per asset group, for partial reruns from the UI, and `retrain_all_job` for everything.
+- `GPU_TAGS`: op tags that make the dagster-k8s executor request one GPU for a training step.
+
+Runs started here use the run config of the preset named by env GENRANK_PRESET (a file stem in presets/ or a
+path to a YAML file), so automated retrains train with the same settings as a manual `-c presets/...` run.
+
+JOBS, SCHEDULES and SENSORS are built on first access from the assets of `definitions.py`: the jobs follow
+the groups actually loaded, and this module stays importable on its own (asset modules import GPU_TAGS).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from genrank_assets.ml.batches import incoming_dir, scan_incoming
+from genrank_assets.resources import GenrankPaths
+
+# dagster-k8s reads the `dagster-k8s/config` op tag when the k8s_job_executor (or celery-k8s) launches a step's
+# pod; `container_config` is merged into that pod's container spec.
+GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+
+# Display order of the per-stage jobs; groups not listed here follow in name order.
+STAGE_GROUPS = ("ingest", "corpus", "vectors", "semantic_ids", "generator", "ranker", "evaluation")
+
+RETRAIN_CRON_ENV = "GENRANK_RETRAIN_CRON"
+DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
+RETRAIN_TIMEZONE_ENV = "GENRANK_RETRAIN_TIMEZONE"
+PRESET_ENV = "GENRANK_PRESET"
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+BATCH_TAG = "genrank/batch_id"
+TRIGGER_TAG = "genrank/trigger"
+INGEST_OP = "raw_tables"  # the ingest multi-asset; its config names the batches to add
+SENSOR_INTERVAL_SECONDS = 30
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # the job of materialisations started from the UI's asset graph
+
+
+# --- run config ------------------------------------------------------------------------------------------------
+
+
+def load_preset(name_or_path: str) -> dict:
+    """Run config of a preset: a file stem in presets/ (`demo`, `cpu-real`, ...) or a path to a YAML file."""
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        path = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+        raise ValueError(f"preset {name_or_path!r} not found: give a YAML path or one of {known}")
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"preset {path} must be a YAML mapping (ops:, resources:, ...)")  # noqa: TRY004
+    return config
+
+
+def preset_run_config() -> dict:
+    """The run config of the preset named by GENRANK_PRESET; {} when it is unset (asset defaults)."""
+    name = os.environ.get(PRESET_ENV, "").strip()
+    return load_preset(name) if name else {}
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def batch_run_config(batch_id: str, base: dict | None = None) -> dict:
+    """`base` (default: the GENRANK_PRESET run config) with the ingest told to add `batch_id`."""
+    base = preset_run_config() if base is None else base
+    return _deep_merge(base, {"ops": {INGEST_OP: {"config": {"batches": [batch_id]}}}})
+
+
+# --- jobs ------------------------------------------------------------------------------------------------------
+
+
+def group_names(assets) -> list[str]:
+    """Groups of the loaded assets, in stage order."""
+    groups = {g for a in assets for g in (a.group_names_by_key or {}).values()}
+    return [g for g in STAGE_GROUPS if g in groups] + sorted(groups - set(STAGE_GROUPS))
+
+
+def build_jobs(assets) -> dict[str, dg.UnresolvedAssetJobDefinition]:
+    """`<group>_job` per group present, `retrain_all_job`, and `new_batch_job` (ingest and all downstream)."""
+    jobs = {}
+    for group in group_names(assets):
+        jobs[f"{group}_job"] = dg.define_asset_job(
+            f"{group}_job", selection=dg.AssetSelection.groups(group), executor_def=dg.in_process_executor,
+            description=f"Materialise the `{group}` group only (its inputs are read from the warehouse).",
+        )
+    jobs["retrain_all_job"] = dg.define_asset_job(
+        "retrain_all_job", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
+        description="Retrain the whole graph from the ingested data; the evaluation gate decides promotion.",
+    )
+    jobs["new_batch_job"] = dg.define_asset_job(
+        "new_batch_job", selection=dg.AssetSelection.groups("ingest").downstream(),
+        executor_def=dg.in_process_executor,
+        description="Add the batches named in ops.raw_tables.config.batches, then retrain everything downstream.",
+    )
+    return jobs
+
+
+# --- sensor ----------------------------------------------------------------------------------------------------
+
+
+def _parse_cursor(cursor: str | None) -> set[str]:
+    if not cursor:
+        return set()
+    try:
+        requested = json.loads(cursor)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"new_batch_sensor cursor must be a JSON list of batch ids, got {cursor!r}") from err
+    if not isinstance(requested, list) or not all(isinstance(b, str) for b in requested):
+        raise ValueError(f"new_batch_sensor cursor must be a JSON list of batch ids, got {cursor!r}")
+    return set(requested)
+
+
+def _instance_or_none(context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext):
+    try:
+        return context.instance
+    except dg.DagsterInvariantViolationError:  # evaluated without an instance (plain unit tests)
+        return None
+
+
+def _already_launched(instance, batch_id: str) -> bool:
+    """A run for this batch exists (any status). The daemon dedups run keys too, but only for this sensor's
+    own ticks; checking here also holds when the cursor is reset or the sensor is evaluated elsewhere."""
+    if instance is None:
+        return False
+    return bool(instance.get_run_records(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1))
+
+
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+
+
+def warehouse_runs_in_progress(instance, job_names: set[str]) -> list[str]:
+    """Ids of queued or running runs of these jobs. The ingest reads the ledger and rewrites the tables, so two
+    runs at once could each drop the other's batch: automation starts nothing while one is under way."""
+    if instance is None:
+        return []
+    records = instance.get_run_records(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+    return [r.dagster_run.run_id for r in records if r.dagster_run.job_name in job_names]
+
+
+def build_new_batch_sensor(job, warehouse_jobs: set[str]) -> dg.SensorDefinition:
+    """One run per complete batch, one batch at a time (oldest name first), never while `warehouse_jobs` run."""
+
+    @dg.sensor(
+        name="new_batch_sensor", job=job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        # Running by default: landing a batch and writing its _SUCCESS marker is already the operator's
+        # deliberate act, and with no complete batch the sensor only lists a folder every 30 s.
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="One ingest-and-retrain run per complete batch (folder with _SUCCESS) under "
+                    "GENRANK_DATA_DIR/incoming/; run_key = batch id.",
+    )
+    def new_batch_sensor(context: dg.SensorEvaluationContext, genrank_paths: GenrankPaths):
+        incoming = incoming_dir(genrank_paths.data_path)
+        scan = scan_incoming(incoming)
+        if scan.invalid:
+            context.log.warning(f"ignoring folders in {incoming} that cannot be batch ids: {scan.invalid}")
+        requested = _parse_cursor(context.cursor)
+        instance = _instance_or_none(context)
+        waiting = f"; waiting for _SUCCESS in {scan.incomplete}" if scan.incomplete else ""
+        for batch_id in scan.complete:
+            if batch_id in requested:
+                continue
+            busy = warehouse_runs_in_progress(instance, warehouse_jobs)
+            if busy:
+                return dg.SensorResult(
+                    skip_reason=dg.SkipReason(f"batch {batch_id!r} waits for run(s) {busy} to finish"),
+                    cursor=json.dumps(sorted(requested)),
+                )
+            requested.add(batch_id)
+            if _already_launched(instance, batch_id):
+                context.log.info(f"batch {batch_id!r} already has a run; not requesting it again")
+                continue
+            request = dg.RunRequest(
+                run_key=batch_id, run_config=batch_run_config(batch_id),
+                tags={BATCH_TAG: batch_id, TRIGGER_TAG: "new_batch_sensor"},
+            )
+            return dg.SensorResult(run_requests=[request], cursor=json.dumps(sorted(requested)))
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"no new complete batch in {incoming}{waiting}"),
+                               cursor=json.dumps(sorted(requested)))
+
+    return new_batch_sensor
+
+
+# --- schedule --------------------------------------------------------------------------------------------------
+
+
+def retrain_cron() -> str:
+    return os.environ.get(RETRAIN_CRON_ENV, "").strip() or DEFAULT_RETRAIN_CRON
+
+
+def build_retrain_schedule(job, warehouse_jobs: set[str] = frozenset()) -> dg.ScheduleDefinition:
+    """Retrain everything on a cron; a tick that finds a warehouse run under way is skipped (that run retrains)."""
+    cron = retrain_cron()
+    try:
+        @dg.schedule(
+            name="retrain_schedule", job=job, cron_schedule=cron,
+            execution_timezone=os.environ.get(RETRAIN_TIMEZONE_ENV, "").strip() or "UTC",
+            # On when GENRANK_RETRAIN_CRON is set (asking for a cadence is asking for retrains); otherwise
+            # stopped: a full retrain costs hours of GPU, so the default weekly one is switched on in the UI.
+            default_status=(dg.DefaultScheduleStatus.RUNNING if os.environ.get(RETRAIN_CRON_ENV, "").strip()
+                            else dg.DefaultScheduleStatus.STOPPED),
+            description="Retrain the whole graph from everything ingested so far (GENRANK_RETRAIN_CRON).",
+        )
+        def retrain_schedule(context: dg.ScheduleEvaluationContext):
+            busy = warehouse_runs_in_progress(_instance_or_none(context), warehouse_jobs)
+            if busy:
+                return dg.SkipReason(f"run(s) {busy} still under way; the next tick retrains")
+            return dg.RunRequest(run_config=preset_run_config(), tags={TRIGGER_TAG: "retrain_schedule"})
+    except dg.DagsterInvalidDefinitionError as err:
+        raise ValueError(f"{RETRAIN_CRON_ENV}={cron!r} is not a valid cron schedule: {err}") from err
+    return retrain_schedule
+
+
+# --- what definitions.py consumes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Automation:
+    jobs: list
+    schedules: list
+    sensors: list
+
+
+def build_automation(assets) -> Automation:
+    jobs = build_jobs(assets)
+    # Every job here writes the warehouse, and so does a materialisation started from the asset graph.
+    warehouse_jobs = {*jobs, IMPLICIT_ASSET_JOB}
+    return Automation(
+        jobs=list(jobs.values()),
+        schedules=[build_retrain_schedule(jobs["retrain_all_job"], warehouse_jobs)],
+        sensors=[build_new_batch_sensor(jobs["new_batch_job"], warehouse_jobs)],
+    )
+
+
+_built: Automation | None = None
+
+
+def _automation() -> Automation:
+    global _built
+    if _built is None:
+        # definitions.py reads JOBS/SCHEDULES/SENSORS right after defining `all_assets`, while it is itself still
+        # being imported; importing it here then returns that partly initialised module, which already has them.
+        definitions = importlib.import_module("genrank_assets.definitions")
+        if _built is None:  # importing definitions from here has built them already (it reads JOBS)
+            _built = build_automation(definitions.all_assets)
+    return _built
+
+
+def __getattr__(name: str):
+    if name in ("JOBS", "SCHEDULES", "SENSORS"):
+        return getattr(_automation(), name.lower())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import dagster as dg
 
 from genrank_assets import paths
-from genrank_assets.assets import corpus, ingest, vectors
+from genrank_assets.assets import corpus, evaluation, generator, ingest, ranker, semantic_ids, vectors
 from genrank_assets.io_managers import WarehouseIOManager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
-ASSET_MODULES = [ingest, corpus, vectors]
+ASSET_MODULES = [ingest, corpus, vectors, semantic_ids, generator, ranker, evaluation]
 
 
 def build_resources(home: str | None = None, data_dir: str | None = None) -> dict:
@@ -20,6 +20,8 @@ def build_resources(home: str | None = None, data_dir: str | None = None) -> dic
         "genrank_paths": GenrankPaths(home=str(home_path), data_dir=str(paths.data_dir(data_dir))),
         "compute": ComputeResource(),
         "mlflow_registry": MlflowRegistry(home=str(home_path)),
+        # Non-tabular values (model URIs, small dicts) are pickled under GENRANK_HOME.
+        "model_io_manager": dg.FilesystemIOManager(base_dir=str(home_path / "storage")),
     }
 
 

@@ -1,10 +1,28 @@
-"""Group `ingest`: the three seed-format files as tables, and every bad row quarantined with a reason."""
+"""Group `ingest`: the three seed-format files as tables, and every bad row quarantined with a reason.
+
+The tables are the base folder (GENRANK_DATA_DIR) plus every batch ingested from its drop folder `incoming/`
+so far, plus the batches named in this run's config (see `genrank_assets.ml.batches`). The `ingested_batches`
+table is the ledger of batches already in; a run that names an ingested batch again adds nothing.
+"""
+from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
 
-from genrank_assets.ml.ingest import REASONS, read_seed_folder
+from genrank_assets import paths
+from genrank_assets.ml.batches import ingest_with_batches, read_ledger, update_ledger
+from genrank_assets.ml.ingest import REASONS
 from genrank_assets.resources import GenrankPaths
+
+
+class IngestConfig(dg.Config):
+    """Batches of new playlists to add in this run: folder names under GENRANK_DATA_DIR/incoming/.
+
+    The new-batch sensor fills this in; from the UI's launchpad name a batch by hand, e.g. to retry one whose
+    run failed after its files were fixed. Batches ingested before are always included again.
+    """
+
+    batches: list[str] = []  # noqa: RUF012 (pydantic copies field defaults)
 
 
 @dg.multi_asset(
@@ -13,28 +31,51 @@ from genrank_assets.resources import GenrankPaths
         "raw_playlists": dg.AssetOut(description="Playlist info rows (id, title, nickname, tags, numbers)."),
         "raw_playlist_songs": dg.AssetOut(description="(playlist_id, song_id, position) in playlist order."),
         "raw_songs": dg.AssetOut(description="Song catalogue: song_id, song_name, singer."),
-        "ingest_rejects": dg.AssetOut(description="Quarantined input rows: file, line_no, raw_line, reason."),
+        "ingest_rejects": dg.AssetOut(
+            description="Quarantined input rows: file, line_no, raw_line, reason, batch_id ('base' = base folder)."
+        ),
+        "ingested_batches": dg.AssetOut(
+            description="Ledger of batches from incoming/: seq, batch_id, ingested_at, run_id, row counts."
+        ),
     },
 )
-def raw_tables(context: dg.AssetExecutionContext, genrank_paths: GenrankPaths):
-    """Read GENRANK_DATA_DIR (or the `genrank_paths.data_dir` resource config) into four tables."""
+def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_paths: GenrankPaths):
+    """Read GENRANK_DATA_DIR (or the `genrank_paths.data_dir` resource config) and its batches into tables."""
     folder = genrank_paths.data_path
-    context.log.info(f"reading seed-format files from {folder}")
-    raw = read_seed_folder(folder)
+    warehouse = paths.warehouse_path(genrank_paths.home_path)
+    previous = read_ledger(warehouse)
+    ingested = previous["batch_id"].tolist()
+    again = [b for b in config.batches if b in ingested]
+    new = list(dict.fromkeys(b for b in config.batches if b not in ingested))
+    if again:
+        context.log.info(f"batch(es) {again} were ingested before: read again, nothing is added twice")
+    context.log.info(f"reading {folder} + {len(ingested)} ingested batch(es) + new batch(es) {new}")
+    merged = ingest_with_batches(folder, ingested, new)
+    raw = merged.tables
+    ledger = update_ledger(
+        previous, merged.batch_stats, datetime.now(UTC).isoformat(timespec="seconds"), context.run.run_id
+    )
     counts = raw.reject_counts()
     context.log.info(
         f"{len(raw.playlists)} playlists, {len(raw.playlist_songs)} playlist-song rows, {len(raw.songs)} songs; "
         f"{len(raw.rejects)} rows quarantined: {counts}"
     )
-    common = {"data_dir": str(folder)}
+    common = {"data_dir": str(folder), "batches_ingested": len(ledger), "new_batches": ", ".join(new) or "none"}
+    # The ledger first: it names the inputs of the tables below, so a failure after it never loses a batch.
+    yield dg.Output(
+        ledger, "ingested_batches",
+        metadata={**common, "dagster/row_count": len(ledger),
+                  "ledger": dg.MetadataValue.md(ledger.to_markdown(index=False) if len(ledger) else "none")},
+    )
     yield dg.Output(raw.playlists, "raw_playlists",
-                    metadata={**common, "dagster/row_count": len(raw.playlists), "file": raw.files["playlists"]})
+                    metadata={**common, "dagster/row_count": len(raw.playlists),
+                              "file": merged.base.files["playlists"]})
     yield dg.Output(raw.playlist_songs, "raw_playlist_songs",
                     metadata={**common, "dagster/row_count": len(raw.playlist_songs),
-                              "file": raw.files["playlist_songs"]})
+                              "file": merged.base.files["playlist_songs"]})
     yield dg.Output(raw.songs, "raw_songs",
-                    metadata={**common, "dagster/row_count": len(raw.songs), "file": raw.files["songs"]})
-    by_file = raw.rejects.groupby(["file", "reason"]).size().rename("rows").reset_index()
+                    metadata={**common, "dagster/row_count": len(raw.songs), "file": merged.base.files["songs"]})
+    by_file = raw.rejects.groupby(["batch_id", "file", "reason"]).size().rename("rows").reset_index()
     yield dg.Output(
         raw.rejects, "ingest_rejects",
         metadata={

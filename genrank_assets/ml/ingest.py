@@ -90,27 +90,33 @@ class _FileReader:
         else:
             self.rejects.append(
                 (self.path.name, line_no, text,
-                 f"wrong_column_count")
+                 "wrong_column_count")
             )
         return "skip"
 
     def read(self) -> tuple[pa.Table, np.ndarray]:
         """Table of binary columns c0..c{n-1} and the physical (1-based) line number of every row."""
         names = [f"c{i}" for i in range(self.n_columns)]
-        table = pacsv.read_csv(
-            self.path,
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1 if self.header else 0, use_threads=False, block_size=1 << 24
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter="\t", quote_char=False, escape_char=False, newlines_in_values=False,
-                ignore_empty_lines=False, invalid_row_handler=self._on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
-                quoted_strings_can_be_null=False, null_values=[],
-            ),
-        )
+        try:
+            table = pacsv.read_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(
+                    column_names=names, skip_rows=1 if self.header else 0, use_threads=False, block_size=1 << 24
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\t", quote_char=False, escape_char=False, newlines_in_values=False,
+                    ignore_empty_lines=False, invalid_row_handler=self._on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
+                    quoted_strings_can_be_null=False, null_values=[],
+                ),
+            )
+        except pa.ArrowInvalid as err:
+            # A file without rows is valid (e.g. a batch that brings no new songs); pyarrow refuses it.
+            if "Empty CSV file" not in str(err):
+                raise
+            table = pa.table({n: pa.array([], type=pa.binary()) for n in names})
         first = 2 if self.header else 1
         total = table.num_rows + len(self.bad_lines)
         physical = np.arange(first, first + total, dtype=np.int64)

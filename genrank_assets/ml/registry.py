@@ -60,6 +60,7 @@ class TigerPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         from genrank_assets.ml.tiger import load_tiger
 
+        self.artifact_paths = dict(context.artifacts)  # local copies, reusable to bundle a recommender
         self.generator = load_tiger(context.artifacts["model_dir"], device="cpu")
 
     def predict(self, context, model_input, params=None):
@@ -70,18 +71,75 @@ class TigerPyfunc(mlflow.pyfunc.PythonModel):
 
 
 class RankerPyfunc(mlflow.pyfunc.PythonModel):
-    """Input: DataFrame with `text` and `song_id` (one row per pair); output: relevance score per row."""
+    """Input: DataFrame with `text` and `song_id` (one row per pair); output: the relevance logit per row.
+
+    The song vectors and texts the ranker was trained with travel as the `songs_dir` artifact, so the
+    registered model scores pairs by song id on its own.
+    """
 
     def load_context(self, context):
         from genrank_assets.ml.ranker_model import load_ranker
+        from genrank_assets.ml.recommender import load_song_side
 
+        self.artifact_paths = dict(context.artifacts)
         self.ranker = load_ranker(context.artifacts["model_dir"], device="cpu")
+        self.song_vectors, self.song_info = load_song_side(context.artifacts["songs_dir"])
 
     def predict(self, context, model_input, params=None):
-        raise NotImplementedError(
-            "genrank-ranker scores (text, song vector) pairs and needs the song vectors: use "
-            "genrank-recommender for serving, or unwrap_python_model().ranker in Python"
+        if not isinstance(model_input, pd.DataFrame) or not {"text", "song_id"} <= set(model_input.columns):
+            raise ValueError("genrank-ranker expects a DataFrame with columns `text` and `song_id`")
+        rows = [self.song_vectors.index_of(str(s)) for s in model_input["song_id"]]
+        missing = [s for s, r in zip(model_input["song_id"], rows) if r is None]
+        if missing:
+            raise ValueError(f"songs without a vector (cannot be scored): {missing[:5]}")
+        vectors = self.song_vectors.vectors[rows]
+        texts = [" - ".join(self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
+        scores = self.ranker.score_pairs([str(t) for t in model_input["text"]], vectors,
+                                         texts if self.ranker.config.use_song_text else None)
+        return pd.DataFrame({"text": model_input["text"].to_numpy(), "song_id": model_input["song_id"].to_numpy(),
+                             "score": scores})
+
+
+class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
+    """The whole generate-and-rank recommender.
+
+    Input: DataFrame with `text` (and optional `k`, default 10 or the `k` param).
+    Output: one row per (text, rank): text, rank, song_id, name, singer, score.
+    """
+
+    def load_context(self, context):
+        self.recommender = recommender_from_dirs(
+            context.artifacts["tiger_dir"], context.artifacts["ranker_dir"], context.artifacts["songs_dir"],
+            context.artifacts["config_dir"], context.artifacts.get("knn_dir"),
         )
+
+    def predict(self, context, model_input, params=None):
+        texts = _text_column(model_input)
+        ks = _k_of(model_input, params, 10)
+        rows = []
+        for text, k in zip(texts, ks):
+            for rec in self.recommender.recommend(text, k):
+                rows.append({"text": text, "rank": rec.rank, "song_id": rec.song_id, "name": rec.name,
+                             "singer": rec.singer, "score": rec.score})
+        return pd.DataFrame(rows, columns=["text", "rank", "song_id", "name", "singer", "score"])
+
+
+def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None):
+    from genrank_assets.ml.ranker_model import load_ranker
+    from genrank_assets.ml.recommender import Recommender, load_knn, load_recommender_config, load_song_side
+    from genrank_assets.ml.tiger import load_tiger
+
+    config = load_recommender_config(config_dir)
+    sv, info = load_song_side(songs_dir)
+    knn = load_knn(knn_dir) if (config.candidate_source == "hybrid" or config.classical_weight) and knn_dir else None
+    return Recommender(load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu"), sv, info,
+                       config, knn=knn)
+
+
+def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
+    """The registered `genrank-recommender` (by alias, or version) as a Recommender object."""
+    uri = f"models:/{RECOMMENDER_NAME}/{version}" if version is not None else f"models:/{RECOMMENDER_NAME}@{alias}"
+    return load_python_model(uri).recommender
 
 
 def setup_tracking(tracking_uri: str, experiment: str = "genrank", artifact_root: Path | None = None) -> str:

@@ -1,0 +1,203 @@
+"""Reproduce BENCHMARK.md's baseline rows on mpd7k and time them.
+
+Usage: .venv/bin/python benchmarks/baselines.py [--data ../shared/datasets/mpd7k] [--skip-ridge]
+
+Builds the corpus with pandas straight from the three-file format (all 7,071 playlists: no length filter;
+the crc32 split then gives 5,652 train / 720 val / 699 test), fits every baseline on the train split, ranks the
+699 test titles, prints a table against the reference figures (relative deltas) and writes
+benchmarks/results/baselines.json. Timing: ``recommend_many`` over all queries (batched), and single-query
+``recommend`` latency p50/p95 over all queries, model loaded.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from genrank_assets.ml import baselines as bl  # noqa: E402
+from genrank_assets.ml.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap  # noqa: E402
+
+log = logging.getLogger("benchmarks.baselines")
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mpd7k"
+RESULTS = Path(__file__).resolve().parent / "results" / "baselines.json"
+METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision")
+
+# BENCHMARK.md, mpd7k test split
+REFERENCE = {
+    "popularity": (0.0034, 0.0353, 0.0274, 0.0262),
+    "title_knn_char": (0.0123, 0.1071, 0.0670, 0.0633),
+    "title_knn_word": (0.0109, 0.0967, 0.0652, 0.0611),
+    "title_knn_tuned": (0.0135, 0.1151, 0.0720, 0.0675),
+    "knn_cooccurrence": (0.0132, 0.1189, 0.0765, 0.0739),
+    "kernel_ridge_cooccurrence": (0.0140, 0.1252, 0.0776, 0.0746),
+}
+# rows that must reproduce within +-5% relative (the evaluation code check); the others should land near
+STRICT = ("popularity", "title_knn_char", "title_knn_word")
+
+
+def split_of(playlist_id: str) -> str:
+    bucket = zlib.crc32(playlist_id.encode("utf-8")) % 10
+    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
+
+
+def load_corpus(data_dir: Path) -> pd.DataFrame:
+    """The shared corpus DataFrame from gen_playlist_info.csv + gen_playlist_song.csv.sort (ids kept as str)."""
+    read = dict(sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding="utf-8")
+    info = pd.read_csv(data_dir / "gen_playlist_info.csv", **read)
+    pairs = pd.read_csv(data_dir / "gen_playlist_song.csv.sort", header=None, names=["playlist_id", "song_id"], **read)
+    songs = pairs.groupby("playlist_id", sort=False)["song_id"].agg(list)  # keeps playlist order within groups
+    corpus = pd.DataFrame({
+        "playlist_id": info["glid"],
+        "title": info["listname"],
+        "tags": info["tag_list"],
+    })
+    corpus["song_ids"] = [songs.get(pid, []) for pid in corpus["playlist_id"]]
+    corpus["split"] = [split_of(pid) for pid in corpus["playlist_id"]]
+    return corpus
+
+
+def methods(include_ridge: bool) -> dict[str, bl.Recommender]:
+    found = {
+        "popularity": bl.PopularityRecommender(),
+        "title_knn_char": bl.TitleKNNRecommender(analyzer="char_wb"),
+        "title_knn_word": bl.TitleKNNRecommender(analyzer="word"),
+        "title_knn_tuned": bl.tuned_title_knn(),
+        "knn_cooccurrence": bl.knn_cooccurrence(),
+    }
+    if include_ridge:
+        found["kernel_ridge_cooccurrence"] = bl.kernel_ridge_cooccurrence()
+    return found
+
+
+def machine_info() -> dict:
+    import sklearn
+    import torch
+
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_gib, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "torch": torch.__version__,
+    }
+
+
+def run_method(name: str, model: bl.Recommender, corpus: pd.DataFrame, qids, texts, truths) -> dict:
+    started = time.perf_counter()
+    model.fit(corpus)
+    fit_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ranked = model.recommend_many(texts, 100)
+    batch_s = time.perf_counter() - started
+
+    single_ms = []
+    for text in texts:  # one query at a time, as a server would see them
+        t0 = time.perf_counter()
+        model.recommend(text, 100)
+        single_ms.append((time.perf_counter() - t0) * 1000)
+
+    rankings = dict(zip(qids, ranked))
+    scores = evaluate_rankings(rankings, truths, ks=(10, 100))
+    row = {name_: scores[name_] for name_ in METRICS}
+    row.update({
+        "catalogue_coverage@10": catalogue_coverage(rankings, len(model.catalogue), k=10),
+        "catalogue_size": len(model.catalogue),
+        "fit_s": fit_s,
+        "batch_ms_per_query": batch_s * 1000 / len(texts),
+        "ms_per_query_p50": float(np.median(single_ms)),
+        "ms_per_query_p95": float(np.percentile(single_ms, 95)),
+    })
+    ref = REFERENCE.get(name)
+    if ref:
+        row["reference"] = dict(zip(METRICS, ref))
+        row["relative_delta"] = {m: row[m] / r - 1 for m, r in zip(METRICS, ref)}
+        row["within_5pct"] = all(abs(d) <= 0.05 for d in row["relative_delta"].values())
+    log.info("%s done: fit %.1fs, batch %.1f ms/query", name, fit_s, row["batch_ms_per_query"])
+    return row, scores["per_query"]
+
+
+def print_table(rows: dict) -> None:
+    head = f"{'method':<27} {'R@10':>15} {'NDCG@10':>15} {'R@100':>15} {'R-prec':>15} {'p50 ms':>7} {'batch ms':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, row in rows.items():
+        cells = []
+        for m in METRICS:
+            delta = row.get("relative_delta", {}).get(m)
+            cells.append(f"{row[m]:.4f} ({delta:+.1%})" if delta is not None else f"{row[m]:.4f}")
+        print(f"{name:<27} " + " ".join(f"{c:>15}" for c in cells)
+              + f" {row['ms_per_query_p50']:>7.1f} {row['batch_ms_per_query']:>8.2f}")
+    print("(in brackets: relative delta against BENCHMARK.md)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--skip-ridge", action="store_true", help="leave out kernel ridge + co-occurrence")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    corpus = load_corpus(args.data)
+    split_counts = corpus["split"].value_counts().to_dict()
+    qids, texts, truths = bl.benchmark_queries(corpus, "test")
+    print(f"corpus: {len(corpus)} playlists, split {split_counts}; {len(qids)} test queries")
+
+    rows, per_query = {}, {}
+    for name, model in methods(not args.skip_ridge).items():
+        rows[name], per_query[name] = run_method(name, model, corpus, qids, texts, truths)
+    print_table(rows)
+
+    # paired comparison of every method against the reference char title-kNN (same queries)
+    paired = {}
+    for name in rows:
+        if name == "title_knn_char":
+            continue
+        paired[name] = {
+            m: paired_bootstrap(per_query[name][m], per_query["title_knn_char"][m], n=1000, seed=0)
+            for m in ("ndcg@10", "recall@100")
+        }
+        b = paired[name]["ndcg@10"]
+        print(f"{name} - title_knn_char NDCG@10: {b['mean_diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]"
+              f" p~{b['p_value']:.3f}")
+
+    strict_ok = all(rows[name]["within_5pct"] for name in STRICT)
+    print(f"reference rows {', '.join(STRICT)} within +-5%: {strict_ok}")
+    result = {
+        "benchmark": "baselines",
+        "dataset": str(args.data),
+        "protocol": "BENCHMARK.md: crc32 split, test playlists with non-empty title, truth = distinct songs",
+        "corpus": {"playlists": len(corpus), "split_counts": split_counts, "test_queries": len(qids),
+                   "filter": "none (all playlists)"},
+        "machine": machine_info(),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "methods": rows,
+        "paired_vs_title_knn_char": paired,
+        "strict_rows_within_5pct": strict_ok,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0 if strict_ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Group `semantic_ids`: balanced hierarchical residual K-Means codes for every vectored song."""
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from genrank_assets.ml.rq_kmeans import RQKMeans, semantic_id_metrics, semantic_id_tables
+from genrank_assets.ml.song_vectors import from_frame
+from genrank_assets.resources import ComputeResource, GenrankPaths
+
+
+class SemanticIdsConfig(dg.Config):
+    """Defaults are the seed's [128, 128, 256]. Keep prod(levels[:2]) well below the catalogue size, or level 2
+    already gives most songs their own cluster (the demo preset uses [32, 16, 8] for 6,000 songs)."""
+
+    levels: list[int] = [128, 128, 256]
+    balanced: bool = True
+    balance_slack: float = 0.0  # capacity = ceil(n/k * (1 + slack)); > 0 trades uniqueness for coherence
+    unique_codes: bool = False  # append a disambiguation level so every song's code is unique (TIGER)
+    normalize_residuals: bool = True
+    n_iter: int = 20
+    seed: int = 0
+    metrics_sample_size: int = 5000
+
+
+class SemanticIdGateConfig(dg.Config):
+    min_coverage: float = 0.5  # floor on distinct codes / songs
+    max_balance_ratio: float = 3.0  # ceiling on max / mean level-1 cluster size
+
+
+def code_columns(n_levels: int) -> list[str]:
+    return [f"l{i}" for i in range(1, n_levels + 1)]
+
+
+def codes_from_frame(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """(song_ids, codes (n, L)) from the semantic_ids table."""
+    cols = sorted((c for c in df.columns if c.startswith("l") and c[1:].isdigit()), key=lambda c: int(c[1:]))
+    return [str(s) for s in df["song_id"]], df[cols].to_numpy(dtype=np.int64)
+
+
+@dg.multi_asset(
+    group_name="semantic_ids",
+    outs={
+        "semantic_ids": dg.AssetOut(description="song_id, l1, l2, l3 (, l4 disambiguation): one code per vectored song."),
+        "semantic_id_metrics": dg.AssetOut(description="Quality of the codes: reconstruction, usage, coverage, agreement."),
+    },
+)
+def semantic_ids(
+    context: dg.AssetExecutionContext,
+    config: SemanticIdsConfig,
+    song_vectors: pd.DataFrame,
+    compute: ComputeResource,
+    genrank_paths: GenrankPaths,
+):
+    sv = from_frame(song_vectors)
+    X = sv.normalized()  # cosine geometry, as word2vec neighbours are judged
+    device = compute.resolved_device()
+    compute.apply_threads()
+    context.log.info(f"fitting RQ-KMeans {config.levels} on {len(sv)} songs (dim {sv.dim}) on {device}")
+    model = RQKMeans(
+        levels=tuple(config.levels), balanced=config.balanced, unique_codes=config.unique_codes,
+        normalize_residuals=config.normalize_residuals, n_iter=config.n_iter, seed=config.seed, device=device,
+        checkpoint_dir=str(genrank_paths.checkpoints("semantic_ids")), balance_slack=config.balance_slack,
+    )
+    codes = model.fit_predict(X)
+    codebook_path = model.save(genrank_paths.artifacts("semantic_ids") / f"rq_kmeans-{context.run_id[:8]}.npz")
+    metrics = semantic_id_metrics(X, codes, model, sample_size=config.metrics_sample_size, seed=config.seed)
+    tables = semantic_id_tables(metrics)
+    summary = tables["summary"].iloc[0].to_dict()
+    levels = tables["levels"]
+    context.log.info(f"{metrics['distinct_codes']} distinct codes for {len(sv)} songs "
+                     f"(coverage {metrics['unique_code_coverage']:.3f}, max {metrics['max_songs_per_code']} per code)")
+    cols = code_columns(codes.shape[1])
+    table = pd.DataFrame({"song_id": sv.song_ids, **{c: codes[:, i] for i, c in enumerate(cols)}})
+    collisions = tables["collisions"].copy()
+    collisions["songs_sample"] = [", ".join(sv.song_ids[i] for i in idx[:5]) for idx in collisions.pop("song_indices")]
+    numeric = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float, np.integer, np.floating))
+               and v is not None and not (isinstance(v, float) and np.isnan(v))}
+    yield dg.Output(
+        table, "semantic_ids",
+        metadata={
+            "dagster/row_count": len(table),
+            "levels_configured": str(list(config.levels)),
+            "code_columns": len(cols),
+            "codebook_path": str(codebook_path),
+            "device": device,
+            **numeric,
+            "max_l1_cluster": int(levels.loc[0, "max_cluster_size"]),
+            "mean_l1_cluster": float(levels.loc[0, "mean_cluster_size"]),
+            "levels": dg.MetadataValue.md(levels.round(4).to_markdown(index=False)),
+            "largest_collisions": dg.MetadataValue.md(collisions.to_markdown(index=False) if len(collisions) else "none"),
+        },
+    )
+    rows = [{"metric": k, "level": 0, "value": v} for k, v in numeric.items()]
+    for rec in levels.to_dict("records"):
+        rows += [{"metric": k, "level": int(rec["level"]), "value": float(v)} for k, v in rec.items() if k != "level"]
+    metrics_table = pd.DataFrame(rows)
+    yield dg.Output(metrics_table, "semantic_id_metrics",
+                    metadata={"dagster/row_count": len(metrics_table),
+                              "summary": dg.MetadataValue.md(tables["summary"].T.round(4).to_markdown())})
+
+
+@dg.asset_check(asset="semantic_ids", blocking=True, description="Every vectored song has a code.",
+                additional_ins={"song_vectors": dg.AssetIn("song_vectors")})
+def every_song_has_a_code(semantic_ids: pd.DataFrame, song_vectors: pd.DataFrame) -> dg.AssetCheckResult:
+    missing = set(song_vectors["song_id"]) - set(semantic_ids["song_id"])
+    nulls = int(semantic_ids.isna().any(axis=1).sum())
+    return dg.AssetCheckResult(passed=not missing and nulls == 0,
+                               metadata={"songs_without_code": len(missing), "rows_with_nulls": nulls})
+
+
+@dg.asset_check(asset="semantic_ids", description="Unique-code coverage and level-1 balance within configured bounds.")
+def semantic_ids_coverage_and_balance(config: SemanticIdGateConfig, semantic_ids: pd.DataFrame) -> dg.AssetCheckResult:
+    cfg = config
+    _, codes = codes_from_frame(semantic_ids)
+    coverage = len({tuple(c) for c in codes.tolist()}) / max(1, len(codes))
+    sizes = np.bincount(codes[:, 0])
+    sizes = sizes[sizes > 0]
+    balance = float(sizes.max() / sizes.mean()) if len(sizes) else 0.0
+    return dg.AssetCheckResult(
+        passed=coverage >= cfg.min_coverage and balance <= cfg.max_balance_ratio,
+        metadata={"unique_code_coverage": coverage, "min_coverage": cfg.min_coverage,
+                  "l1_max_over_mean": balance, "max_balance_ratio": cfg.max_balance_ratio},
+    )
