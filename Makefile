@@ -33,13 +33,17 @@ demo: install data/gen_playlist_info.csv
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster asset materialize -m genrank_assets.definitions --select '*' -c $(PRESET)
 	$(BIN)/genrank status
+	@echo; echo '$$ genrank recommend "适合深夜听的抒情歌曲" -k 10'
+	@$(BIN)/genrank recommend "适合深夜听的抒情歌曲" -k 10
+	@echo; echo '$$ genrank recommend "gym running bgm" -k 10'
+	@$(BIN)/genrank recommend "gym running bgm" -k 10
 
 test: install-dev
 	$(BIN)/pytest
 
 ui: install
 	@mkdir -p $(DAGSTER_HOME)
-	$(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
+	GENRANK_PRESET=$${GENRANK_PRESET:-demo} $(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

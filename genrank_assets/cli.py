@@ -5,6 +5,8 @@ import argparse
 import logging
 import sys
 
+import numpy as np
+
 COMMANDS = {}
 
 
@@ -43,6 +45,195 @@ def _similar(argv: list[str]) -> int:
     for rank, (other, sim) in enumerate(neighbours, start=1):
         print(f"{rank:>3}. {_song_label(songs, other)} (ID: {other})  cos={sim:.3f}")
     return 0
+
+
+@command("codes", "semantic IDs: `codes song ID`, `codes code 45 67 [123]`, `codes collisions [--top 20]`")
+def _codes(argv: list[str]) -> int:
+    from genrank_assets.assets.semantic_ids import codes_from_frame
+
+    parser = argparse.ArgumentParser(prog="genrank codes")
+    parser.add_argument("--home", default=None)
+    sub = parser.add_subparsers(dest="what", required=True)
+    p_song = sub.add_parser("song", help="a song's code and the songs sharing it")
+    p_song.add_argument("song_id")
+    p_code = sub.add_parser("code", help="songs under a code or a code prefix")
+    p_code.add_argument("code", nargs="+", type=int)
+    p_col = sub.add_parser("collisions", help="the codes shared by the most songs")
+    p_col.add_argument("--top", type=int, default=20)
+    args = parser.parse_args(argv)
+    song_ids, codes = codes_from_frame(_load_table("semantic_ids", args.home))
+    songs = _load_table("raw_songs", args.home).set_index("song_id")
+    index = {s: i for i, s in enumerate(song_ids)}
+
+    def show(rows, limit=50):
+        for i in rows[:limit]:
+            print(f"  {tuple(int(v) for v in codes[i])}  {_song_label(songs, song_ids[i])} (ID: {song_ids[i]})")
+        if len(rows) > limit:
+            print(f"  ... and {len(rows) - limit} more")
+
+    if args.what == "song":
+        if args.song_id not in index:
+            print(f"genrank codes: song {args.song_id!r} has no semantic ID (no vector)", file=sys.stderr)
+            return 1
+        code = codes[index[args.song_id]]
+        same = [i for i in range(len(song_ids)) if (codes[i] == code).all()]
+        print(f"{_song_label(songs, args.song_id)} (ID: {args.song_id}) -> code {tuple(int(v) for v in code)}")
+        print(f"{len(same)} song(s) share this code:")
+        show(same)
+    elif args.what == "code":
+        prefix = args.code
+        if len(prefix) > codes.shape[1]:
+            print(f"genrank codes: codes have {codes.shape[1]} levels, got {len(prefix)} numbers", file=sys.stderr)
+            return 2
+        rows = [i for i in range(len(song_ids)) if list(codes[i, : len(prefix)]) == prefix]
+        print(f"{len(rows)} song(s) under {tuple(prefix)}:")
+        show(rows)
+    else:
+        keys, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+        inverse = inverse.reshape(-1)
+        order = np.argsort(-counts, kind="stable")[: args.top]
+        print(f"{len(keys)} distinct codes for {len(song_ids)} songs; largest collision sets:")
+        for j in order:
+            if counts[j] < 2:
+                break
+            members = np.flatnonzero(inverse == j)
+            names = ", ".join(_song_label(songs, song_ids[i]) for i in members[:3])
+            print(f"  {tuple(int(v) for v in keys[j])}: {counts[j]} songs — {names}{' ...' if counts[j] > 3 else ''}")
+    return 0
+
+
+def _setup_mlflow(home: str | None) -> None:
+    import mlflow
+
+    from genrank_assets import paths
+
+    mlflow.set_tracking_uri(paths.mlflow_tracking_uri(home))
+    mlflow.set_registry_uri(paths.mlflow_tracking_uri(home))
+
+
+def _model_uri(name: str, alias: str | None, version: int | None) -> str:
+    """models:/name/version, else models:/name@alias when the alias exists, else the latest version."""
+    from genrank_assets.ml import registry
+
+    if version is not None:
+        return f"models:/{name}/{version}"
+    if alias and registry.alias_version(name, alias) is not None:
+        return f"models:/{name}@{alias}"
+    from mlflow import MlflowClient
+
+    versions = [int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'")]
+    if not versions:
+        raise SystemExit(f"no registered model {name!r}: run `make demo` or materialise the graph first")
+    print(f"(no alias {alias!r} on {name}: using the latest version {max(versions)})", file=sys.stderr)
+    return f"models:/{name}/{max(versions)}"
+
+
+def _registry_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alias", default="champion", help="MLflow alias to load (default: champion)")
+    parser.add_argument("--version", type=int, default=None, help="a registered version instead of the alias")
+    parser.add_argument("--home", default=None)
+
+
+@command("generate", "TIGER candidates for a text: the generated codes and their songs")
+def _generate(argv: list[str]) -> int:
+    from genrank_assets.ml import registry
+
+    parser = argparse.ArgumentParser(prog="genrank generate")
+    parser.add_argument("text")
+    parser.add_argument("-n", type=int, default=100)
+    parser.add_argument("--beams", type=int, default=None)
+    _registry_args(parser)
+    args = parser.parse_args(argv)
+    _setup_mlflow(args.home)
+    generator = registry.load_python_model(_model_uri(registry.TIGER_NAME, args.alias, args.version)).generator
+    try:
+        cands = generator.generate_candidates(args.text, n=args.n, num_beams=args.beams)
+    except ValueError as e:
+        print(f"genrank generate: {e}", file=sys.stderr)
+        return 2
+    table = generator.code_table
+    print(f"{len(cands.codes)} codes generated (invalid-code rate {generator.invalid_code_rate:.3f}); "
+          f"{len(cands)} candidate songs{f' ({cands.shortfall} short of {args.n})' if cands.shortfall else ''}")
+    shown = set(cands)
+    for code, score in cands.codes:
+        members = [table.song_ids[i] for i in table.songs_by_code.get(tuple(code), []) if table.song_ids[i] in shown]
+        print(f"{tuple(code)}  score {score:.3f}")
+        for sid in members:
+            name, singer = _song_info(generator, sid)
+            print(f"    {name} - {singer} (ID: {sid})")
+    return 0
+
+
+def _song_info(generator, song_id: str) -> tuple[str, str]:
+    info = getattr(generator, "_cli_song_info", None)
+    if info is None:
+        from genrank_assets import paths
+        import duckdb
+
+        db = paths.warehouse_path(None)
+        info = {}
+        if db.exists():
+            con = duckdb.connect(str(db), read_only=True)
+            try:
+                df = con.execute("select song_id, song_name, singer from genrank.raw_songs").fetchdf()
+                info = dict(zip(df.song_id, zip(df.song_name, df.singer)))
+            except duckdb.CatalogException:
+                pass
+            con.close()
+        generator._cli_song_info = info
+    return info.get(song_id, ("?", "?"))
+
+
+def _load_recommender(args):
+    from genrank_assets.ml import registry
+
+    _setup_mlflow(args.home)
+    return registry.load_python_model(_model_uri(registry.RECOMMENDER_NAME, args.alias, args.version)).recommender
+
+
+@command("recommend", "ranked songs for a free-text query, from the registered recommender")
+def _recommend(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="genrank recommend")
+    parser.add_argument("text")
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--scores", action="store_true", help="print the score of each song")
+    _registry_args(parser)
+    args = parser.parse_args(argv)
+    rec = _load_recommender(args)
+    try:
+        results = rec.recommend(args.text, args.k)
+    except ValueError as e:
+        print(f"genrank recommend: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        print(f"{r}{f'  score={r.score:.3f}' if args.scores else ''}")
+    return 0
+
+
+@command("demo", "interactive loop: type a mood or a playlist title, get songs (exit / quit / Ctrl-D to leave)")
+def _demo(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="genrank demo")
+    parser.add_argument("-k", type=int, default=10)
+    _registry_args(parser)
+    args = parser.parse_args(argv)
+    rec = _load_recommender(args)
+    print("genrank demo — type a playlist title or a mood (e.g. 适合深夜听的抒情歌曲, gym running bgm); "
+          "'exit' or 'quit' to leave.")
+    while True:
+        try:
+            text = input("> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if text.strip().lower() in ("exit", "quit"):
+            return 0
+        if not text.strip():
+            continue
+        try:
+            for r in rec.recommend(text, args.k):
+                print(f"  {r}")
+        except ValueError as e:
+            print(f"  {e}")
 
 
 def _song_label(songs, song_id: str) -> str:
@@ -118,8 +309,22 @@ def _print_registered_models(home: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+    import warnings
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    verbose = "-v" in argv or "--verbose" in argv
+    argv = [a for a in argv if a not in ("-v", "--verbose")]
+    # Query commands print answers, not progress: library chatter only with -v.
+    quiet = bool(argv) and argv[0] != "demo-data" and not verbose
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if quiet:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        warnings.filterwarnings("ignore")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: genrank COMMAND [ARGS]\n\ncommands:")
         for name, (_, help_) in COMMANDS.items():

@@ -1,8 +1,10 @@
-"""DuckDB warehouse IO manager: the stock pandas one, plus empty tables and fixed-size vector columns.
+"""DuckDB warehouse IO manager: the stock pandas one, with whole-table replacement and fixed-size vectors.
 
 The stock handler skips empty DataFrames (no table is created, so a downstream load fails even though an
-empty reject table is a perfectly good answer), and stores numpy vectors as variable-length lists. Here an
-empty frame becomes an empty table, and a column of equal-length float32 arrays becomes `FLOAT[dim]`.
+empty reject table is a perfectly good answer), keeps an existing table's columns (it empties the table and
+inserts, so a new column breaks the next run), and stores numpy vectors as variable-length lists. Here every
+unpartitioned output replaces its table with the frame's own schema, and a column of equal-length float32
+arrays becomes `FLOAT[dim]`.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from dagster import InputContext, OutputContext
+from dagster import OutputContext
 from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
@@ -31,16 +33,14 @@ def _vector_columns(df: pd.DataFrame) -> dict[str, int]:
 class WarehousePandasTypeHandler(DuckDBPandasTypeHandler):
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
         target = f"{table_slice.schema}.{table_slice.table}"
-        if obj.empty:
+        if context.has_partition_key:
+            super().handle_output(context, table_slice, obj, connection)
+        else:
             connection.execute(f"create or replace table {target} as select * from obj")
-            context.add_output_metadata({"dagster/row_count": 0})
-            return
-        super().handle_output(context, table_slice, obj, connection)
+            context.add_output_metadata({"dagster/row_count": len(obj), "dagster/storage_kind": "duckdb"})
         for column, dim in _vector_columns(obj).items():
             connection.execute(f'alter table {target} alter "{column}" type FLOAT[{dim}]')
 
-    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
-        return super().load_input(context, table_slice, connection)
 
 
 class WarehouseIOManager(DuckDBIOManager):

@@ -43,7 +43,7 @@ class ComputeResource(dg.ConfigurableResource):
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (mixed precision only on CUDA)
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    threads: int = 0  # torch intra-op threads; 0 = auto (CPU: half the cores, at most 4; CUDA: torch's default)
 
     def resolved_device(self) -> str:
         import torch
@@ -71,11 +71,20 @@ class ComputeResource(dg.ConfigurableResource):
             return "fp32"
         return p
 
-    def apply_threads(self) -> None:
+    def resolved_threads(self) -> int:
         if self.threads > 0:
-            import torch
+            return self.threads
+        # Small models on CPU: one thread per job beat two threads that fight over 2 cores (FINDINGS.md: two
+        # threads were only 1.5x one thread, and 15x slower once another process competed for the cores).
+        cores = os.cpu_count() or 1
+        return max(1, min(4, cores // 2)) if self.resolved_device() == "cpu" else 0
 
-            torch.set_num_threads(self.threads)
+    def apply_threads(self) -> None:
+        import torch
+
+        n = self.resolved_threads()
+        if n > 0:
+            torch.set_num_threads(n)
 
 
 class MlflowRegistry(dg.ConfigurableResource):

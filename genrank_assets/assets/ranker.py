@@ -40,8 +40,10 @@ def ranker_dataset(
     song_vectors: pd.DataFrame,
     semantic_ids: pd.DataFrame,
     tiger_model: str,
+    compute: ComputeResource,
 ) -> dg.Output[pd.DataFrame]:
     """Rows (playlist_id, split, text, song_id, label, negative_kind) for train and val playlists (split by playlist)."""
+    compute.apply_threads()
     sv = from_frame(song_vectors)
     song_ids, codes = codes_from_frame(semantic_ids)
     cluster_of = dict(zip(song_ids, codes[:, 0].tolist()))
@@ -87,9 +89,10 @@ class RankerModelConfig(dg.Config):
     use_song_text: bool = True
     max_title_tokens: int = 32
     max_song_text_tokens: int = 32
-    epochs: int = 3
+    interaction_dim: int = 32  # bilinear title x song-vector term beside the MLP head (0 = none)
+    epochs: int = 4
     batch_size: int = 64
-    lr: float = 3e-4
+    lr: float = 1e-3
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     early_stopping_patience: int = 2
@@ -117,7 +120,8 @@ def ranker_model(
     compute.apply_threads()
     texts = song_texts(raw_songs)
     head = dict(song_positions=config.song_positions, use_song_text=config.use_song_text,
-                max_title_tokens=config.max_title_tokens, max_song_text_tokens=config.max_song_text_tokens)
+                max_title_tokens=config.max_title_tokens, max_song_text_tokens=config.max_song_text_tokens,
+                interaction_dim=config.interaction_dim)
     if config.init_from == "tiger":
         generator = registry.load_python_model(tiger_model).generator
         ranker = CrossEncoderRanker.from_encoder(generator.model, generator.tokenizer, sv.dim, **head)

@@ -11,9 +11,12 @@ Conventions (every function here follows them):
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _check_k(k: int, name: str = "k") -> int:
@@ -87,23 +90,31 @@ def evaluate_rankings(
     ``per_query`` arrays are aligned with ``qids`` (the order of ``truths``) so that two methods scored on the
     same truths can be compared query by query (``paired_bootstrap``). Rankings for queries that have no
     truth are ignored; a query with a truth but no ranking, or with an empty truth, raises ValueError.
+
+    R-precision looks at the top |truth| songs, so rankings should hold max(max(ks), |truth|) songs;
+    ``n_short_rankings`` counts those that do not (their missing slots score as misses; a warning is logged).
     """
     ks = [_check_k(k, "ks") for k in ks]
     qids = _query_ids(rankings, truths)
     per_query: dict[str, list[float]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg")}
     per_query["r_precision"] = []
+    n_short = 0
     for q in qids:
         try:
             truth = _check_truth(truths[q])
         except ValueError as err:
             raise ValueError(f"truths[{q!r}]: {err}") from None
         ranked = list(rankings[q])
+        n_short += len(ranked) < max(max(ks), len(truth))
         for k in ks:
             per_query[f"recall@{k}"].append(recall_at_k(ranked, truth, k))
             per_query[f"ndcg@{k}"].append(ndcg_at_k(ranked, truth, k))
         per_query["r_precision"].append(r_precision(ranked, truth))
     arrays = {name: np.asarray(values, dtype=np.float64) for name, values in per_query.items()}
-    result: dict = {"n_queries": len(qids), "qids": qids}
+    if n_short:
+        log.warning("%d of %d rankings are shorter than max(max(ks), |truth|): their R-precision / recall "
+                    "count the missing slots as misses", n_short, len(qids))
+    result: dict = {"n_queries": len(qids), "qids": qids, "n_short_rankings": n_short}
     result.update({name: float(values.mean()) for name, values in arrays.items()})
     result["per_query"] = arrays
     return result
@@ -167,17 +178,17 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n: int = 1000, seed
         "share_a_better": share_above,
         "share_b_better": share_below,
         "p_value": min(1.0, 2.0 * far_side),
-        "n_queries": int(len(diff)),
+        "n_queries": len(diff),
         "n_resamples": int(n),
     }
 
 
 __all__ = [
-    "recall_at_k",
-    "ndcg_at_k",
-    "r_precision",
-    "evaluate_rankings",
     "catalogue_coverage",
-    "recall_curve",
+    "evaluate_rankings",
+    "ndcg_at_k",
     "paired_bootstrap",
+    "r_precision",
+    "recall_at_k",
+    "recall_curve",
 ]

@@ -60,6 +60,10 @@ class RankerConfig:
     max_song_text_tokens: int = 32
     head_hidden: int = 0  # width of the MLP head; 0 = the encoder's d_model
     head_dropout: float = 0.1
+    # Width of the bilinear interaction <A·title, B·song vector> added to the head's logit; 0 = none.
+    interaction_dim: int = 32
+    # Scale each song vector to unit RMS per component (word2vec norms grow with song frequency, not relevance).
+    normalize_song_vectors: bool = True
 
     def __post_init__(self) -> None:
         if int(self.song_dim) <= 0:
@@ -68,6 +72,8 @@ class RankerConfig:
             raise ValueError(f"RankerConfig.song_positions must be positive, got {self.song_positions}")
         if int(self.max_title_tokens) <= 0 or int(self.max_song_text_tokens) <= 0:
             raise ValueError("RankerConfig.max_title_tokens and max_song_text_tokens must be positive")
+        if int(self.interaction_dim) < 0:
+            raise ValueError(f"RankerConfig.interaction_dim must be >= 0, got {self.interaction_dim}")
         if not 0.0 <= float(self.head_dropout) < 1.0:
             raise ValueError(f"RankerConfig.head_dropout must be in [0, 1), got {self.head_dropout}")
 
@@ -102,6 +108,12 @@ class CrossEncoderRanker(nn.Module):
         self.head_dense = nn.Linear(hidden, head_hidden)
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.head_out = nn.Linear(head_hidden, 1)
+        # A direct path from the song vector to the logit. Through the encoder alone the song is one input
+        # position among the title's tokens, and on small data the head learned nothing from it for epochs
+        # (val AUC 0.50 after 6 epochs on the test data); with this term the same run reaches 0.67-0.73.
+        if config.interaction_dim:
+            self.title_map = nn.Linear(hidden, config.interaction_dim)
+            self.song_map = nn.Linear(config.song_dim, config.interaction_dim)
         # Token embeddings start with std 1 (T5 init); give the song positions a comparable scale for unit-RMS input.
         nn.init.normal_(self.song_projection.weight, std=config.song_dim**-0.5)
         nn.init.zeros_(self.song_projection.bias)
@@ -120,6 +132,8 @@ class CrossEncoderRanker(nn.Module):
         """input_ids, attention_mask: (B, T) right-padded tokens; song_vectors: (B, song_dim) -> logits (B,)."""
         batch = input_ids.shape[0]
         positions = self.config.song_positions
+        if self.config.normalize_song_vectors:
+            song_vectors = F.normalize(song_vectors, dim=-1) * math.sqrt(song_vectors.shape[-1])
         token_embeds = self.encoder.get_input_embeddings()(input_ids)  # (B, T, H)
         song_embeds = self.song_projection(song_vectors.to(token_embeds.dtype))  # (B, P*H)
         song_embeds = song_embeds.view(batch, positions, self.hidden_size)  # (B, P, H)
@@ -130,7 +144,12 @@ class CrossEncoderRanker(nn.Module):
         pooled = masked_mean(hidden, mask)  # (B, H), padding excluded
         x = F.gelu(self.head_dense(pooled))
         x = self.head_dropout(x)
-        return self.head_out(x).squeeze(-1)  # (B,)
+        logit = self.head_out(x).squeeze(-1)  # (B,)
+        if self.config.interaction_dim:
+            # The encoder's reading of the text (song positions excluded), against the raw song vector.
+            text = masked_mean(hidden[:, positions:], attention_mask)  # (B, H)
+            logit = logit + (self.title_map(text) * self.song_map(song_vectors.to(text.dtype))).sum(-1)
+        return logit
 
     # ---- construction ---------------------------------------------------------------------------------
 

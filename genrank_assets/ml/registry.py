@@ -63,7 +63,7 @@ class TigerPyfunc(mlflow.pyfunc.PythonModel):
         self.artifact_paths = dict(context.artifacts)  # local copies, reusable to bundle a recommender
         self.generator = load_tiger(context.artifacts["model_dir"], device="cpu")
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = _text_column(model_input)
         ns = _k_of(model_input, params, 100)
         return pd.DataFrame({"text": texts, "song_ids": [self.generator.generate_candidates(t, n=n)
@@ -85,7 +85,7 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
         self.ranker = load_ranker(context.artifacts["model_dir"], device="cpu")
         self.song_vectors, self.song_info = load_song_side(context.artifacts["songs_dir"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or not {"text", "song_id"} <= set(model_input.columns):
             raise ValueError("genrank-ranker expects a DataFrame with columns `text` and `song_id`")
         rows = [self.song_vectors.index_of(str(s)) for s in model_input["song_id"]]
@@ -113,7 +113,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
             context.artifacts["config_dir"], context.artifacts.get("knn_dir"),
         )
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         texts = _text_column(model_input)
         ks = _k_of(model_input, params, 10)
         rows = []

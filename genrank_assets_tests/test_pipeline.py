@@ -1,0 +1,154 @@
+"""The whole asset graph, materialised in-process on tiny generated data, then used as a person would:
+through the MLflow registry, the pyfunc model, the CLI and the promotion gate."""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from genrank_assets import paths
+from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
+from genrank_assets.ml import registry
+
+PRESET = Path(__file__).resolve().parent.parent / "genrank_assets" / "presets" / "test.yaml"
+TABLES = ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "playlist_corpus", "song_vectors",
+          "semantic_ids", "semantic_id_metrics", "generator_dataset", "ranker_dataset", "evaluation_report"]
+
+
+def _run_config(**overrides) -> dict:
+    cfg = yaml.safe_load(PRESET.read_text())
+    for op, values in overrides.items():
+        cfg["ops"].setdefault(op, {}).setdefault("config", {}).update(values)
+    return cfg
+
+
+def _materialize(home: Path, data: Path, run_config: dict, selection=None):
+    return dg.materialize(all_assets + all_asset_checks, resources=build_resources(home=str(home), data_dir=str(data)),
+                          run_config=run_config, selection=selection)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_demo_dir):
+    """GENRANK_HOME after one full materialisation of every asset."""
+    home = tmp_path_factory.mktemp("pipeline_home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GENRANK_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = _materialize(home, tiny_demo_dir, _run_config())
+    assert result.success
+    mlflow.set_tracking_uri(paths.mlflow_tracking_uri(home))
+    mlflow.set_registry_uri(paths.mlflow_tracking_uri(home))
+    yield {"home": home, "data": tiny_demo_dir, "result": result}
+    mp.undo()
+
+
+def test_all_artifacts_exist(built):
+    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
+    counts = {t: con.execute(f"select count(*) from genrank.{t}").fetchone()[0] for t in TABLES}
+    vec_type = con.execute("select data_type from information_schema.columns where table_name='song_vectors' "
+                           "and column_name='vector'").fetchone()[0]
+    con.close()
+    assert all(n > 0 for n in counts.values()), counts
+    assert vec_type == "FLOAT[16]"  # fixed-size array, the test preset's vector_size
+    for name in (registry.TIGER_NAME, registry.RANKER_NAME, registry.RECOMMENDER_NAME):
+        assert registry.alias_version(name) == 1, name  # first models: promoted
+    checks = {e.check_name: e.passed for e in built["result"].get_asset_check_evaluations()}
+    assert checks["generator_codes_all_valid"] and checks["every_song_has_a_code"], checks
+    report = built["result"].asset_materializations_for_node("evaluation_report")[0].metadata
+    assert report["invalid_code_rate"].value == 0.0
+    assert Path(report["report_path"].value).exists()
+    assert (Path(report["report_path"].value).parent / "recall_at_k.png").stat().st_size > 1000
+
+
+def test_recommend_through_the_registry(built):
+    rec = registry.load_recommender("champion")
+    for text in ["适合深夜听的抒情歌曲", "gym running bgm", "🎧🔥 派对 party", "<id_l1_3> sneaky"]:
+        results = rec.recommend(text, k=10)
+        assert len(results) == 10
+        assert len({r.song_id for r in results}) == 10
+        assert [r.rank for r in results] == list(range(1, 11))
+        assert all(r.song_id in rec.song_info and r.name for r in results)
+        assert results[0].score >= results[-1].score
+    for bad in ["", "   \n"]:
+        with pytest.raises(ValueError, match="empty"):
+            rec.recommend(bad)
+
+
+def test_pyfunc_predict_from_the_registry(built):
+    model = mlflow.pyfunc.load_model(f"models:/{registry.RECOMMENDER_NAME}@champion")
+    out = model.predict(pd.DataFrame({"text": ["深夜 抒情", "workout"], "k": [3, 5]}))
+    assert list(out.columns) == ["text", "rank", "song_id", "name", "singer", "score"]
+    assert out.groupby("text").size().to_dict() == {"深夜 抒情": 3, "workout": 5}
+    direct = registry.load_recommender("champion").recommend("workout", 5)
+    assert out[out.text == "workout"].song_id.tolist() == [r.song_id for r in direct]
+
+
+def test_tiger_from_registry_gives_identical_logits(built):
+    import torch
+
+    a = registry.load_python_model(f"models:/{registry.TIGER_NAME}/1").generator
+    b = registry.load_python_model(f"models:/{registry.TIGER_NAME}@champion").generator
+    batch = a.encoder.encode_batch(["深夜 抒情", "gym"])
+    labels = torch.tensor([[a.vocab.code_token_ids(a.code_table.codes[0])[0]]] * 2)
+    with torch.no_grad():
+        la = a.model(**batch, labels=labels).logits
+        lb = b.model(**batch, labels=labels).logits
+    assert torch.equal(la, lb)
+
+
+def test_planted_structure_full_system_beats_popularity(built):
+    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
+    report = con.execute("select * from genrank.evaluation_report").fetchdf().set_index("method")
+    con.close()
+    pop = report.loc["popularity", "ndcg@10"]
+    system = report.loc["generate_and_rank_hybrid", "ndcg@10"]
+    assert system > 2 * pop and system - pop > 0.1, report[["ndcg@10", "recall@100"]]
+    # The generator alone already recovers planted themes better than popularity does.
+    assert report.loc["generator", "recall@100"] > report.loc["popularity", "recall@100"], report
+
+
+def test_cli_recommend_prints_ranked_songs(built):
+    env = {"GENRANK_HOME": str(built["home"]), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "HF_HUB_OFFLINE": "1", "HOME": str(built["home"])}
+    genrank = str(Path(sys.executable).parent / "genrank")
+    out = subprocess.run([genrank, "recommend", "适合深夜听的抒情歌曲", "-k", "5"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [l for l in out.stdout.splitlines() if l.strip()]
+    assert len(lines) == 5 and lines[0].startswith("1. ") and "(ID: " in lines[0]
+    demo = subprocess.run([genrank, "demo", "-k", "3"], input="gym running bgm\n\nquit\n", env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert demo.returncode == 0 and demo.stdout.count("(ID: ") == 3, demo.stdout + demo.stderr[-2000:]
+    empty = subprocess.run([genrank, "recommend", "  ", "-k", "5"], env=env, capture_output=True, text=True, timeout=300)
+    assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
+    models = dg.AssetSelection.assets("tiger_model", "ranker_model", "evaluation_report")
+    # Deliberately worse: barely trained models served without the classical signal or the popularity prior.
+    worse = _run_config(
+        tiger_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
+        ranker_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
+        evaluation_report={"served_method": "generate_and_rank", "popularity_grid": [0.0], "classical_grid": [0.0]},
+    )
+    result = _materialize(built["home"], built["data"], worse, selection=models)
+    meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert meta["promoted"].value is False
+    assert meta["new_ndcg@10"].value < meta["champion_ndcg@10"].value
+    assert registry.alias_version(registry.TIGER_NAME) == 1
+    assert registry.alias_version(registry.RANKER_NAME) == 1
+    assert registry.alias_version(registry.RECOMMENDER_NAME) == 1
+    # The usual config again: at least as good as the champion on the same queries -> promoted.
+    result = _materialize(built["home"], built["data"], _run_config(), selection=models)
+    meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
+    assert meta["promoted"].value is True, meta["gate_reason"].value
+    assert meta["new_ndcg@10"].value >= meta["champion_ndcg@10"].value
+    assert registry.alias_version(registry.TIGER_NAME) == 3
+    assert registry.alias_version(registry.RANKER_NAME) == 3
+    assert registry.alias_version(registry.RECOMMENDER_NAME) == 3
