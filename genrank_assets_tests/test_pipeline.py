@@ -152,3 +152,83 @@ def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
     assert registry.alias_version(registry.TIGER_NAME) == 3
     assert registry.alias_version(registry.RANKER_NAME) == 3
     assert registry.alias_version(registry.RECOMMENDER_NAME) == 3
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_serves_the_recommender_over_rest(built):
+    """`mlflow models serve -m models:/genrank-recommender@champion` on 127.0.0.1, queried, then stopped by PID."""
+    import json
+    import os
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+           "MLFLOW_TRACKING_URI": paths.mlflow_tracking_uri(built["home"])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import os,signal,sys; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+         "os.execv(sys.argv[1], sys.argv[1:])", str(bin_dir / "mlflow"), "models", "serve", "-m",
+         f"models:/{registry.RECOMMENDER_NAME}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+                assert time.time() < deadline, "server did not come up"
+                time.sleep(2)
+        body = json.dumps({"dataframe_records": [{"text": "gym running bgm", "k": 4}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        preds = json.loads(urllib.request.urlopen(req, timeout=120).read())["predictions"]
+        assert [p["rank"] for p in preds] == [1, 2, 3, 4]
+        direct = registry.load_recommender("champion").recommend("gym running bgm", 4)
+        assert [p["song_id"] for p in preds] == [r.song_id for r in direct]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode is not None
+
+
+def test_ranker_separates_planted_pairs_and_reloads_identically(built):
+    import numpy as np
+
+    from genrank_assets.ml.ranker_model import load_ranker
+
+    meta = built["result"].asset_materializations_for_node("ranker_model")[0].metadata
+    assert meta["best_val_auc"].value > 0.6  # planted themes: clearly better than chance after brief training
+    from_registry = registry.load_python_model(f"models:/{registry.RANKER_NAME}/1")
+    saved = load_ranker(Path(meta["model_dir"].value) / "ranker")
+    vectors = from_registry.song_vectors.vectors[:20]
+    a = from_registry.ranker.score("深夜 抒情", vectors)
+    b = saved.score("深夜 抒情", vectors)
+    assert np.array_equal(a, b)
+
+
+def test_cli_similar_and_codes(built):
+    env = {"GENRANK_HOME": str(built["home"]), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "HF_HUB_OFFLINE": "1", "HOME": str(built["home"])}
+    genrank = str(Path(sys.executable).parent / "genrank")
+    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
+    song = con.execute("select song_id from genrank.song_vectors order by count desc limit 1").fetchone()[0]
+    con.close()
+    similar = subprocess.run([genrank, "similar", song, "-k", "3"], env=env, capture_output=True, text=True, timeout=120)
+    assert similar.returncode == 0 and similar.stdout.count("cos=") == 3, similar.stderr[-2000:]
+    code = subprocess.run([genrank, "codes", "song", song], env=env, capture_output=True, text=True, timeout=120)
+    assert code.returncode == 0 and "-> code (" in code.stdout, code.stderr[-2000:]
+    unknown = subprocess.run([genrank, "codes", "song", "no-such-song"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert unknown.returncode == 1 and "no semantic ID" in unknown.stderr

@@ -145,7 +145,8 @@ def evaluation_report(
     champion_ndcg = None
     if champion_version is not None:
         champ = registry.load_python_model(f"models:/{registry.RECOMMENDER_NAME}/{champion_version}").recommender
-        champ_rank = {q: [x.song_id for x in recs] for q, recs in zip(qids, champ.recommend_many(texts, 10))}
+        # Same call as for the new system (100 deep), so both rank the same kind of candidate lists.
+        champ_rank = {q: [x.song_id for x in recs] for q, recs in zip(qids, champ.recommend_many(texts, 100))}
         from genrank_assets.ml.metrics import evaluate_rankings
 
         champion_ndcg = evaluate_rankings(champ_rank, truths, ks=(10,))["ndcg@10"]

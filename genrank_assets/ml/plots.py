@@ -14,6 +14,19 @@ def _plt():
     return plt
 
 
+def _finish(plt, fig, ax, path, *, title: str, legend: bool = True) -> Path:
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def history_plot(history: Sequence[dict], keys: Sequence[str], path: str | Path, *, title: str, x: str = "epoch") -> Path:
     """One line per key of the per-epoch history (e.g. train_loss / val_loss)."""
     plt = _plt()
@@ -23,15 +36,7 @@ def history_plot(history: Sequence[dict], keys: Sequence[str], path: str | Path,
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
     ax.set_xlabel(x)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title=title)
 
 
 def curves_plot(curves: dict[str, dict[int, float]], path: str | Path, *, title: str, xlabel: str, ylabel: str,
@@ -46,15 +51,7 @@ def curves_plot(curves: dict[str, dict[int, float]], path: str | Path, *, title:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title=title)
 
 
 def bar_plot(values: dict[str, float], path: str | Path, *, title: str, ylabel: str) -> Path:
@@ -63,14 +60,8 @@ def bar_plot(values: dict[str, float], path: str | Path, *, title: str, ylabel: 
     names = list(values)
     ax.bar(names, [values[n] for n in names])
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=20)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title=title, legend=False)
 
 
 def markdown_image(path: str | Path, alt: str = "plot") -> str:

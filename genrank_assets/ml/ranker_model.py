@@ -1192,7 +1192,9 @@ def load_ranker(directory: str | os.PathLike, device: str = "cpu") -> CrossEncod
         )
     encoder = T5EncoderModel.from_pretrained(str(directory / "encoder"))
     tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
-    ranker = CrossEncoderRanker(encoder, tokenizer, RankerConfig(**config["ranker"]))
+    # Rankers saved before these options existed had neither: load them as they were trained.
+    saved = {"interaction_dim": 0, "normalize_song_vectors": False, **config["ranker"]}
+    ranker = CrossEncoderRanker(encoder, tokenizer, RankerConfig(**saved))
     missing, unexpected = ranker.load_state_dict(
         load_file(str(directory / "ranker_heads.safetensors")), strict=False
     )
