@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(MPD7K))
     ap.add_argument("--preset", default=str(REPO / "genrank_assets" / "presets" / "cpu-real.yaml"))
     ap.add_argument("--from-step", default=None, help="skip the steps before this asset (reuse the warehouse)")
+    ap.add_argument("--report-only", action="store_true", help="run nothing; report the saved timings and table")
     args = ap.parse_args()
     home = Path(args.home)
     (home / "dagster").mkdir(parents=True, exist_ok=True)
@@ -65,11 +66,15 @@ def main() -> None:
            "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     names = [s for s, _ in STEPS]
-    start = names.index(args.from_step) if args.from_step else 0
-    timings = []
+    start = len(names) if args.report_only else names.index(args.from_step) if args.from_step else 0
+    # Step timings persist beside the warehouse, so a run resumed with --from-step still reports every step.
+    saved = home / "step_timings.json"
+    timings = [t for t in (json.loads(saved.read_text()) if saved.exists() and start else [])
+               if t["asset"] in names[:start]]
     for selection, what in STEPS[start:]:
         print(f"== {selection}: {what}", flush=True)
         timings.append({**run_step(selection, Path(args.preset), env), "what": what})
+        saved.write_text(json.dumps(timings, indent=1))
         print(f"   {timings[-1]['wall_s']} s, peak {timings[-1]['peak_rss_mib']} MiB", flush=True)
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     report = con.execute("select * from genrank.evaluation_report").fetchdf()

@@ -28,7 +28,9 @@ def _run_config(**overrides) -> dict:
     return cfg
 
 
-def _materialize(home: Path, data: Path, run_config: dict, selection=None):
+def _materialize(home: Path, data: Path, run_config: dict, selection=None, ops: tuple[str, ...] = ()):
+    if ops:  # a partial run takes config for its own ops only
+        run_config = {**run_config, "ops": {k: v for k, v in run_config["ops"].items() if k in ops}}
     return dg.materialize(all_assets + all_asset_checks, resources=build_resources(home=str(home), data_dir=str(data)),
                           run_config=run_config, selection=selection)
 
@@ -109,8 +111,10 @@ def test_planted_structure_full_system_beats_popularity(built):
     pop = report.loc["popularity", "ndcg@10"]
     system = report.loc["generate_and_rank_hybrid", "ndcg@10"]
     assert system > 2 * pop and system - pop > 0.1, report[["ndcg@10", "recall@100"]]
-    # The generator alone already recovers planted themes better than popularity does.
-    assert report.loc["generator", "recall@100"] > report.loc["popularity", "recall@100"], report
+    # Without the classical signal too: the generator alone, and generate-and-rank, beat popularity's top-10.
+    # (Recall@100 is no test here: 100 popular songs are an eighth of this tiny catalogue.)
+    assert report.loc["generator", "ndcg@10"] > pop, report[["ndcg@10", "recall@100"]]
+    assert report.loc["generate_and_rank", "ndcg@10"] > pop, report[["ndcg@10", "recall@100"]]
 
 
 def test_cli_recommend_prints_ranked_songs(built):
@@ -130,14 +134,15 @@ def test_cli_recommend_prints_ranked_songs(built):
 
 
 def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
-    models = dg.AssetSelection.assets("tiger_model", "ranker_model", "evaluation_report")
+    ops = ("tiger_model", "ranker_model", "evaluation_report")
+    models = dg.AssetSelection.assets(*ops)
     # Deliberately worse: barely trained models served without the classical signal or the popularity prior.
     worse = _run_config(
         tiger_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
         ranker_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
         evaluation_report={"served_method": "generate_and_rank", "popularity_grid": [0.0], "classical_grid": [0.0]},
     )
-    result = _materialize(built["home"], built["data"], worse, selection=models)
+    result = _materialize(built["home"], built["data"], worse, selection=models, ops=ops)
     meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
     assert meta["promoted"].value is False
     assert meta["new_ndcg@10"].value < meta["champion_ndcg@10"].value
@@ -145,7 +150,7 @@ def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
     assert registry.alias_version(registry.RANKER_NAME) == 1
     assert registry.alias_version(registry.RECOMMENDER_NAME) == 1
     # The usual config again: at least as good as the champion on the same queries -> promoted.
-    result = _materialize(built["home"], built["data"], _run_config(), selection=models)
+    result = _materialize(built["home"], built["data"], _run_config(), selection=models, ops=ops)
     meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
     assert meta["promoted"].value is True, meta["gate_reason"].value
     assert meta["new_ndcg@10"].value >= meta["champion_ndcg@10"].value

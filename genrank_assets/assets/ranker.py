@@ -41,9 +41,11 @@ def ranker_dataset(
     semantic_ids: pd.DataFrame,
     tiger_model: str,
     compute: ComputeResource,
+    mlflow_registry: MlflowRegistry,
 ) -> dg.Output[pd.DataFrame]:
     """Rows (playlist_id, split, text, song_id, label, negative_kind) for train and val playlists (split by playlist)."""
     compute.apply_threads()
+    mlflow_registry.setup()  # the generator is read back from the registry by its URI
     sv = from_frame(song_vectors)
     song_ids, codes = codes_from_frame(semantic_ids)
     cluster_of = dict(zip(song_ids, codes[:, 0].tolist()))
@@ -118,6 +120,7 @@ def ranker_model(
     device = compute.resolved_device()
     precision = compute.resolved_precision()
     compute.apply_threads()
+    mlflow_registry.setup()  # the TIGER encoder is read back from the registry by its URI
     texts = song_texts(raw_songs)
     head = dict(song_positions=config.song_positions, use_song_text=config.use_song_text,
                 max_title_tokens=config.max_title_tokens, max_song_text_tokens=config.max_song_text_tokens,
