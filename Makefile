@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PRESET ?= genrank_assets/presets/demo.yaml
 UI_PORT ?= 3000
 
-.PHONY: install install-dev demo test ui bench lint clean
+.PHONY: install install-dev demo test ui bench lint clean dagster-home
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,11 +26,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Dagster's instance lives under GENRANK_HOME; no telemetry (this machine has no network anyway).
+dagster-home:
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+
 data/gen_playlist_info.csv:
 	$(BIN)/genrank demo-data --out data
 
-demo: install data/gen_playlist_info.csv
-	@mkdir -p $(DAGSTER_HOME)
+demo: install data/gen_playlist_info.csv dagster-home
 	$(BIN)/dagster asset materialize -m genrank_assets.definitions --select '*' -c $(PRESET)
 	$(BIN)/genrank status
 	@echo; echo '$$ genrank recommend "适合深夜听的抒情歌曲" -k 10'
@@ -41,8 +45,7 @@ demo: install data/gen_playlist_info.csv
 test: install-dev
 	$(BIN)/pytest
 
-ui: install
-	@mkdir -p $(DAGSTER_HOME)
+ui: install dagster-home
 	GENRANK_PRESET=$${GENRANK_PRESET:-demo} $(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
 
 bench: install

@@ -84,7 +84,7 @@ def main() -> None:
     print(report[cols].round(4).to_string(index=False))
     print(f"\n{'asset':<20} {'wall s':>8} {'peak MiB':>9} {'cpu s':>8}")
     for t in timings:
-        print(f"{t['asset']:<20} {t['wall_s']:>8} {t['peak_rss_mib']:>9} {t['cpu_s']:>8}")
+        print(f"{t['asset']:<20} {t['wall_s']:>8} {t['peak_rss_mib']:>9} {str(t['cpu_s'] if t['cpu_s'] is not None else '-'):>8}")
     ref = {"title_knn_ndcg@10": 0.1071, "title_knn_recall@100": 0.0670, "strongest_ndcg@10": 0.1252,
            "strongest_recall@100": 0.0776}
     by = report.set_index("method")

@@ -167,8 +167,9 @@ def _generate(argv: list[str]) -> int:
 def _song_info(generator, song_id: str) -> tuple[str, str]:
     info = getattr(generator, "_cli_song_info", None)
     if info is None:
-        from genrank_assets import paths
         import duckdb
+
+        from genrank_assets import paths
 
         db = paths.warehouse_path(None)
         info = {}

@@ -1,6 +1,5 @@
 """The whole asset graph, materialised in-process on tiny generated data, then used as a person would:
 through the MLflow registry, the pyfunc model, the CLI and the promotion gate."""
-import copy
 import subprocess
 import sys
 from pathlib import Path

@@ -21,7 +21,6 @@ from genrank_assets.ml.recommender import (
     Recommender,
     RecommenderConfig,
     component_scores,
-    rank_with_weights,
     save_knn_corpus,
     save_recommender_config,
     tune_weights,
@@ -93,7 +92,6 @@ def evaluation_report(
                                        latency_queries=config.latency_queries))
 
     beams = config.num_beams or None
-    gen_latency = []
 
     def generator_only(ts):
         return [fill_with(c, popular, depth) for c in generator.generate_candidates_batch(ts, n=100, num_beams=beams)]

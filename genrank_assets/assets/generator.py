@@ -1,5 +1,4 @@
 """Group `generator`: (title -> semantic-ID tokens) pairs and the TIGER model registered in MLflow."""
-import json
 import time
 
 import dagster as dg

@@ -3,7 +3,6 @@ import time
 
 import dagster as dg
 import mlflow
-import numpy as np
 import pandas as pd
 
 from genrank_assets.assets.semantic_ids import codes_from_frame
