@@ -235,8 +235,13 @@ def main() -> None:
               f"{q['filled']['r_precision']:>7.4f} {q['mean_candidates']:>6.1f} {q['invalid_code_rate']:>8.4f} "
               f"{b['mean_diff']:>+10.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")
 
+    _, per_code = np.unique(codes, axis=0, return_counts=True)
     write_json(args.name, {
         "home": str(home),
+        "semantic_ids": {"songs": len(song_ids), "distinct_codes": len(per_code),
+                         "max_songs_per_code": int(per_code.max()), "levels_used": [int(v) for v in codes.max(0) + 1],
+                         "note": "candidates = the songs of the generated codes, one code per beam (single-code "
+                                 "targets): with one song per code a list holds at most num_beams songs"},
         "threads": 1,
         "threads_note": "torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores "
                         "(FINDINGS.md: two threads were only 1.5x one thread). The e2e run used the compute "

@@ -8,7 +8,8 @@ For each test title (BENCHMARK.md protocol) and each candidate source:
   popularity fill, so a list can hold fewer than 100 songs),
 NDCG@10 and Recall@10 are measured before reranking (source order) and after reranking by
 - the ranker's logit alone, and
-- logit + w * log1p(train popularity), w chosen on the val split (best val NDCG@10 over a grid, per source).
+- logit + w * log1p(train popularity), w chosen on the val split (best val NDCG@10 over a grid, per source),
+and, as a reference without the ranker, by train popularity alone.
 Candidates without a song vector cannot be scored: they keep their source order, after the scored ones. Equal
 scores go to the more popular song.
 
@@ -50,7 +51,7 @@ from genrank_assets.ml.metrics import evaluate_rankings, paired_bootstrap  # noq
 log = logging.getLogger("benchmarks.ranker")
 
 N_CANDIDATES = 100
-WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
 SOURCES = ("title_knn", "generator")
 
 
@@ -112,6 +113,12 @@ class ScoredCandidates:
             order = np.lexsort((-lp, -score))
             out[q] = [scored[i] for i in order] + unscored
         return out
+
+    def by_popularity(self) -> dict[str, list[str]]:
+        """Reference without the ranker: scored candidates by train popularity (ties: source order), then the
+        unscored ones (the limit of a large popularity weight)."""
+        return {q: [scored[i] for i in np.lexsort((np.arange(len(lp)), -lp))] + unscored
+                for q, scored, unscored, lp in zip(self.qids, self.scored, self.unscored, self.log_pop)}
 
     def stats(self) -> dict:
         counts = np.array([len(c) for c in self.candidates])
@@ -255,11 +262,13 @@ def main() -> None:
         test = scored["test", source]
         variants = {"source_order": metrics_of(test.source_order(), tq),
                     "ranker_logit": metrics_of(test.reranked(None), tq),
-                    "logit_plus_popularity": metrics_of(test.reranked(weight), tq)}
+                    "logit_plus_popularity": metrics_of(test.reranked(weight), tq),
+                    "popularity_only": metrics_of(test.by_popularity(), tq)}
         before = variants["source_order"]["per_query"]
         results[source] = {
             "candidates": test.stats(),
-            "popularity_weight": weight, "weight_trials_val": trials,
+            "popularity_weight": weight, "weight_at_grid_edge": weight == max(WEIGHT_GRID),
+            "weight_trials_val": trials,
             "test": {name: {k: v for k, v in m.items() if k != "per_query"} for name, m in variants.items()},
             "bootstrap_ndcg@10_vs_source_order": {
                 name: paired_bootstrap(m["per_query"]["ndcg@10"], before["ndcg@10"], n=1000, seed=0)
@@ -285,7 +294,8 @@ def main() -> None:
             b = results[source]["bootstrap_ndcg@10_vs_source_order"].get(name)
             ci = f"{b['mean_diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]" if b else ""
             label = {"source_order": "source order", "ranker_logit": "ranker logit",
-                     "logit_plus_popularity": f"logit + {results[source]['popularity_weight']} log1p(pop)"}[name]
+                     "logit_plus_popularity": f"logit + {results[source]['popularity_weight']} log1p(pop)",
+                     "popularity_only": "popularity only (no ranker)"}[name]
             print(f"{source:<10} {label:<28} {m['ndcg@10']:>8.4f} {m['recall@10']:>7.4f} {ci:>28}")
         c = results[source]["candidates"]
         print(f"{'':<10} candidates: {c['mean_candidates']:.1f} per query, {c['mean_without_vector']:.1f} without a "
