@@ -152,37 +152,42 @@ def _generate(argv: list[str]) -> int:
         print(f"genrank generate: {e}", file=sys.stderr)
         return 2
     table = generator.code_table
+    names = _song_names(args.home)
     print(f"{len(cands.codes)} codes generated (invalid-code rate {generator.invalid_code_rate:.3f}); "
           f"{len(cands)} candidate songs{f' ({cands.shortfall} short of {args.n})' if cands.shortfall else ''}")
     shown = set(cands)
+    unused = 0
     for code, score in cands.codes:
         members = [table.song_ids[i] for i in table.songs_by_code.get(tuple(code), []) if table.song_ids[i] in shown]
+        if not members:  # the first n songs were filled before this code's turn
+            unused += 1
+            continue
         print(f"{tuple(code)}  score {score:.3f}")
         for sid in members:
-            name, singer = _song_info(generator, sid)
+            name, singer = names.get(sid, ("?", "?"))
             print(f"    {name} - {singer} (ID: {sid})")
+    if unused:
+        print(f"({unused} further codes were generated beyond the first {args.n} songs)")
     return 0
 
 
-def _song_info(generator, song_id: str) -> tuple[str, str]:
-    info = getattr(generator, "_cli_song_info", None)
-    if info is None:
-        import duckdb
+def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
+    """song_id -> (name, singer) from the warehouse's raw_songs ({} when it was never built)."""
+    import duckdb
 
-        from genrank_assets import paths
+    from genrank_assets import paths
 
-        db = paths.warehouse_path(None)
-        info = {}
-        if db.exists():
-            con = duckdb.connect(str(db), read_only=True)
-            try:
-                df = con.execute("select song_id, song_name, singer from genrank.raw_songs").fetchdf()
-                info = dict(zip(df.song_id, zip(df.song_name, df.singer)))
-            except duckdb.CatalogException:
-                pass
-            con.close()
-        generator._cli_song_info = info
-    return info.get(song_id, ("?", "?"))
+    db = paths.warehouse_path(home)
+    if not db.exists():
+        return {}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        df = con.execute("select song_id, song_name, singer from genrank.raw_songs").fetchdf()
+        return dict(zip(df.song_id, zip(df.song_name, df.singer)))
+    except duckdb.CatalogException:
+        return {}
+    finally:
+        con.close()
 
 
 def _load_recommender(args):

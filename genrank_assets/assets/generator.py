@@ -151,7 +151,7 @@ def tiger_model(
         mlflow.log_params({**config.model_dump(), "device": device, "precision": precision, "levels": str(levels),
                            "train_examples": len(train_ds), "dagster_run_id": context.run_id})
         registry.log_history(result.history)
-        mlflow.log_metrics({"samples_per_second": result.samples_per_second, "train_seconds": result.seconds,
+        mlflow.log_metrics({"overall_samples_per_second": result.samples_per_second, "train_seconds": result.seconds,
                             **({"best_val_loss": result.best_val_loss} if result.best_val_loss is not None else {})})
         mlflow.log_artifact(str(plot), "plots")
         reg = registry.log_model_dir(out_dir, registered_name=registry.TIGER_NAME, python_model=registry.TigerPyfunc())

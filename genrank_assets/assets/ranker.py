@@ -161,6 +161,8 @@ def ranker_model(
         registry.log_history(history)
         if result.best_val_auc is not None:
             mlflow.log_metric("best_val_auc", float(result.best_val_auc))
+        mlflow.log_metrics({"train_seconds": float(result.train_seconds),
+                            "train_samples_per_second": float(result.train_samples_per_second)})
         mlflow.log_artifact(str(plot), "plots")
         reg = registry.log_model_dir(out_dir / "ranker", registered_name=registry.RANKER_NAME,
                                      python_model=registry.RankerPyfunc(),

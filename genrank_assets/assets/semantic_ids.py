@@ -15,6 +15,10 @@ class SemanticIdsConfig(dg.Config):
     levels: list[int] = [128, 128, 256]
     balanced: bool = True
     balance_slack: float = 0.0  # capacity = ceil(n/k * (1 + slack)); > 0 trades uniqueness for coherence
+    # A group of n songs gets at most n // min_cluster_size clusters at the next level. With 1, a last level
+    # wider than its groups gives every song its own code (mpd7k at [128, 64, 32]: 58,138 codes for 58,138
+    # songs, so 50 beams can only ever name 50 songs); 2 keeps small "concept" sets of ~2 songs per code.
+    min_cluster_size: int = 2
     unique_codes: bool = False  # append a disambiguation level so every song's code is unique (TIGER)
     normalize_residuals: bool = True
     n_iter: int = 20
@@ -60,6 +64,7 @@ def semantic_ids(
         levels=tuple(config.levels), balanced=config.balanced, unique_codes=config.unique_codes,
         normalize_residuals=config.normalize_residuals, n_iter=config.n_iter, seed=config.seed, device=device,
         checkpoint_dir=str(genrank_paths.checkpoints("semantic_ids")), balance_slack=config.balance_slack,
+        min_cluster_size=config.min_cluster_size,
     )
     codes = model.fit_predict(X)
     codebook_path = model.save(genrank_paths.artifacts("semantic_ids") / f"rq_kmeans-{context.run_id[:8]}.npz")
