@@ -246,7 +246,7 @@ def main() -> None:
 
     scored: dict[tuple[str, str], ScoredCandidates] = {}
     seconds: dict[str, float] = {}
-    for split, (qids, texts, truths) in splits.items():
+    for split, (qids, texts, _truths) in splits.items():
         sources = {"title_knn": knn.recommend_many(texts, N_CANDIDATES),
                    "generator": [list(c) for c in generator.generate_candidates_batch(texts, n=N_CANDIDATES)]}
         for source, cands in sources.items():
