@@ -112,6 +112,3 @@ class MlflowRegistry(dg.ConfigurableResource):
             return mlflow.create_experiment(self.experiment, artifact_location=artifact_root.as_uri())
         return exp.experiment_id
 
-
-def env_flag(name: str, default: bool = False) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in ("1", "true", "yes", "on")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -140,19 +139,6 @@ def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
     """The registered `genrank-recommender` (by alias, or version) as a Recommender object."""
     uri = f"models:/{RECOMMENDER_NAME}/{version}" if version is not None else f"models:/{RECOMMENDER_NAME}@{alias}"
     return load_python_model(uri).recommender
-
-
-def setup_tracking(tracking_uri: str, experiment: str = "genrank", artifact_root: Path | None = None) -> str:
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is not None:
-        return exp.experiment_id
-    kwargs = {}
-    if artifact_root is not None:
-        artifact_root.mkdir(parents=True, exist_ok=True)
-        kwargs["artifact_location"] = artifact_root.as_uri()
-    return mlflow.create_experiment(experiment, **kwargs)
 
 
 def log_model_dir(

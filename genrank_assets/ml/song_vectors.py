@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -119,10 +119,6 @@ def _stable_hash(text: str) -> int:
     import zlib
 
     return zlib.crc32(text.encode("utf-8"))
-
-
-def iter_sentences(song_lists: Iterable[Sequence[str]]) -> list[list[str]]:
-    return [list(s) for s in song_lists]
 
 
 def to_frame(sv: SongVectors):
