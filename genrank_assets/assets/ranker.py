@@ -10,7 +10,7 @@ from genrank_assets.automation import GPU_TAGS
 from genrank_assets.ml import registry
 from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.ranker_model import CrossEncoderRanker, build_ranker_examples, save_ranker, train_ranker
-from genrank_assets.ml.recommender import save_song_side
+from genrank_assets.ml.recommender import save_song_side, song_text
 from genrank_assets.ml.song_vectors import from_frame
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
@@ -28,7 +28,8 @@ class RankerDatasetConfig(dg.Config):
 
 def song_texts(raw_songs: pd.DataFrame) -> dict[str, str]:
     """'song name - singer' per song id, the text the ranker reads beside the title."""
-    return dict(zip(raw_songs["song_id"].astype(str), raw_songs["song_name"].astype(str) + " - " + raw_songs["singer"].astype(str)))
+    return {str(sid): song_text(str(name), str(singer))
+            for sid, name, singer in zip(raw_songs["song_id"], raw_songs["song_name"], raw_songs["singer"])}
 
 
 @dg.asset(group_name="ranker", kinds={"pandas"})

@@ -152,8 +152,7 @@ class Recommender:
         return np.asarray(self.ranker.score(clean, self.song_vectors.vectors[rows], song_texts), dtype=np.float64)
 
     def _song_text(self, song_id: str) -> str:
-        name, singer = self.song_info.get(song_id, ("", ""))
-        return f"{name} - {singer}"
+        return song_text(*self.song_info.get(song_id, ("", "")))
 
     # -- public -----------------------------------------------------------------------------------------------
     def recommend(self, text: str, k: int = 10) -> list[Recommendation]:
@@ -178,6 +177,11 @@ class Recommender:
             self.times.total_ms.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
             self._classical = {}
         return out
+
+
+def song_text(name: str, singer: str) -> str:
+    """The text the ranker reads for a song; training, the ranker pyfunc and the recommender all use this."""
+    return f"{name} - {singer}"
 
 
 def check_text(text) -> str:

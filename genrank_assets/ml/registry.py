@@ -92,7 +92,9 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
         if missing:
             raise ValueError(f"songs without a vector (cannot be scored): {missing[:5]}")
         vectors = self.song_vectors.vectors[rows]
-        texts = [" - ".join(self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
+        from genrank_assets.ml.recommender import song_text
+
+        texts = [song_text(*self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
         scores = self.ranker.score_pairs([str(t) for t in model_input["text"]], vectors,
                                          texts if self.ranker.config.use_song_text else None)
         return pd.DataFrame({"text": model_input["text"].to_numpy(), "song_id": model_input["song_id"].to_numpy(),
