@@ -109,6 +109,10 @@ class MlflowRegistry(dg.ConfigurableResource):
         if exp is None:
             artifact_root = paths.mlflow_artifact_root(home)
             artifact_root.mkdir(parents=True, exist_ok=True)
-            return mlflow.create_experiment(self.experiment, artifact_location=artifact_root.as_uri())
-        return exp.experiment_id
+            experiment_id = mlflow.create_experiment(self.experiment, artifact_location=artifact_root.as_uri())
+        else:
+            experiment_id = exp.experiment_id
+        # Runs go to this experiment: MLflow's default one keeps artifacts in ./mlruns of the working directory.
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
 

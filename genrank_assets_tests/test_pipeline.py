@@ -63,6 +63,10 @@ def test_all_artifacts_exist(built):
     assert checks["generator_codes_all_valid"] and checks["every_song_has_a_code"], checks
     report = built["result"].asset_materializations_for_node("evaluation_report")[0].metadata
     assert report["invalid_code_rate"].value == 0.0
+    # Model artifacts live under GENRANK_HOME, not in an ./mlruns of whatever directory the run started in.
+    for node in ("tiger_model", "ranker_model", "evaluation_report"):
+        run_id = built["result"].asset_materializations_for_node(node)[0].metadata["mlflow_run_id"].value
+        assert mlflow.get_run(run_id).info.artifact_uri.startswith(built["home"].as_uri()), node
     assert Path(report["report_path"].value).exists()
     assert (Path(report["report_path"].value).parent / "recall_at_k.png").stat().st_size > 1000
 
