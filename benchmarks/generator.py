@@ -43,12 +43,12 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median, peak_rss_mib, write_json  # noqa: E402
 
-from genrank_assets.ml import registry  # noqa: E402
-from genrank_assets.ml.baselines import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
-from genrank_assets.ml.evaluation import fill_with  # noqa: E402
-from genrank_assets.ml.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.tiger import CodeTable, build_model, build_tokenizer, make_training_examples  # noqa: E402
-from genrank_assets.ml.tiger_training import train_tiger  # noqa: E402
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
+from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
+from genrank_assets.ml.generator.tiger import CodeTable, build_model, build_tokenizer, make_training_examples  # noqa: E402
+from genrank_assets.ml.generator.training import train_tiger  # noqa: E402
+from genrank_assets.ml.ranking.baselines import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
+from genrank_assets.ml.serving import registry  # noqa: E402
 
 log = logging.getLogger("benchmarks.generator")
 
@@ -174,7 +174,7 @@ def main() -> None:
     ap.add_argument("--name", default="generator", help="results/<name>.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("genrank_assets.ml.metrics").setLevel(logging.ERROR)  # bare candidate lists are short
+    logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # bare candidate lists are short
     torch.set_num_threads(1)
     home = Path(args.home)
 

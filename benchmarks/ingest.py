@@ -17,8 +17,8 @@ from _common import MPD7K, median, write_json  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
-from genrank_assets.ml.ingest import read_seed_folder
-from genrank_assets.ml.corpus import build_corpus
+from genrank_assets.ml.data.ingest import read_seed_folder
+from genrank_assets.ml.data.corpus import build_corpus
 t0 = time.perf_counter()
 raw = read_seed_folder(sys.argv[1])
 t1 = time.perf_counter()
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--songs", type=int, default=400_000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    from genrank_assets.ml.demo_data import generate_demo_data
+    from genrank_assets.ml.data.demo_data import generate_demo_data
 
     results = {}
     if MPD7K.is_dir():

@@ -44,9 +44,9 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, peak_rss_mib, write_json  # noqa: E402
 
-from genrank_assets.ml import registry  # noqa: E402
-from genrank_assets.ml.baselines import benchmark_queries, reference_title_knn  # noqa: E402
-from genrank_assets.ml.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
+from genrank_assets.ml.ranking.baselines import benchmark_queries, reference_title_knn  # noqa: E402
+from genrank_assets.ml.serving import registry  # noqa: E402
 
 log = logging.getLogger("benchmarks.ranker")
 
@@ -220,7 +220,7 @@ def main() -> None:
     ap.add_argument("--name", default="ranker", help="results/<name>.json")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("genrank_assets.ml.metrics").setLevel(logging.ERROR)  # 100-song lists vs long truths
+    logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # 100-song lists vs long truths
     torch.set_num_threads(1)
     home = Path(args.home)
 

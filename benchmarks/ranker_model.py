@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genrank_assets.ml.ranker_model import CrossEncoderRanker, train_ranker
-from genrank_assets.ml.song_vectors import SongVectors
+from genrank_assets.ml.ranking.ranker_model import CrossEncoderRanker, train_ranker
+from genrank_assets.ml.vectors.song_vectors import SongVectors
 
 N_CANDIDATES = 100
 SONG_DIM = 64

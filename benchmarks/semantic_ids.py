@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import MPD7K, median, write_json
 
-from genrank_assets.ml.rq_kmeans import RQKMeans, semantic_id_metrics
+from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, semantic_id_metrics
 
 CACHE = Path("/tmp/genrank_bench_cache")
 NOMINAL = (128, 128, 256)
@@ -56,8 +56,8 @@ def load_song_vectors(epochs: int, cache: Path = CACHE) -> tuple[list[str], np.n
             return data["song_ids"].tolist(), data["vectors"], {"cached": True, "training_seconds": None}
     import pandas as pd
 
-    from genrank_assets.ml.corpus import split_of
-    from genrank_assets.ml.song_vectors import train_song_vectors
+    from genrank_assets.ml.data.corpus import split_of
+    from genrank_assets.ml.vectors.song_vectors import train_song_vectors
 
     rows = pd.read_csv(MPD7K / "gen_playlist_song.csv.sort", sep="\t", header=None, names=["playlist_id", "song_id"],
                        dtype=str, keep_default_na=False)
@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--sample-size", type=int, default=5000, help="songs sampled for cluster/neighbour metrics")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("genrank_assets.ml.rq_kmeans").setLevel(logging.WARNING)
+    logging.getLogger("genrank_assets.ml.semantic_ids.rq_kmeans").setLevel(logging.WARNING)
 
     import faiss
     from threadpoolctl import threadpool_limits

@@ -27,14 +27,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MPD7K, median, peak_rss_mib, write_json
 
-from genrank_assets.ml.tiger import (
+from genrank_assets.ml.generator.tiger import (
     CodeTable,
     TigerGenerator,
     build_model,
     build_tokenizer,
     make_training_examples,
 )
-from genrank_assets.ml.tiger_training import train_tiger
+from genrank_assets.ml.generator.training import train_tiger
 
 LEVELS = [128, 128, 256]
 

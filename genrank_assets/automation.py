@@ -4,17 +4,15 @@
   everything downstream) per complete batch (a folder holding `_SUCCESS`), with `run_key` = the batch id.
 - `retrain_schedule` runs `retrain_all_job` on a cron (weekly by default; env GENRANK_RETRAIN_CRON).
 - `<group>_job` per asset group, for partial reruns from the UI, and `retrain_all_job` for everything.
-- `GPU_TAGS`: op tags that make the dagster-k8s executor request one GPU for a training step.
 
 Runs started here use the run config of the preset named by env GENRANK_PRESET (a file stem in presets/ or a
 path to a YAML file), so automated retrains train with the same settings as a manual `-c presets/...` run.
 
-JOBS, SCHEDULES and SENSORS are built on first access from the assets of `definitions.py`: the jobs follow
-the groups actually loaded, and this module stays importable on its own (asset modules import GPU_TAGS).
+`build_automation(assets)` builds them from the assets `definitions.py` passes in, so the jobs follow the
+groups actually loaded; this module imports no asset module and no definitions.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -23,15 +21,11 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from genrank_assets.ml.batches import incoming_dir, scan_incoming
+from genrank_assets.ml.data.batches import incoming_dir, scan_incoming
 from genrank_assets.resources import GenrankPaths
 
-# dagster-k8s reads the `dagster-k8s/config` op tag when the k8s_job_executor (or celery-k8s) launches a step's
-# pod; `container_config` is merged into that pod's container spec.
-GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
-
 # Display order of the per-stage jobs; groups not listed here follow in name order.
-STAGE_GROUPS = ("ingest", "corpus", "vectors", "semantic_ids", "generator", "ranker", "evaluation")
+STAGE_GROUPS = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
 
 RETRAIN_CRON_ENV = "GENRANK_RETRAIN_CRON"
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
@@ -42,6 +36,7 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 BATCH_TAG = "genrank/batch_id"
 TRIGGER_TAG = "genrank/trigger"
 INGEST_OP = "raw_tables"  # the ingest multi-asset; its config names the batches to add
+INGEST_ASSETS = ("raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "ingested_batches")
 SENSOR_INTERVAL_SECONDS = 30
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # the job of materialisations started from the UI's asset graph
 
@@ -104,7 +99,7 @@ def build_jobs(assets) -> dict[str, dg.UnresolvedAssetJobDefinition]:
         description="Retrain the whole graph from the ingested data; the evaluation gate decides promotion.",
     )
     jobs["new_batch_job"] = dg.define_asset_job(
-        "new_batch_job", selection=dg.AssetSelection.groups("ingest").downstream(),
+        "new_batch_job", selection=dg.AssetSelection.assets(*INGEST_ASSETS).downstream(),
         executor_def=dg.in_process_executor,
         description="Add the batches named in ops.raw_tables.config.batches, then retrain everything downstream.",
     )
@@ -246,23 +241,3 @@ def build_automation(assets) -> Automation:
         schedules=[build_retrain_schedule(jobs["retrain_all_job"], warehouse_jobs)],
         sensors=[build_new_batch_sensor(jobs["new_batch_job"], warehouse_jobs)],
     )
-
-
-_built: Automation | None = None
-
-
-def _automation() -> Automation:
-    global _built
-    if _built is None:
-        # definitions.py reads JOBS/SCHEDULES/SENSORS right after defining `all_assets`, while it is itself still
-        # being imported; importing it here then returns that partly initialised module, which already has them.
-        definitions = importlib.import_module("genrank_assets.definitions")
-        if _built is None:  # importing definitions from here has built them already (it reads JOBS)
-            _built = build_automation(definitions.all_assets)
-    return _built
-
-
-def __getattr__(name: str):
-    if name in ("JOBS", "SCHEDULES", "SENSORS"):
-        return getattr(_automation(), name.lower())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,14 +20,14 @@ def command(name: str, help: str):
 
 @command("demo-data", "write the deterministic synthetic dataset (seed format) to a folder")
 def _demo_data(argv: list[str]) -> int:
-    from genrank_assets.ml import demo_data
+    from genrank_assets.ml.data import demo_data
 
     return demo_data.main(argv) or 0
 
 
 @command("similar", "nearest songs to a song by cosine of its word2vec vector")
 def _similar(argv: list[str]) -> int:
-    from genrank_assets.ml.song_vectors import from_frame
+    from genrank_assets.ml.vectors.song_vectors import from_frame
 
     parser = argparse.ArgumentParser(prog="genrank similar")
     parser.add_argument("song_id")
@@ -49,7 +49,7 @@ def _similar(argv: list[str]) -> int:
 
 @command("codes", "semantic IDs: `codes song ID`, `codes code 45 67 [123]`, `codes collisions [--top 20]`")
 def _codes(argv: list[str]) -> int:
-    from genrank_assets.assets.semantic_ids import codes_from_frame
+    from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 
     parser = argparse.ArgumentParser(prog="genrank codes")
     parser.add_argument("--home", default=None)
@@ -113,7 +113,7 @@ def _setup_mlflow(home: str | None) -> None:
 
 def _model_uri(name: str, alias: str | None, version: int | None) -> str:
     """models:/name/version, else models:/name@alias when the alias exists, else the latest version."""
-    from genrank_assets.ml import registry
+    from genrank_assets.ml.serving import registry
 
     if version is not None:
         return f"models:/{name}/{version}"
@@ -136,7 +136,7 @@ def _registry_args(parser: argparse.ArgumentParser) -> None:
 
 @command("generate", "TIGER candidates for a text: the generated codes and their songs")
 def _generate(argv: list[str]) -> int:
-    from genrank_assets.ml import registry
+    from genrank_assets.ml.serving import registry
 
     parser = argparse.ArgumentParser(prog="genrank generate")
     parser.add_argument("text")
@@ -191,7 +191,7 @@ def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
 
 
 def _load_recommender(args):
-    from genrank_assets.ml import registry
+    from genrank_assets.ml.serving import registry
 
     _setup_mlflow(args.home)
     return registry.load_python_model(_model_uri(registry.RECOMMENDER_NAME, args.alias, args.version)).recommender

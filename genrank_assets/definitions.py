@@ -1,14 +1,16 @@
-"""The one Definitions object of the genrank code location."""
+"""The one Definitions object of the genrank code location: assets by stage, their checks, resources, automation."""
 from __future__ import annotations
 
 import dagster as dg
 
 from genrank_assets import paths
-from genrank_assets.assets import corpus, evaluation, generator, ingest, ranker, semantic_ids, vectors
+from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, vectors
+from genrank_assets.automation import build_automation
 from genrank_assets.io_managers import WarehouseIOManager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
-ASSET_MODULES = [ingest, corpus, vectors, semantic_ids, generator, ranker, evaluation]
+# Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation.
+STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation]
 
 
 def build_resources(home: str | None = None, data_dir: str | None = None) -> dict:
@@ -25,19 +27,17 @@ def build_resources(home: str | None = None, data_dir: str | None = None) -> dic
     }
 
 
-all_assets = dg.load_assets_from_modules(ASSET_MODULES)
-all_asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
-
-# Imported after the assets: automation builds jobs and schedules over them.
-from genrank_assets import automation  # noqa: E402
+all_assets = dg.load_assets_from_modules(STAGE_MODULES)
+all_asset_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
+automation = build_automation(all_assets)
 
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_asset_checks,
     resources=build_resources(),
-    jobs=automation.JOBS,
-    schedules=automation.SCHEDULES,
-    sensors=automation.SENSORS,
+    jobs=automation.jobs,
+    schedules=automation.schedules,
+    sensors=automation.sensors,
     # One process: DuckDB allows one writer, and the training assets use both cores on their own.
     executor=dg.in_process_executor,
 )

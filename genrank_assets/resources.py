@@ -7,6 +7,10 @@ import dagster as dg
 
 from genrank_assets import paths
 
+# Op tags of the steps that train on the compute resource's device. dagster-k8s reads `dagster-k8s/config` when
+# the k8s_job_executor (or celery-k8s) launches a step's pod; `container_config` is merged into its container spec.
+GPU_TAGS = {"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}}
+
 
 class GenrankPaths(dg.ConfigurableResource):
     """Folders of one genrank installation. Empty strings fall back to GENRANK_HOME / GENRANK_DATA_DIR."""

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_demo_dir(tmp_path_factory) -> Path:
     """A small generated dataset in the seed format (with its planted malformed rows)."""
-    from genrank_assets.ml.demo_data import generate_demo_data
+    from genrank_assets.ml.data.demo_data import generate_demo_data
 
     out = tmp_path_factory.mktemp("demo_data")
     generate_demo_data(out, n_playlists=400, n_songs=800, seed=7)

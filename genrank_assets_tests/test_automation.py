@@ -11,15 +11,15 @@ import yaml
 
 from genrank_assets import automation
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
-from genrank_assets.ml.batches import (
+from genrank_assets.ml.data.batches import (
     BASE_BATCH_ID,
     SUCCESS_MARKER,
     ingest_with_batches,
     read_ledger,
     scan_incoming,
 )
-from genrank_assets.ml.ingest import IngestError
-from genrank_assets.resources import GenrankPaths
+from genrank_assets.ml.data.ingest import IngestError
+from genrank_assets.resources import GPU_TAGS, GenrankPaths
 
 INFO_HEADER = "glid\tlistname\tnickname\ttag_list\tfeat\tcollect_type\tplay_count"
 # Ops that the lead's later stages will add; a preset may configure them before they exist in the graph.
@@ -61,11 +61,11 @@ def batch_dir(data_dir: Path, batch_id: str) -> Path:
 
 def materialize_ingest(home: Path, data: Path, batches: list[str] = (), raise_on_error: bool = True,
                        instance=None, tags=None):
-    ingest = [a for a in all_assets if set((a.group_names_by_key or {}).values()) == {"ingest"}]
+    data_assets = [a for a in all_assets if set((a.group_names_by_key or {}).values()) == {"data"}]
     return dg.materialize(
-        ingest + all_asset_checks, resources=build_resources(home=str(home), data_dir=str(data)),
+        data_assets + all_asset_checks, resources=build_resources(home=str(home), data_dir=str(data)),
         run_config={"ops": {"raw_tables": {"config": {"batches": list(batches)}}}},
-        selection=dg.AssetSelection.groups("ingest"), raise_on_error=raise_on_error, instance=instance,
+        selection=dg.AssetSelection.assets(*automation.INGEST_ASSETS), raise_on_error=raise_on_error, instance=instance,
         tags=tags,
     )
 
@@ -267,7 +267,7 @@ def test_scan_sorts_and_separates_folders(tmp_path):
 
 def test_jobs_and_schedule_load_in_definitions():
     groups = automation.group_names(all_assets)
-    assert groups[:3] == ["ingest", "corpus", "vectors"]
+    assert groups == ["data", "vectors", "semantic_ids", "generator", "ranking", "evaluation"]
     all_keys = set(defs.resolve_all_asset_keys())
     for group in groups:
         job = defs.resolve_job_def(f"{group}_job")
@@ -325,7 +325,7 @@ def test_preset_validation_catches_a_misspelt_field():
 
 
 def test_gpu_tags_are_accepted_as_op_tags():
-    @dg.asset(op_tags=automation.GPU_TAGS)
+    @dg.asset(op_tags=GPU_TAGS)
     def gpu_asset() -> None:
         return None
 

@@ -13,7 +13,7 @@ import yaml
 
 from genrank_assets import paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
-from genrank_assets.ml import registry
+from genrank_assets.ml.serving import registry
 
 PRESET = Path(__file__).resolve().parent.parent / "genrank_assets" / "presets" / "test.yaml"
 TABLES = ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "playlist_corpus", "song_vectors",
@@ -214,7 +214,7 @@ def test_mlflow_serves_the_recommender_over_rest(built):
 def test_ranker_separates_planted_pairs_and_reloads_identically(built):
     import numpy as np
 
-    from genrank_assets.ml.ranker_model import load_ranker
+    from genrank_assets.ml.ranking.ranker_model import load_ranker
 
     meta = built["result"].asset_materializations_for_node("ranker_model")[0].metadata
     assert meta["best_val_auc"].value > 0.6  # planted themes: clearly better than chance after brief training

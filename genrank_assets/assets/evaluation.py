@@ -6,9 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml import registry
-from genrank_assets.ml.baselines import PopularityRecommender, benchmark_queries, knn_cooccurrence, reference_title_knn
-from genrank_assets.ml.evaluation import (
+from genrank_assets.ml.evaluation.report import (
     decide_promotion,
     evaluate_method,
     fill_with,
@@ -17,7 +15,14 @@ from genrank_assets.ml.evaluation import (
     write_report,
 )
 from genrank_assets.ml.plots import markdown_image
-from genrank_assets.ml.recommender import (
+from genrank_assets.ml.ranking.baselines import (
+    PopularityRecommender,
+    benchmark_queries,
+    knn_cooccurrence,
+    reference_title_knn,
+)
+from genrank_assets.ml.serving import registry
+from genrank_assets.ml.serving.recommender import (
     Recommender,
     RecommenderConfig,
     component_scores,
@@ -149,7 +154,7 @@ def evaluation_report(
         champ = registry.load_python_model(f"models:/{registry.RECOMMENDER_NAME}/{champion_version}").recommender
         # Same call as for the new system (100 deep), so both rank the same kind of candidate lists.
         champ_rank = {q: [x.song_id for x in recs] for q, recs in zip(qids, champ.recommend_many(texts, 100))}
-        from genrank_assets.ml.metrics import evaluate_rankings
+        from genrank_assets.ml.evaluation.metrics import evaluate_rankings
 
         champion_ndcg = evaluate_rankings(champ_rank, truths, ks=(10,))["ndcg@10"]
     decision = decide_promotion(new_ndcg, champion_ndcg, config.promotion_tolerance)

@@ -6,12 +6,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from genrank_assets.assets.semantic_ids import codes_from_frame
-from genrank_assets.automation import GPU_TAGS
-from genrank_assets.ml import registry
-from genrank_assets.ml.generator_dataset import build_generator_dataset, parse_target
-from genrank_assets.ml.plots import history_plot, markdown_image
-from genrank_assets.ml.tiger import (
+from genrank_assets.ml.generator.dataset import build_generator_dataset, parse_target
+from genrank_assets.ml.generator.tiger import (
     CodeTable,
     TigerDataset,
     TigerGenerator,
@@ -20,8 +16,11 @@ from genrank_assets.ml.tiger import (
     load_pretrained_tokenizer,
     save_tiger,
 )
-from genrank_assets.ml.tiger_training import train_tiger
-from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.ml.generator.training import train_tiger
+from genrank_assets.ml.plots import history_plot, markdown_image
+from genrank_assets.ml.semantic_ids.codes import codes_from_frame
+from genrank_assets.ml.serving import registry
+from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
 
 
 class GeneratorDatasetConfig(dg.Config):

@@ -3,8 +3,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.rq_kmeans import RQKMeans, semantic_id_metrics, semantic_id_tables
-from genrank_assets.ml.song_vectors import from_frame
+from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame
+from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, semantic_id_metrics, semantic_id_tables
+from genrank_assets.ml.vectors.song_vectors import from_frame
 from genrank_assets.resources import ComputeResource, GenrankPaths
 
 
@@ -29,16 +30,6 @@ class SemanticIdsConfig(dg.Config):
 class SemanticIdGateConfig(dg.Config):
     min_coverage: float = 0.5  # floor on distinct codes / songs, as a share of what the code space can reach
     max_balance_ratio: float = 3.0  # ceiling on max / mean level-1 cluster size
-
-
-def code_columns(n_levels: int) -> list[str]:
-    return [f"l{i}" for i in range(1, n_levels + 1)]
-
-
-def codes_from_frame(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
-    """(song_ids, codes (n, L)) from the semantic_ids table."""
-    cols = sorted((c for c in df.columns if c.startswith("l") and c[1:].isdigit()), key=lambda c: int(c[1:]))
-    return [str(s) for s in df["song_id"]], df[cols].to_numpy(dtype=np.int64)
 
 
 @dg.multi_asset(
@@ -74,8 +65,7 @@ def semantic_ids(
     levels = tables["levels"]
     context.log.info(f"{metrics['distinct_codes']} distinct codes for {len(sv)} songs "
                      f"(coverage {metrics['unique_code_coverage']:.3f}, max {metrics['max_songs_per_code']} per code)")
-    cols = code_columns(codes.shape[1])
-    table = pd.DataFrame({"song_id": sv.song_ids, **{c: codes[:, i] for i, c in enumerate(cols)}})
+    table = codes_to_frame(sv.song_ids, codes)
     collisions = tables["collisions"].copy()
     collisions["songs_sample"] = [", ".join(sv.song_ids[i] for i in idx[:5]) for idx in collisions.pop("song_indices")]
     numeric = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float, np.integer, np.floating))
@@ -85,7 +75,7 @@ def semantic_ids(
         metadata={
             "dagster/row_count": len(table),
             "levels_configured": str(list(config.levels)),
-            "code_columns": len(cols),
+            "code_columns": codes.shape[1],
             "codebook_path": str(codebook_path),
             "device": device,
             **numeric,

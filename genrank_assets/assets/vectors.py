@@ -2,8 +2,8 @@
 import dagster as dg
 import pandas as pd
 
-from genrank_assets.ml.corpus import as_song_lists
-from genrank_assets.ml.song_vectors import neighbour_table, to_frame, train_song_vectors
+from genrank_assets.ml.data.corpus import as_song_lists
+from genrank_assets.ml.vectors.song_vectors import neighbour_table, to_frame, train_song_vectors
 
 
 class SongVectorsConfig(dg.Config):

@@ -1,0 +1,299 @@
+"""The whole recommender: text -> TIGER candidates (optionally united with a classical recommender's) ->
+ranker -> top-K.
+
+Final score of a candidate = ranker logit + ``popularity_weight`` * log(1 + train popularity)
++ ``classical_weight`` * (classical score / its max over the candidates). The generator and ranker do not learn
+the popularity prior well on small data (FINDINGS.md), and title-kNN + co-occurrence is the strongest classical
+signal (BENCHMARK.md); both weights are chosen on the validation split by the evaluation report and saved with
+the recommender. With ``candidate_source="generator"`` and both weights 0 this is plain generate-and-rank.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_SOURCES = ("generator", "hybrid")
+
+
+@dataclass
+class RecommenderConfig:
+    n_candidates: int = 100
+    candidate_source: str = "generator"  # generator | hybrid (generator ∪ classical top-N)
+    popularity_weight: float = 0.0
+    classical_weight: float = 0.0  # needs the classical recommender (hybrid)
+    num_beams: int | None = None  # None: the generator's own setting
+    knn_candidates: int = 100
+
+    def __post_init__(self) -> None:
+        if self.candidate_source not in CANDIDATE_SOURCES:
+            raise ValueError(f"candidate_source must be one of {CANDIDATE_SOURCES}, got {self.candidate_source!r}")
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}")
+
+
+@dataclass
+class Recommendation:
+    rank: int
+    song_id: str
+    name: str
+    singer: str
+    score: float
+
+    def __str__(self) -> str:
+        return f"{self.rank}. {self.name} - {self.singer} (ID: {self.song_id})"
+
+
+@dataclass
+class StageTimes:
+    generate_ms: list[float] = field(default_factory=list)
+    knn_ms: list[float] = field(default_factory=list)
+    rank_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+
+
+class Recommender:
+    def __init__(self, generator, ranker, song_vectors, song_info: dict[str, tuple[str, str]],
+                 config: RecommenderConfig | None = None, knn=None):
+        self.generator = generator
+        self.ranker = ranker
+        self.song_vectors = song_vectors
+        self.song_info = song_info
+        self.config = config or RecommenderConfig()
+        if (self.config.candidate_source == "hybrid" or self.config.classical_weight) and knn is None:
+            raise ValueError("candidate_source='hybrid' / classical_weight need a fitted classical recommender (knn=...)")
+        self.knn = knn
+        table = generator.code_table
+        pop = dict(zip(table.song_ids, table.popularity))
+        self.log_popularity = np.log1p(np.array([pop.get(s, 0.0) for s in song_vectors.song_ids], dtype=np.float64))
+        # Fallback when the candidates hold fewer than k songs: the most popular songs that can be scored.
+        self._popular = np.argsort(-self.log_popularity, kind="stable")
+        self.times = StageTimes()
+
+    # -- candidates -------------------------------------------------------------------------------------------
+    def _rows(self, song_ids: Sequence[str]) -> list[int]:
+        rows, seen = [], set()
+        for s in song_ids:
+            r = self.song_vectors.index_of(str(s))
+            if r is not None and r not in seen:
+                seen.add(r)
+                rows.append(r)
+        return rows
+
+    def candidate_rows(self, texts: Sequence[str], k: int) -> list[list[int]]:
+        """Rows of candidate songs per text; also keeps the classical scores for ``rank_rows``."""
+        c = self.config
+        t0 = time.perf_counter()
+        gen = self.generator.generate_candidates_batch(list(texts), n=c.n_candidates, num_beams=c.num_beams)
+        t1 = time.perf_counter()
+        knn = None
+        self._classical = {}
+        if self.knn is not None and (c.candidate_source == "hybrid" or c.classical_weight):
+            from genrank_assets.ml.ranking.baselines import top_k_indices
+
+            matrix = self.knn._score_matrix(list(texts))
+            ids = self.knn.catalogue.song_ids
+            knn = []
+            for text, row in zip(texts, matrix):
+                self._classical[text] = row
+                knn.append([ids[j] for j in top_k_indices(row, c.knn_candidates)] if c.candidate_source == "hybrid" else [])
+        t2 = time.perf_counter()
+        per_query_gen = (t1 - t0) * 1000 / max(1, len(texts))
+        per_query_knn = (t2 - t1) * 1000 / max(1, len(texts))
+        out = []
+        for i in range(len(texts)):
+            ids = list(gen[i]) + (list(knn[i]) if knn is not None else [])
+            rows = self._rows(ids)
+            if len(rows) < k:
+                have = set(rows)
+                rows += [int(r) for r in self._popular[: k + len(rows)] if int(r) not in have][: k - len(rows)]
+            out.append(rows)
+            self.times.generate_ms.append(per_query_gen)
+            self.times.knn_ms.append(per_query_knn)
+        return out
+
+    # -- ranking ----------------------------------------------------------------------------------------------
+    def rank_rows(self, text: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows sorted best first, their final scores)."""
+        t0 = time.perf_counter()
+        logits = self.ranker_logits(text, rows)
+        scores = logits + self.config.popularity_weight * self.log_popularity[rows]
+        if self.config.classical_weight:
+            scores = scores + self.config.classical_weight * self.classical_scores(text, rows)
+        order = np.lexsort((-self.log_popularity[rows], -scores))  # ties: the more popular song first
+        self.times.rank_ms.append((time.perf_counter() - t0) * 1000)
+        return np.asarray(rows)[order], scores[order]
+
+    def classical_scores(self, text: str, rows: list[int]) -> np.ndarray:
+        """The classical recommender's scores of the candidates, divided by their max (0 when none scored)."""
+        row = self._classical.get(text)
+        if row is None:
+            row = self.knn._score_matrix([text])[0]
+        idx = self.knn.catalogue.indices_of([self.song_vectors.song_ids[r] for r in rows])
+        vals = np.where(idx >= 0, row[np.maximum(idx, 0)], 0.0).astype(np.float64)
+        top = vals.max() if len(vals) else 0.0
+        return vals / top if top > 0 else vals
+
+    def ranker_logits(self, text: str, rows: list[int]) -> np.ndarray:
+        if not rows:
+            return np.zeros(0)
+        clean = self.generator.encoder.clean(text)
+        song_texts = None
+        if self.ranker.config.use_song_text:
+            song_texts = [self._song_text(self.song_vectors.song_ids[r]) for r in rows]
+        return np.asarray(self.ranker.score(clean, self.song_vectors.vectors[rows], song_texts), dtype=np.float64)
+
+    def _song_text(self, song_id: str) -> str:
+        return song_text(*self.song_info.get(song_id, ("", "")))
+
+    # -- public -----------------------------------------------------------------------------------------------
+    def recommend(self, text: str, k: int = 10) -> list[Recommendation]:
+        return self.recommend_many([text], k)[0]
+
+    def recommend_many(self, texts: Sequence[str], k: int = 10) -> list[list[Recommendation]]:
+        texts = [check_text(t) for t in texts]
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        out = []
+        for start in range(0, len(texts), 32):  # chunks bound the memory of classical score rows
+            chunk = texts[start:start + 32]
+            t0 = time.perf_counter()
+            for text, rows in zip(chunk, self.candidate_rows(chunk, k)):
+                ranked, scores = self.rank_rows(text, rows)
+                recs = []
+                for i, (r, sc) in enumerate(zip(ranked[:k], scores[:k]), start=1):
+                    sid = self.song_vectors.song_ids[int(r)]
+                    name, singer = self.song_info.get(sid, ("", ""))
+                    recs.append(Recommendation(i, sid, name, singer, float(sc)))
+                out.append(recs)
+            self.times.total_ms.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
+            self._classical = {}
+        return out
+
+
+def song_text(name: str, singer: str) -> str:
+    """The text the ranker reads for a song; training, the ranker pyfunc and the recommender all use this."""
+    return f"{name} - {singer}"
+
+
+def check_text(text) -> str:
+    if not isinstance(text, str):
+        raise ValueError(f"query text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("query text is empty: type a playlist title or a mood, e.g. '适合深夜听的抒情歌曲'")
+    return text
+
+
+# -- persistence ----------------------------------------------------------------------------------------------
+
+def save_song_side(directory, song_vectors, raw_songs: pd.DataFrame | None) -> Path:
+    """Song vectors and name/singer of every vectored song, as plain files (npz + json)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "song_vectors.npz", song_ids=np.asarray(song_vectors.song_ids).astype(str),
+             counts=song_vectors.counts, vectors=song_vectors.vectors)
+    info = {}
+    if raw_songs is not None and len(raw_songs):
+        known = raw_songs.drop_duplicates("song_id").set_index("song_id")
+        names, singers = known["song_name"].to_dict(), known["singer"].to_dict()
+        info = {s: [str(names.get(s, "")), str(singers.get(s, ""))] for s in song_vectors.song_ids}
+    (directory / "song_info.json").write_text(json.dumps(info, ensure_ascii=False))
+    return directory
+
+
+def load_song_side(directory):
+    from genrank_assets.ml.vectors.song_vectors import SongVectors
+
+    directory = Path(directory)
+    data = np.load(directory / "song_vectors.npz", allow_pickle=False)
+    sv = SongVectors([str(s) for s in data["song_ids"]], data["counts"], data["vectors"])
+    info = {k: (v[0], v[1]) for k, v in json.loads((directory / "song_info.json").read_text()).items()}
+    return sv, info
+
+
+def save_knn_corpus(directory, corpus: pd.DataFrame) -> Path:
+    """Train titles and songs, enough to refit the title-kNN when a hybrid recommender loads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    train = corpus[corpus["split"] == "train"]
+    payload = {"playlist_id": train["playlist_id"].astype(str).tolist(), "title": train["title"].astype(str).tolist(),
+               "song_ids": [list(map(str, s)) for s in train["song_ids"]]}
+    (directory / "knn_corpus.json").write_text(json.dumps(payload, ensure_ascii=False))
+    return directory
+
+
+def load_knn(directory):
+    """Refit the classical recommender (tuned title-kNN + co-occurrence walk) on the saved train corpus."""
+    from genrank_assets.ml.ranking.baselines import knn_cooccurrence
+
+    payload = json.loads((Path(directory) / "knn_corpus.json").read_text())
+    corpus = pd.DataFrame({**payload, "tags": "", "split": "train"})
+    return knn_cooccurrence().fit(corpus)
+
+
+def save_recommender_config(directory, config: RecommenderConfig) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "recommender.json").write_text(json.dumps(asdict(config)))
+    return directory
+
+
+def load_recommender_config(directory) -> RecommenderConfig:
+    return RecommenderConfig(**json.loads((Path(directory) / "recommender.json").read_text()))
+
+
+# -- weight tuning --------------------------------------------------------------------------------------------
+
+@dataclass
+class ComponentScores:
+    """Per query: candidate song ids and the three score components, to try weights without re-scoring."""
+
+    song_ids: list[list[str]]
+    logits: list[np.ndarray]
+    log_popularity: list[np.ndarray]
+    classical: list[np.ndarray]
+
+
+def component_scores(rec: Recommender, texts: Sequence[str], k: int = 100) -> ComponentScores:
+    out = ComponentScores([], [], [], [])
+    for start in range(0, len(texts), 32):
+        chunk = list(texts[start:start + 32])
+        for text, rows in zip(chunk, rec.candidate_rows(chunk, k)):
+            out.song_ids.append([rec.song_vectors.song_ids[r] for r in rows])
+            out.logits.append(rec.ranker_logits(text, rows))
+            out.log_popularity.append(rec.log_popularity[rows])
+            out.classical.append(rec.classical_scores(text, rows) if rec.knn is not None else np.zeros(len(rows)))
+        rec._classical = {}
+    return out
+
+
+def rank_with_weights(cs: ComponentScores, popularity_weight: float, classical_weight: float, k: int) -> list[list[str]]:
+    ranked = []
+    for ids, lg, lp, cl in zip(cs.song_ids, cs.logits, cs.log_popularity, cs.classical):
+        score = lg + popularity_weight * lp + classical_weight * cl
+        order = np.lexsort((-lp, -score))[:k]
+        ranked.append([ids[i] for i in order])
+    return ranked
+
+
+def tune_weights(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
+                 classical_grid: Sequence[float]) -> tuple[float, float, list[dict]]:
+    """The (popularity, classical) weights with the best mean NDCG@10 on these (validation) queries."""
+    from genrank_assets.ml.evaluation.metrics import evaluate_rankings
+
+    trials = []
+    for pw in popularity_grid:
+        for cw in classical_grid:
+            ranked = rank_with_weights(cs, pw, cw, 10)
+            m = evaluate_rankings(dict(zip(qids, ranked)), truths, ks=(10,))
+            trials.append({"popularity_weight": pw, "classical_weight": cw, "val_ndcg@10": m["ndcg@10"]})
+    best = max(trials, key=lambda t: (t["val_ndcg@10"], -t["popularity_weight"] - t["classical_weight"]))
+    return best["popularity_weight"], best["classical_weight"], trials

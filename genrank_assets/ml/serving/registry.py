@@ -1,0 +1,201 @@
+"""MLflow glue: log a trained model directory as a pyfunc model, register it, move aliases, load it back.
+
+Each genrank model is saved by its own module as a plain directory (`save_tiger`, `save_ranker`, ...). Here
+that directory becomes the artifact of an MLflow pyfunc model, so that `models:/genrank-tiger/3` or
+`models:/genrank-tiger@champion` restores exactly the saved object, and the pyfunc `predict` gives a
+generic DataFrame interface for serving.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+TIGER_NAME = "genrank-tiger"
+RANKER_NAME = "genrank-ranker"
+RECOMMENDER_NAME = "genrank-recommender"
+CHAMPION = "champion"
+
+# What a pyfunc needs to load in a fresh environment: the installed genrank package brings the rest.
+PIP_REQUIREMENTS = ["genrank", "torch==2.13.0", "transformers", "tokenizers", "pandas", "numpy", "faiss-cpu"]
+
+
+@dataclass
+class RegisteredModel:
+    name: str
+    version: int
+    run_id: str
+    uri: str  # models:/name/version
+
+
+def _text_column(model_input) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        col = "text" if "text" in model_input.columns else model_input.columns[0]
+        return [str(t) for t in model_input[col]]
+    if isinstance(model_input, (list, tuple)):
+        return [str(t) for t in model_input]
+    return [str(model_input)]
+
+
+def _k_of(model_input, params, default: int) -> list[int]:
+    n = len(model_input) if isinstance(model_input, pd.DataFrame) else 1
+    if isinstance(model_input, pd.DataFrame) and "k" in model_input.columns:
+        return [int(k) for k in model_input["k"]]
+    k = int((params or {}).get("k", default))
+    return [k] * n
+
+
+class TigerPyfunc(mlflow.pyfunc.PythonModel):
+    """Input: DataFrame with `text` (and optional `n`); output: candidate song ids per text."""
+
+    def load_context(self, context):
+        from genrank_assets.ml.generator.tiger import load_tiger
+
+        self.artifact_paths = dict(context.artifacts)  # local copies, reusable to bundle a recommender
+        self.generator = load_tiger(context.artifacts["model_dir"], device="cpu")
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        texts = _text_column(model_input)
+        ns = _k_of(model_input, params, 100)
+        return pd.DataFrame({"text": texts, "song_ids": [self.generator.generate_candidates(t, n=n)
+                                                          for t, n in zip(texts, ns)]})
+
+
+class RankerPyfunc(mlflow.pyfunc.PythonModel):
+    """Input: DataFrame with `text` and `song_id` (one row per pair); output: the relevance logit per row.
+
+    The song vectors and texts the ranker was trained with travel as the `songs_dir` artifact, so the
+    registered model scores pairs by song id on its own.
+    """
+
+    def load_context(self, context):
+        from genrank_assets.ml.ranking.ranker_model import load_ranker
+        from genrank_assets.ml.serving.recommender import load_song_side
+
+        self.artifact_paths = dict(context.artifacts)
+        self.ranker = load_ranker(context.artifacts["model_dir"], device="cpu")
+        self.song_vectors, self.song_info = load_song_side(context.artifacts["songs_dir"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame) or not {"text", "song_id"} <= set(model_input.columns):
+            raise ValueError("genrank-ranker expects a DataFrame with columns `text` and `song_id`")
+        rows = [self.song_vectors.index_of(str(s)) for s in model_input["song_id"]]
+        missing = [s for s, r in zip(model_input["song_id"], rows) if r is None]
+        if missing:
+            raise ValueError(f"songs without a vector (cannot be scored): {missing[:5]}")
+        vectors = self.song_vectors.vectors[rows]
+        from genrank_assets.ml.serving.recommender import song_text
+
+        texts = [song_text(*self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
+        scores = self.ranker.score_pairs([str(t) for t in model_input["text"]], vectors,
+                                         texts if self.ranker.config.use_song_text else None)
+        return pd.DataFrame({"text": model_input["text"].to_numpy(), "song_id": model_input["song_id"].to_numpy(),
+                             "score": scores})
+
+
+class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
+    """The whole generate-and-rank recommender.
+
+    Input: DataFrame with `text` (and optional `k`, default 10 or the `k` param).
+    Output: one row per (text, rank): text, rank, song_id, name, singer, score.
+    """
+
+    def load_context(self, context):
+        self.recommender = recommender_from_dirs(
+            context.artifacts["tiger_dir"], context.artifacts["ranker_dir"], context.artifacts["songs_dir"],
+            context.artifacts["config_dir"], context.artifacts.get("knn_dir"),
+        )
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        texts = _text_column(model_input)
+        ks = _k_of(model_input, params, 10)
+        rows = []
+        for text, k in zip(texts, ks):
+            for rec in self.recommender.recommend(text, k):
+                rows.append({"text": text, "rank": rec.rank, "song_id": rec.song_id, "name": rec.name,
+                             "singer": rec.singer, "score": rec.score})
+        return pd.DataFrame(rows, columns=["text", "rank", "song_id", "name", "singer", "score"])
+
+
+def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None):
+    from genrank_assets.ml.generator.tiger import load_tiger
+    from genrank_assets.ml.ranking.ranker_model import load_ranker
+    from genrank_assets.ml.serving.recommender import Recommender, load_knn, load_recommender_config, load_song_side
+
+    config = load_recommender_config(config_dir)
+    sv, info = load_song_side(songs_dir)
+    knn = load_knn(knn_dir) if (config.candidate_source == "hybrid" or config.classical_weight) and knn_dir else None
+    return Recommender(load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu"), sv, info,
+                       config, knn=knn)
+
+
+def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
+    """The registered `genrank-recommender` (by alias, or version) as a Recommender object."""
+    uri = f"models:/{RECOMMENDER_NAME}/{version}" if version is not None else f"models:/{RECOMMENDER_NAME}@{alias}"
+    return load_python_model(uri).recommender
+
+
+def log_model_dir(
+    model_dir: str | os.PathLike,
+    *,
+    registered_name: str,
+    python_model: mlflow.pyfunc.PythonModel,
+    artifact_name: str = "model",
+    extra_artifacts: dict[str, str] | None = None,
+) -> RegisteredModel:
+    """Inside an active run: log ``model_dir`` as a pyfunc model and register a new version."""
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_model_dir must be called inside mlflow.start_run()")
+    artifacts = {"model_dir": str(model_dir), **(extra_artifacts or {})}
+    info = mlflow.pyfunc.log_model(
+        name=artifact_name, python_model=python_model, artifacts=artifacts,
+        registered_model_name=registered_name, pip_requirements=PIP_REQUIREMENTS,
+    )
+    version = int(info.registered_model_version)
+    log.info("registered %s version %d (run %s)", registered_name, version, run.info.run_id)
+    return RegisteredModel(registered_name, version, run.info.run_id, f"models:/{registered_name}/{version}")
+
+
+def log_history(history: list[dict[str, Any]], step_key: str = "epoch") -> None:
+    """Per-epoch metrics (train/val loss, AUC...) as MLflow metric series."""
+    for row in history:
+        step = int(row.get(step_key, 0))
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k != step_key and _is_number(v)}, step=step)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return not isinstance(v, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def load_python_model(uri: str):
+    """The unwrapped PythonModel of a registered pyfunc (``models:/name/3`` or ``models:/name@alias``)."""
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+
+
+def alias_version(name: str, alias: str = CHAMPION) -> int | None:
+    client = MlflowClient()
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def set_alias(name: str, version: int, alias: str = CHAMPION) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def run_id_of(name: str, version: int) -> str:
+    return MlflowClient().get_model_version(name, str(version)).run_id
