@@ -1,4 +1,4 @@
-"""Reproduce BENCHMARK.md's baseline rows on mpd7k and time them.
+"""Reproduce docs/benchmark.md's baseline rows on mpd7k and time them.
 
 Usage: .venv/bin/python benchmarks/baselines.py [--data ../shared/datasets/mpd7k] [--skip-ridge]
 
@@ -11,7 +11,7 @@ benchmarks/results/baselines.json. Timing: ``recommend_many`` over all queries (
 What mattered to reproduce the reference rows:
 - rankings deeper than 100 (max |truth| = 247): R-precision looks at the top |truth| songs; cutting the
   ranking at 100 loses ~20% of popularity's R-precision;
-- the order of songs with equal kNN scores: BENCHMARK.md says "break by train popularity", but its figures
+- the order of songs with equal kNN scores: docs/benchmark.md says "break by train popularity", but its figures
   come out only when equal-score voted songs are ordered by song id (an arbitrary fixed order) and the
   popularity order is used for the fill (songs nobody voted for). With popularity ties the title-kNN rows
   are better than the reference (char +2.3% NDCG@10, word +8.9% NDCG@10 / +11.6% Recall@10); both variants
@@ -50,7 +50,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mp
 RESULTS = Path(__file__).resolve().parent / "results" / "baselines.json"
 METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision")
 
-# BENCHMARK.md, mpd7k test split
+# docs/benchmark.md, mpd7k test split
 REFERENCE = {
     "popularity": (0.0034, 0.0353, 0.0274, 0.0262),
     "title_knn_char": (0.0123, 0.1071, 0.0670, 0.0633),
@@ -59,7 +59,7 @@ REFERENCE = {
     "knn_cooccurrence": (0.0132, 0.1189, 0.0765, 0.0739),
     "kernel_ridge_cooccurrence": (0.0140, 0.1252, 0.0776, 0.0746),
 }
-# the same title-kNN rows with BENCHMARK.md's written tie rule (popularity), compared with the same figures
+# the same title-kNN rows with docs/benchmark.md's written tie rule (popularity), compared with the same figures
 REFERENCE["title_knn_char_popularity_ties"] = REFERENCE["title_knn_char"]
 REFERENCE["title_knn_word_popularity_ties"] = REFERENCE["title_knn_word"]
 # rows that must reproduce within +-5% relative (the evaluation code check); the others should land near
@@ -90,7 +90,7 @@ def load_corpus(data_dir: Path) -> pd.DataFrame:
 def methods(include_ridge: bool) -> dict[str, bl.Recommender]:
     found = {
         "popularity": bl.PopularityRecommender(),
-        # reference rows: equal kNN scores by song id reproduces BENCHMARK.md (see the module docstring)
+        # reference rows: equal kNN scores by song id reproduces docs/benchmark.md (see the module docstring)
         "title_knn_char": bl.reference_title_knn("char_wb"),
         "title_knn_word": bl.reference_title_knn("word"),
         "title_knn_char_popularity_ties": bl.TitleKNNRecommender(analyzer="char_wb"),
@@ -160,7 +160,7 @@ def run_method(name: str, model: bl.Recommender, corpus: pd.DataFrame, qids, tex
 
 
 def within_rounded(value: float, reference: float, tolerance: float = 0.05) -> bool:
-    """BENCHMARK.md prints 4 decimals: compare with the nearest value that rounds to the printed figure."""
+    """docs/benchmark.md prints 4 decimals: compare with the nearest value that rounds to the printed figure."""
     nearest = min(max(value, reference - 5e-5), reference + 5e-5)
     return abs(value / nearest - 1) <= tolerance
 
@@ -176,7 +176,7 @@ def print_table(rows: dict) -> None:
             cells.append(f"{row[m]:.4f} ({delta:+.1%})" if delta is not None else f"{row[m]:.4f}")
         print(f"{name:<31} " + " ".join(f"{c:>15}" for c in cells)
               + f" {row['ms_per_query_p50']:>7.1f} {row['batch_ms_per_query']:>8.2f}")
-    print("(in brackets: relative delta against BENCHMARK.md)")
+    print("(in brackets: relative delta against docs/benchmark.md)")
 
 
 def main() -> int:
@@ -220,7 +220,7 @@ def main() -> int:
     result = {
         "benchmark": "baselines",
         "dataset": str(args.data),
-        "protocol": "BENCHMARK.md: crc32 split, test playlists with non-empty title, truth = distinct songs",
+        "protocol": "docs/benchmark.md: crc32 split, test playlists with non-empty title, truth = distinct songs",
         "corpus": {"playlists": len(corpus), "split_counts": split_counts, "test_queries": len(qids),
                    "filter": "none (all playlists)"},
         "machine": machine_info(),

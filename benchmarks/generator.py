@@ -9,14 +9,14 @@ Reads the warehouse and MLflow registry an end-to-end run left under --home (ben
    the registered generator's own training run logged to MLflow.
 2. Latency of ``generate_candidates(text, n=100)`` for --latency-queries test titles one by one (after 3
    warm-up calls), at 20, 50 and 100 beams; p50 / p95.
-3. Quality on every test query (BENCHMARK.md protocol) against the reference title-kNN fitted in the same run:
+3. Quality on every test query (docs/benchmark.md protocol) against the reference title-kNN fitted in the same run:
    Recall@100, NDCG@10, R-precision of the candidates in generation order, popularity-filled (train
    popularity, as the evaluation asset does) to max(100, largest truth) so that R-precision is exact; also
    Recall@100 of the bare candidates; paired bootstrap against title-kNN; candidate count / shortfall;
    invalid-code rate.
 
 Everything runs with torch.set_num_threads(1): small models are fastest single-threaded on 2 cores
-(FINDINGS.md).
+(docs/findings.md).
 
     .venv/bin/python benchmarks/generator.py [--home /tmp/genrank_mpd7k] [--train-steps 100]
 """
@@ -244,9 +244,9 @@ def main() -> None:
                                  "targets): with one song per code a list holds at most num_beams songs"},
         "threads": 1,
         "threads_note": "torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores "
-                        "(FINDINGS.md: two threads were only 1.5x one thread). The e2e run used the compute "
+                        "(docs/findings.md: two threads were only 1.5x one thread). The e2e run used the compute "
                         "resource's default, also 1 thread on this machine.",
-        "protocol": "BENCHMARK.md: test split, query = title as stored, truth = distinct songs of the playlist",
+        "protocol": "docs/benchmark.md: test split, query = title as stored, truth = distinct songs of the playlist",
         "n_queries": len(qids),
         "training_throughput": {
             "setup": f"fresh tiny TIGER (build_model preset 'tiny', BPE 2,000 pieces on train titles), "

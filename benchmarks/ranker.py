@@ -2,7 +2,7 @@
 
 Reads the warehouse and MLflow registry an end-to-end run left under --home (benchmarks/end_to_end.py).
 
-For each test title (BENCHMARK.md protocol) and each candidate source:
+For each test title (docs/benchmark.md protocol) and each candidate source:
 - title-kNN: the reference title-kNN's top 100 (fitted in this run on the train playlists),
 - generator: the registered generator's top 100 (``generate_candidates(n=100)``, its own beam width; no
   popularity fill, so a list can hold fewer than 100 songs),
@@ -17,7 +17,7 @@ Also: ``ranker.score(text, vectors of 100 songs)`` latency p50/p95 over --latenc
 warm-up calls), and the registered ranker's training time and best val AUC (MLflow run; the training seconds
 come from the Dagster materialization's metadata, which is where the ranker asset records them).
 
-torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores (FINDINGS.md).
+torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores (docs/findings.md).
 
     .venv/bin/python benchmarks/ranker.py [--home /tmp/genrank_mpd7k]
 """
@@ -311,9 +311,9 @@ def main() -> None:
         "home": str(home),
         "threads": 1,
         "threads_note": "torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores "
-                        "(FINDINGS.md).",
+                        "(docs/findings.md).",
         "models": {"tiger": f"models:/{registry.TIGER_NAME}/{tiger_v}", "ranker": f"models:/{registry.RANKER_NAME}/{ranker_v}"},
-        "protocol": "BENCHMARK.md test split (queries = titles as stored, truth = distinct songs); the popularity "
+        "protocol": "docs/benchmark.md test split (queries = titles as stored, truth = distinct songs); the popularity "
                     "weight is chosen per source on the val split by NDCG@10 over the grid "
                     f"{list(WEIGHT_GRID)} (ties: smaller weight), then applied once to test",
         "candidates_setup": "title_knn: reference title-kNN (char 2-4, 50 neighbours) top 100, fitted on the train "

@@ -2,7 +2,7 @@
 
     python benchmarks/semantic_ids.py [--epochs 5] [--repeats 3] [--threads 1]
 
-Song vectors: skip-gram word2vec on the train playlists only (BENCHMARK.md crc32 split), dim 64, window 50,
+Song vectors: skip-gram word2vec on the train playlists only (docs/benchmark.md crc32 split), dim 64, window 50,
 min_count 2, cached in /tmp/genrank_bench_cache. They are L2-normalised before quantization (the geometry the
 neighbour-agreement metric and the downstream uses are cosine).
 

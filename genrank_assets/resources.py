@@ -78,7 +78,7 @@ class ComputeResource(dg.ConfigurableResource):
     def resolved_threads(self) -> int:
         if self.threads > 0:
             return self.threads
-        # Small models on CPU: one thread per job beat two threads that fight over 2 cores (FINDINGS.md: two
+        # Small models on CPU: one thread per job beat two threads that fight over 2 cores (docs/findings.md: two
         # threads were only 1.5x one thread, and 15x slower once another process competed for the cores).
         cores = os.cpu_count() or 1
         return max(1, min(4, cores // 2)) if self.resolved_device() == "cpu" else 0

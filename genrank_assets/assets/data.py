@@ -145,7 +145,7 @@ def playlist_corpus(
     raw_playlist_songs: pd.DataFrame,
     raw_songs: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """playlist_id, title, tags, song_ids (playlist order), split (crc32 rule of BENCHMARK.md)."""
+    """playlist_id, title, tags, song_ids (playlist order), split (crc32 rule of docs/benchmark.md)."""
     result = build_corpus(
         raw_playlists, raw_playlist_songs, raw_songs,
         min_songs=config.min_songs, max_songs=config.max_songs, drop_unknown_songs=config.drop_unknown_songs,

@@ -1,4 +1,4 @@
-"""Group `evaluation`: the held-out report (BENCHMARK.md), the registered recommender and the promotion gate."""
+"""Group `evaluation`: the held-out report (docs/benchmark.md), the registered recommender and the promotion gate."""
 import time
 
 import dagster as dg
@@ -163,12 +163,12 @@ def evaluation_report(
     # -- report -----------------------------------------------------------------------------------------------
     report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run_id[:8]}"
     lines = [
-        f"Split `{config.split}`: {len(qids)} queries (BENCHMARK.md protocol); weights tuned on `{config.tune_split}` "
+        f"Split `{config.split}`: {len(qids)} queries (docs/benchmark.md protocol); weights tuned on `{config.tune_split}` "
         f"({len(vqids)} queries). Models: `{tiger_model}`, `{ranker_model}`.",
         f"Every ranking is {depth} songs deep (the largest truth), so R-precision is exact. Generator-only rankings "
         f"are the candidates in generation order; generator rankings and generate-and-rank rankings continue with "
         f"popular songs after their candidates (generator shortfall for 100: {shortfall:.1f} songs per query).",
-        "`title_knn` is BENCHMARK.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
+        "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
         f"Served system: `{config.served_method}` (popularity_weight={served[config.served_method].config.popularity_weight}, "
         f"classical_weight={served[config.served_method].config.classical_weight}).",
         f"**Promotion gate:** {decision.reason}.",

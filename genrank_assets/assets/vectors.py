@@ -10,7 +10,7 @@ class SongVectorsConfig(dg.Config):
     """The seed used sg=1, vector_size=512, window=50, min_count=10, epochs=20 (see presets/gpu-seed.yaml).
 
     The defaults are smaller: on mpd7k-sized data min_count 10 throws away over half of what users want
-    (FINDINGS.md), and 64 dimensions did as well as 128. workers=1 keeps gensim bit-for-bit reproducible.
+    (docs/findings.md), and 64 dimensions did as well as 128. workers=1 keeps gensim bit-for-bit reproducible.
     """
 
     sg: int = 1
@@ -28,7 +28,7 @@ class SongVectorsConfig(dg.Config):
 def song_vectors(
     context: dg.AssetExecutionContext, config: SongVectorsConfig, playlist_corpus: pd.DataFrame, raw_songs: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    """song_id, count, vector FLOAT[dim] — from the train playlists only (BENCHMARK.md split)."""
+    """song_id, count, vector FLOAT[dim] — from the train playlists only (docs/benchmark.md split)."""
     train = playlist_corpus[playlist_corpus["split"] == "train"]
     sentences = as_song_lists(train["song_ids"])
     context.log.info(f"training word2vec on {len(sentences)} train playlists ({sum(map(len, sentences))} rows)")

@@ -1,6 +1,6 @@
 """New playlists landing: batches in a drop folder, merged into the base data in the order they were ingested.
 
-Layout (DATA.md's three-file format in every folder):
+Layout (docs/input-format.md's three-file format in every folder):
 
     GENRANK_DATA_DIR/                      the base data
     GENRANK_DATA_DIR/incoming/<batch_id>/  one batch; complete once the file `_SUCCESS` exists in it

@@ -12,7 +12,7 @@ CORPUS_COLUMNS = ["playlist_id", "title", "tags", "song_ids", "split"]
 
 
 def split_of(playlist_id: str) -> str:
-    """BENCHMARK.md: b = crc32(id) % 10; 0 -> test, 1 -> val, else train."""
+    """docs/benchmark.md: b = crc32(id) % 10; 0 -> test, 1 -> val, else train."""
     b = zlib.crc32(str(playlist_id).encode("utf-8")) % 10
     return "test" if b == 0 else "val" if b == 1 else "train"
 

@@ -1,4 +1,4 @@
-"""A deterministic synthetic dataset in the seed's three-file format (DATA.md), with planted structure.
+"""A deterministic synthetic dataset in the seed's three-file format (docs/input-format.md), with planted structure.
 
 What is planted, so that a working recommender can recover it and a broken one cannot:
 

@@ -1,4 +1,4 @@
-"""Read the seed's three-file format (DATA.md) into tables, quarantining every bad row with a reason.
+"""Read the seed's three-file format (docs/input-format.md) into tables, quarantining every bad row with a reason.
 
 Files are read with pyarrow's CSV reader as *binary* columns (no quoting, TAB-separated, `.gz` decompressed by
 pyarrow), so that undecodable bytes are detected per row instead of being replaced: a row that is not valid

@@ -1,4 +1,4 @@
-"""Ranking metrics of the BENCHMARK.md protocol, per query and averaged, plus a paired bootstrap.
+"""Ranking metrics of the docs/benchmark.md protocol, per query and averaged, plus a paired bootstrap.
 
 Conventions (every function here follows them):
 - ``ranked`` is a list of song ids, best first; ``truth`` is a set of song ids (the distinct songs of the

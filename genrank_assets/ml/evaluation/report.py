@@ -1,4 +1,4 @@
-"""Held-out evaluation (BENCHMARK.md protocol): methods side by side, latency, report, promotion decision."""
+"""Held-out evaluation (docs/benchmark.md protocol): methods side by side, latency, report, promotion decision."""
 from __future__ import annotations
 
 import logging

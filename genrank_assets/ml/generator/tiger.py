@@ -62,7 +62,7 @@ CJK_CHARACTER_PATTERN = (
 ID_TOKEN_PATTERN = re.compile(r"^<id_l(\d+)_(\d+)>$")
 
 MODEL_PRESETS: dict[str, dict] = {
-    # ~1.7M parameters with a 2k-piece vocabulary plus 512 ID tokens (FINDINGS: 128 samples/s sequence targets,
+    # ~1.7M parameters with a 2k-piece vocabulary plus 512 ID tokens (docs/findings.md: 128 samples/s sequence targets,
     # 840 samples/s single-code targets on one CPU thread).
     "tiny": {"d_model": 128, "d_ff": 512, "num_layers": 3, "num_decoder_layers": 3, "num_heads": 4, "d_kv": 32},
     "small": {"d_model": 256, "d_ff": 1024, "num_layers": 4, "num_decoder_layers": 4, "num_heads": 4, "d_kv": 64},

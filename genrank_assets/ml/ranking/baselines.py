@@ -1,4 +1,4 @@
-"""Classical title-to-songs baselines of BENCHMARK.md, fitted on the TRAIN playlists of a corpus.
+"""Classical title-to-songs baselines of docs/benchmark.md, fitted on the TRAIN playlists of a corpus.
 
 A corpus is the shared DataFrame (playlist_id, title, tags, song_ids, split); only rows with split == "train"
 reach ``fit``. Every recommender scores the whole train catalogue (every song of a train playlist) for a
@@ -10,12 +10,12 @@ Recommenders:
 - ``PopularityRecommender``: the same list for every query.
 - ``TitleKNNRecommender``: TF-IDF over titles, nearest train playlists, each song scores the sum of its
   playlists' (possibly squared) cosine similarities; optional popularity blend. Its defaults are the reference
-  row of BENCHMARK.md as written; ``reference_title_knn()`` is the variant that reproduces the reference
+  row of docs/benchmark.md as written; ``reference_title_knn()`` is the variant that reproduces the reference
   figures (equal kNN scores ordered by song id, see its docstring); ``tuned_title_knn()`` builds the tuned
   row.
 - ``KernelRidgeRecommender``: dual ridge regression from title TF-IDF to song indicators (kernel cos^p).
 - ``CoOccurrenceRecommender``: a base recommender's top songs walk to the train playlists holding them and on
-  to those playlists' songs (two-hop item walk); ``knn_cooccurrence()`` builds the BENCHMARK.md row.
+  to those playlists' songs (two-hop item walk); ``knn_cooccurrence()`` builds the docs/benchmark.md row.
 """
 from __future__ import annotations
 
@@ -319,13 +319,13 @@ class TitleKNNRecommender(Recommender):
     their songs; a song scores the sum of its voters' similarity ** ``similarity_power``.
 
     With ``popularity_weight`` w > 0 the score becomes kNN / max(kNN) + w * popularity / max(popularity)
-    (both max-normalised per query). Defaults are the BENCHMARK.md reference row; ``ngram_range=None`` means
+    (both max-normalised per query). Defaults are the docs/benchmark.md reference row; ``ngram_range=None`` means
     (2, 4) for character analyzers and (1, 1) for ``analyzer="word"``. ``k_neighbors=None`` uses every train
     playlist. ``normalize_titles`` applies ``normalize_title`` to titles and queries first.
 
     ``tie_break`` orders songs the neighbours voted for whose scores are equal: "popularity" (the rule
-    BENCHMARK.md states) or "song_id" (ascending id, i.e. arbitrary but fixed; this is what reproduces
-    BENCHMARK.md's reference figures, see benchmarks/baselines.py). Songs nobody voted for always follow
+    docs/benchmark.md states) or "song_id" (ascending id, i.e. arbitrary but fixed; this is what reproduces
+    docs/benchmark.md's reference figures, see benchmarks/baselines.py). Songs nobody voted for always follow
     in popularity order (the popularity fill).
     """
 
@@ -412,7 +412,7 @@ class TitleKNNRecommender(Recommender):
 
 
 def reference_title_knn(analyzer: str = "char_wb") -> TitleKNNRecommender:
-    """BENCHMARK.md reference title-kNN ("char_wb": char 2-4-grams; "word": words), configured to reproduce
+    """docs/benchmark.md reference title-kNN ("char_wb": char 2-4-grams; "word": words), configured to reproduce
     its printed figures: 50 neighbours, sum of cosine similarities, popularity fill, and songs with equal kNN
     scores ordered by song id. (With the written rule, popularity, the figures come out higher: NDCG@10
     +2.3% char, +8.9% word on mpd7k; benchmarks/results/baselines.json.)"""
@@ -420,7 +420,7 @@ def reference_title_knn(analyzer: str = "char_wb") -> TitleKNNRecommender:
 
 
 def tuned_title_knn() -> TitleKNNRecommender:
-    """BENCHMARK.md 'title-kNN tuned': char 1-4 TF-IDF on NFKC-lowercased titles without punctuation/emoji,
+    """docs/benchmark.md 'title-kNN tuned': char 1-4 TF-IDF on NFKC-lowercased titles without punctuation/emoji,
     all train playlists as neighbours, similarity squared, + 0.3 x max-normalised popularity."""
     return TitleKNNRecommender(
         analyzer="char", ngram_range=(1, 4), k_neighbors=None, similarity_power=2.0, popularity_weight=0.3,
@@ -455,7 +455,7 @@ class KernelRidgeRecommender(Recommender):
 
 
 class CoOccurrenceRecommender(Recommender):
-    """Two-hop co-occurrence walk on top of a base recommender (BENCHMARK.md 'kNN + co-occurrence').
+    """Two-hop co-occurrence walk on top of a base recommender (docs/benchmark.md 'kNN + co-occurrence').
 
     The base's top ``n_seeds`` songs s each carry weight base(s) / popularity(s)**``seed_popularity_power``;
     the weights flow to the train playlists holding them and on to those playlists' songs:
@@ -500,13 +500,13 @@ class CoOccurrenceRecommender(Recommender):
 
 
 def knn_cooccurrence() -> CoOccurrenceRecommender:
-    """BENCHMARK.md 'kNN + co-occurrence': tuned kNN's top-100 songs, weight kNN score / popularity, two-hop
+    """docs/benchmark.md 'kNN + co-occurrence': tuned kNN's top-100 songs, weight kNN score / popularity, two-hop
     walk, final = max-normalised kNN + 3 x max-normalised walk."""
     return CoOccurrenceRecommender(tuned_title_knn(), n_seeds=100, walk_weight=3.0)
 
 
 def kernel_ridge_cooccurrence() -> CoOccurrenceRecommender:
-    """BENCHMARK.md 'kernel ridge + co-occurrence': kernel cos^2, lambda 200, then the same walk."""
+    """docs/benchmark.md 'kernel ridge + co-occurrence': kernel cos^2, lambda 200, then the same walk."""
     return CoOccurrenceRecommender(KernelRidgeRecommender(ridge_lambda=200.0), n_seeds=100, walk_weight=3.0)
 
 

@@ -3,8 +3,8 @@ ranker -> top-K.
 
 Final score of a candidate = ranker logit + ``popularity_weight`` * log(1 + train popularity)
 + ``classical_weight`` * (classical score / its max over the candidates). The generator and ranker do not learn
-the popularity prior well on small data (FINDINGS.md), and title-kNN + co-occurrence is the strongest classical
-signal (BENCHMARK.md); both weights are chosen on the validation split by the evaluation report and saved with
+the popularity prior well on small data (docs/findings.md), and title-kNN + co-occurrence is the strongest classical
+signal (docs/benchmark.md); both weights are chosen on the validation split by the evaluation report and saved with
 the recommender. With ``candidate_source="generator"`` and both weights 0 this is plain generate-and-rank.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed cases (BENCHMARK.md definitions)."""
+"""Metrics against hand-computed cases (docs/benchmark.md definitions)."""
 import math
 
 import numpy as np
