@@ -30,63 +30,75 @@ class IngestConfig(dg.Config):
 @dg.multi_asset(
     group_name="data",
     outs={
-        "raw_playlists": dg.AssetOut(description="Playlist info rows (id, title, nickname, tags, numbers)."),
-        "raw_playlist_songs": dg.AssetOut(description="(playlist_id, song_id, position) in playlist order."),
-        "raw_songs": dg.AssetOut(description="Song catalogue: song_id, song_name, singer."),
+        "raw_playlists": dg.AssetOut(is_required=False, description="Playlist info rows (id, title, nickname, tags, numbers)."),
+        "raw_playlist_songs": dg.AssetOut(is_required=False, description="(playlist_id, song_id, position) in playlist order."),
+        "raw_songs": dg.AssetOut(is_required=False, description="Song catalogue: song_id, song_name, singer."),
         "ingest_rejects": dg.AssetOut(
+            is_required=False,
             description="Quarantined input rows: file, line_no, raw_line, reason, batch_id ('base' = base folder)."
         ),
         "ingested_batches": dg.AssetOut(
+            is_required=False,
             description="Ledger of batches from incoming/: seq, batch_id, ingested_at, run_id, row counts."
         ),
     },
+    # Upstream selections (`--select '*semantic_ids'`) pick some of the tables. Every table is a function of the
+    # same inputs (base folder + ledger), so writing only the selected ones keeps them consistent, as long as the
+    # ledger does not change: adding a batch needs `ingested_batches` in the selection (checked below).
+    can_subset=True,
 )
 def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_paths: GenrankPaths):
     """Read GENRANK_DATA_DIR (or the `genrank_paths.data_dir` resource config) and its batches into tables."""
     folder = genrank_paths.data_path
-    warehouse = paths.warehouse_path(genrank_paths.home_path)
-    previous = read_ledger(warehouse)
+    previous = read_ledger(paths.warehouse_path(genrank_paths.home_path))
     ingested = previous["batch_id"].tolist()
     again = [b for b in config.batches if b in ingested]
     new = list(dict.fromkeys(b for b in config.batches if b not in ingested))
+    selected = context.op_execution_context.selected_output_names
+    if new and "ingested_batches" not in selected:
+        raise dg.DagsterInvalidConfigError(
+            f"ops.raw_tables.config.batches adds {new}, but `ingested_batches` is not selected: the ledger would "
+            "not record them and the next run would drop them. Select all five ingest tables (e.g. `--select "
+            "'group:data'`).", [], config.batches,
+        )
     if again:
         context.log.info(f"batch(es) {again} were ingested before: read again, nothing is added twice")
     context.log.info(f"reading {folder} + {len(ingested)} ingested batch(es) + new batch(es) {new}")
     merged = ingest_with_batches(folder, ingested, new)
-    raw = merged.tables
     ledger = update_ledger(
         previous, merged.batch_stats, datetime.now(UTC).isoformat(timespec="seconds"), context.run.run_id
     )
-    counts = raw.reject_counts()
+    raw = merged.tables
     context.log.info(
         f"{len(raw.playlists)} playlists, {len(raw.playlist_songs)} playlist-song rows, {len(raw.songs)} songs; "
-        f"{len(raw.rejects)} rows quarantined: {counts}"
+        f"{len(raw.rejects)} rows quarantined: {raw.reject_counts()}"
     )
-    common = {"data_dir": str(folder), "batches_ingested": len(ledger), "new_batches": ", ".join(new) or "none"}
+    outputs = _ingest_outputs(merged, ledger, folder, new)
+    skipped = [name for name, _, _ in outputs if name not in selected]
+    if skipped:
+        context.log.info(f"not selected in this run, left as they are: {skipped}")
     # The ledger first: it names the inputs of the tables below, so a failure after it never loses a batch.
-    yield dg.Output(
-        ledger, "ingested_batches",
-        metadata={**common, "dagster/row_count": len(ledger),
-                  "ledger": dg.MetadataValue.md(ledger.to_markdown(index=False) if len(ledger) else "none")},
-    )
-    yield dg.Output(raw.playlists, "raw_playlists",
-                    metadata={**common, "dagster/row_count": len(raw.playlists),
-                              "file": merged.base.files["playlists"]})
-    yield dg.Output(raw.playlist_songs, "raw_playlist_songs",
-                    metadata={**common, "dagster/row_count": len(raw.playlist_songs),
-                              "file": merged.base.files["playlist_songs"]})
-    yield dg.Output(raw.songs, "raw_songs",
-                    metadata={**common, "dagster/row_count": len(raw.songs), "file": merged.base.files["songs"]})
+    for name, value, metadata in outputs:
+        if name in selected:
+            yield dg.Output(value, name, metadata={**metadata, "dagster/row_count": len(value)})
+
+
+def _ingest_outputs(merged, ledger: pd.DataFrame, folder, new: list[str]) -> list[tuple[str, pd.DataFrame, dict]]:
+    """(output name, table, metadata) of the ingest multi-asset, ledger first."""
+    raw, files = merged.tables, merged.base.files
+    common = {"data_dir": str(folder), "batches_ingested": len(ledger), "new_batches": ", ".join(new) or "none"}
+    counts = raw.reject_counts()
     by_file = raw.rejects.groupby(["batch_id", "file", "reason"]).size().rename("rows").reset_index()
-    yield dg.Output(
-        raw.rejects, "ingest_rejects",
-        metadata={
-            **common,
-            "dagster/row_count": len(raw.rejects),
-            **{f"rejects_{r}": counts[r] for r in REASONS},
-            "rejects_by_file": dg.MetadataValue.md(by_file.to_markdown(index=False) if len(by_file) else "none"),
-        },
-    )
+    return [
+        ("ingested_batches", ledger,
+         {**common, "ledger": dg.MetadataValue.md(ledger.to_markdown(index=False) if len(ledger) else "none")}),
+        ("raw_playlists", raw.playlists, {**common, "file": files["playlists"]}),
+        ("raw_playlist_songs", raw.playlist_songs, {**common, "file": files["playlist_songs"]}),
+        ("raw_songs", raw.songs, {**common, "file": files["songs"]}),
+        ("ingest_rejects", raw.rejects,
+         {**common, **{f"rejects_{r}": counts[r] for r in REASONS},
+          "rejects_by_file": dg.MetadataValue.md(by_file.to_markdown(index=False) if len(by_file) else "none")}),
+    ]
 
 
 @dg.asset_check(asset="raw_playlists", blocking=True, description="Playlist ids are non-empty and unique.")

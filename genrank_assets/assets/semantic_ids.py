@@ -3,7 +3,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame
+from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, semantic_id_metrics, semantic_id_tables
 from genrank_assets.ml.vectors.song_vectors import from_frame
 from genrank_assets.resources import ComputeResource, GenrankPaths
@@ -35,9 +35,13 @@ class SemanticIdGateConfig(dg.Config):
 @dg.multi_asset(
     group_name="semantic_ids",
     outs={
-        "semantic_ids": dg.AssetOut(description="song_id, l1, l2, l3 (, l4 disambiguation): one code per vectored song."),
-        "semantic_id_metrics": dg.AssetOut(description="Quality of the codes: reconstruction, usage, coverage, agreement."),
+        "semantic_ids": dg.AssetOut(
+            is_required=False, description="song_id, l1, l2, l3 (, l4 disambiguation): one code per vectored song."),
+        "semantic_id_metrics": dg.AssetOut(
+            is_required=False, description="Quality of the codes: reconstruction, usage, coverage, agreement; the "
+                                           "code space (`size` per level)."),
     },
+    can_subset=True,  # `--select '*semantic_ids'` fits the codes and writes only the table asked for
 )
 def semantic_ids(
     context: dg.AssetExecutionContext,
@@ -70,28 +74,28 @@ def semantic_ids(
     collisions["songs_sample"] = [", ".join(sv.song_ids[i] for i in idx[:5]) for idx in collisions.pop("song_indices")]
     numeric = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float, np.integer, np.floating))
                and v is not None and not (isinstance(v, float) and np.isnan(v))}
-    yield dg.Output(
-        table, "semantic_ids",
-        metadata={
-            "dagster/row_count": len(table),
-            "levels_configured": str(list(config.levels)),
-            "code_columns": codes.shape[1],
-            "codebook_path": str(codebook_path),
-            "device": device,
-            **numeric,
-            "max_l1_cluster": int(levels.loc[0, "max_cluster_size"]),
-            "mean_l1_cluster": float(levels.loc[0, "mean_cluster_size"]),
-            "levels": dg.MetadataValue.md(levels.round(4).to_markdown(index=False)),
-            "largest_collisions": dg.MetadataValue.md(collisions.to_markdown(index=False) if len(collisions) else "none"),
-        },
-    )
-    rows = [{"metric": k, "level": 0, "value": v} for k, v in numeric.items()]
-    for rec in levels.to_dict("records"):
-        rows += [{"metric": k, "level": int(rec["level"]), "value": float(v)} for k, v in rec.items() if k != "level"]
-    metrics_table = pd.DataFrame(rows)
-    yield dg.Output(metrics_table, "semantic_id_metrics",
-                    metadata={"dagster/row_count": len(metrics_table),
-                              "summary": dg.MetadataValue.md(tables["summary"].T.round(4).to_markdown())})
+    selected = context.op_execution_context.selected_output_names
+    if "semantic_ids" in selected:
+        yield dg.Output(
+            table, "semantic_ids",
+            metadata={
+                "dagster/row_count": len(table),
+                "levels_configured": str(list(config.levels)),
+                "code_columns": codes.shape[1],
+                "codebook_path": str(codebook_path),
+                "device": device,
+                **numeric,
+                "max_l1_cluster": int(levels.loc[0, "max_cluster_size"]),
+                "mean_l1_cluster": float(levels.loc[0, "mean_cluster_size"]),
+                "levels": dg.MetadataValue.md(levels.round(4).to_markdown(index=False)),
+                "largest_collisions": dg.MetadataValue.md(collisions.to_markdown(index=False) if len(collisions) else "none"),
+            },
+        )
+    if "semantic_id_metrics" in selected:
+        metrics_table = metrics_frame(numeric, levels)
+        yield dg.Output(metrics_table, "semantic_id_metrics",
+                        metadata={"dagster/row_count": len(metrics_table),
+                                  "summary": dg.MetadataValue.md(tables["summary"].T.round(4).to_markdown())})
 
 
 @dg.asset_check(asset="semantic_ids", blocking=True, description="Every vectored song has a code.",
@@ -108,7 +112,7 @@ def semantic_ids_coverage_and_balance(config: SemanticIdGateConfig, semantic_ids
     cfg = config
     _, codes = codes_from_frame(semantic_ids)
     coverage = len({tuple(c) for c in codes.tolist()}) / max(1, len(codes))
-    # A code space smaller than the catalogue caps coverage: judge against what the levels can reach.
+    # A code space smaller than the catalogue caps coverage: judge against what the codes in use can reach.
     reachable = min(1.0, float(np.prod((codes.max(axis=0) + 1).astype(float))) / max(1, len(codes)))
     sizes = np.bincount(codes[:, 0])
     sizes = sizes[sizes > 0]
