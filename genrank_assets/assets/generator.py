@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.data.corpus import train_popularity
 from genrank_assets.ml.generator.dataset import build_generator_dataset, parse_target
 from genrank_assets.ml.generator.tiger import (
     CodeTable,
@@ -31,15 +32,6 @@ class GeneratorDatasetConfig(dg.Config):
     seed: int = 0
 
 
-def popularity_from_corpus(corpus: pd.DataFrame) -> dict[str, int]:
-    """Train playlists holding each song (distinct per playlist) — the popularity everyone ranks ties by."""
-    counts: dict[str, int] = {}
-    for songs in corpus.loc[corpus["split"] == "train", "song_ids"]:
-        for s in set(map(str, songs)):
-            counts[s] = counts.get(s, 0) + 1
-    return counts
-
-
 @dg.asset(group_name="generator")
 def generator_dataset(
     context: dg.AssetExecutionContext,
@@ -51,7 +43,7 @@ def generator_dataset(
     song_ids, codes = codes_from_frame(semantic_ids)
     code_of = {s: tuple(int(v) for v in c) for s, c in zip(song_ids, codes)}
     df, stats = build_generator_dataset(
-        playlist_corpus, code_of, popularity_from_corpus(playlist_corpus), song_order=config.song_order,
+        playlist_corpus, code_of, train_popularity(playlist_corpus), song_order=config.song_order,
         max_songs_per_target=config.max_songs_per_target, windows_per_playlist=config.windows_per_playlist,
         include_tags=config.include_tags, seed=config.seed,
     )
@@ -85,7 +77,7 @@ class TigerModelConfig(dg.Config):
 
 
 def song_popularity_array(song_ids: list[str], corpus: pd.DataFrame) -> np.ndarray:
-    pop = popularity_from_corpus(corpus)
+    pop = train_popularity(corpus)
     return np.array([pop.get(s, 0) for s in song_ids], dtype=np.float64)
 
 

@@ -86,6 +86,16 @@ def length_histogram(lengths: np.ndarray) -> dict[str, int]:
     return out
 
 
+def train_popularity(corpus: pd.DataFrame) -> dict[str, int]:
+    """Train playlists holding each song (a song counts once per playlist): the popularity every stage ranks
+    ties by, fills short lists with and adds as a prior. Rows whose split is not "train" are ignored."""
+    counts: dict[str, int] = {}
+    for songs in corpus.loc[corpus["split"] == "train", "song_ids"]:
+        for song in dict.fromkeys(map(str, songs)):
+            counts[song] = counts.get(song, 0) + 1
+    return counts
+
+
 def as_song_lists(column) -> list[list[str]]:
     """song_ids read back from DuckDB can be numpy arrays; normalise to lists of str."""
     return [list(map(str, s)) for s in column]

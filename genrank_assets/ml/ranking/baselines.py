@@ -29,6 +29,8 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from genrank_assets.ml.data.corpus import train_popularity
+
 log = logging.getLogger(__name__)
 
 CORPUS_COLUMNS = ("playlist_id", "title", "song_ids", "split")
@@ -100,11 +102,9 @@ class SongCatalogue:
     """
 
     def __init__(self, train_df: pd.DataFrame):
+        """``train_df``: the train playlists of a corpus (``train_playlists``)."""
         song_lists = [list(dict.fromkeys(map(str, songs))) for songs in train_df["song_ids"]]
-        counts: dict[str, int] = {}
-        for songs in song_lists:
-            for song in songs:
-                counts[song] = counts.get(song, 0) + 1
+        counts = train_popularity(train_df)
         self.song_ids: list[str] = sorted(counts, key=lambda s: (-counts[s], s))
         self.index = {s: i for i, s in enumerate(self.song_ids)}
         self.counts = np.array([counts[s] for s in self.song_ids], dtype=np.int64)
@@ -211,7 +211,8 @@ def _rank_votes(votes: sp.csr_matrix, tie_rank: np.ndarray, k: int) -> list[np.n
 class Recommender:
     """Common interface. Subclasses implement ``_fit(train_df)`` and ``_score_matrix(texts)``, which returns
     dense scores (len(texts), n_songs) over ``self.catalogue``, higher is better; equal scores rank the more
-    popular song first. ``_rank_chunk`` may be overridden with a faster exact equivalent."""
+    popular song first (``score_matrix`` is its public, checked form). ``_rank_chunk`` may be overridden with a
+    faster exact equivalent."""
 
     catalogue: SongCatalogue | None = None
 
@@ -256,6 +257,12 @@ class Recommender:
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         return self.recommend_many([text], k)[0]
+
+    def score_matrix(self, texts: Sequence[str]) -> np.ndarray:
+        """Dense scores (len(texts), len(catalogue)) of every train song for each text, higher is better; column
+        j is ``catalogue.song_ids[j]``. For a few texts at a time: each row holds the whole catalogue."""
+        self._require_fit()
+        return self._score_matrix(_check_texts(texts))
 
     def score_candidates(self, text: str, song_ids: Sequence[str]) -> np.ndarray:
         """The recommender's score of each song for ``text`` (float64, aligned with ``song_ids``). Songs

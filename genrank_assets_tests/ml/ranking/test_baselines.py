@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genrank_assets.ml.data.corpus import train_popularity
 from genrank_assets.ml.ranking import baselines as bl
 
 # Train popularity (distinct train playlists per song): r_hit 3; c_1 2 (3 occurrences, but twice in one
@@ -48,6 +49,27 @@ def test_popularity_counts_distinct_songs_per_train_playlist(corpus):
     assert model.recommend("anything", 100) == POPULARITY_ORDER
     assert model.recommend_many(["a", "b"], 3) == [POPULARITY_ORDER[:3]] * 2
     np.testing.assert_array_equal(model.score_candidates("x", ["c_1", "r_hit", "v_only"]), [2.0, 3.0, 0.0])
+
+
+def test_catalogue_counts_are_the_one_train_popularity(corpus):
+    counts = train_popularity(corpus)
+    assert counts["c_1"] == 2 and counts["r_hit"] == 3  # c_1 twice in t5 counts once; val/test rows never
+    assert "v_only" not in counts and "test_only" not in counts
+    catalogue = bl.PopularityRecommender().fit(corpus).catalogue
+    assert catalogue.song_ids == POPULARITY_ORDER
+    assert dict(zip(catalogue.song_ids, catalogue.counts.tolist())) == counts
+
+
+def test_score_matrix_is_the_public_form_of_the_scores(corpus):
+    model = bl.knn_cooccurrence().fit(corpus)
+    matrix = model.score_matrix(["rock", "chill"])
+    assert matrix.shape == (2, len(POPULARITY_ORDER))
+    ids = model.catalogue.song_ids
+    np.testing.assert_array_equal(matrix[1], model.score_candidates("chill", ids))
+    with pytest.raises(ValueError, match="one string"):
+        model.score_matrix("rock")
+    with pytest.raises(ValueError, match="not fitted"):
+        bl.knn_cooccurrence().score_matrix(["rock"])
 
 
 def test_knn_rock_query_returns_rock_playlists_songs_first_then_popularity(corpus):
