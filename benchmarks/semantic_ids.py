@@ -150,7 +150,8 @@ class GlobalResidualKMeans:
 
 class RQKMeansMethod:
     def __init__(self, levels, balanced, balance_slack=0.0):
-        self.model = RQKMeans(levels, balanced=balanced, balance_slack=balance_slack, seed=0, n_iter=20)
+        self.model = RQKMeans(levels, balanced=balanced, balance_slack=balance_slack, seed=0, n_iter=20,
+                              min_cluster_size=1)  # as measured in results/semantic_ids.json
         self.levels = self.model.levels
 
     def fit_codes(self, X):

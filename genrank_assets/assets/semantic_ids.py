@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame, metrics_frame
-from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, semantic_id_metrics, semantic_id_tables
+from genrank_assets.ml.semantic_ids.rq_kmeans import (
+    DEFAULT_LEVELS,
+    DEFAULT_MIN_CLUSTER_SIZE,
+    DEFAULT_N_ITER,
+    RQKMeans,
+    semantic_id_metrics,
+    semantic_id_tables,
+)
 from genrank_assets.ml.vectors.song_vectors import from_frame
 from genrank_assets.resources import ComputeResource, GenrankPaths
 
@@ -13,16 +20,13 @@ class SemanticIdsConfig(dg.Config):
     """Defaults are the seed's [128, 128, 256]. Keep prod(levels[:2]) well below the catalogue size, or level 2
     already gives most songs their own cluster (the demo preset uses [32, 16, 8] for 6,000 songs)."""
 
-    levels: list[int] = [128, 128, 256]
+    levels: list[int] = list(DEFAULT_LEVELS)
     balanced: bool = True
     balance_slack: float = 0.0  # capacity = ceil(n/k * (1 + slack)); > 0 trades uniqueness for coherence
-    # A group of n songs gets at most n // min_cluster_size clusters at the next level. With 1, a last level
-    # wider than its groups gives every song its own code (mpd7k at [128, 64, 32]: 58,138 codes for 58,138
-    # songs, so 50 beams can only ever name 50 songs); 2 keeps small "concept" sets of ~2 songs per code.
-    min_cluster_size: int = 2
+    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE  # why 2: see rq_kmeans.DEFAULT_MIN_CLUSTER_SIZE
     unique_codes: bool = False  # append a disambiguation level so every song's code is unique (TIGER)
     normalize_residuals: bool = True
-    n_iter: int = 20
+    n_iter: int = DEFAULT_N_ITER
     seed: int = 0
     metrics_sample_size: int = 5000
 

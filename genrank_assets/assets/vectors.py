@@ -3,25 +3,21 @@ import dagster as dg
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import as_song_lists
-from genrank_assets.ml.vectors.song_vectors import neighbour_table, to_frame, train_song_vectors
+from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, to_frame, train_song_vectors
 
 
 class SongVectorsConfig(dg.Config):
-    """The seed used sg=1, vector_size=512, window=50, min_count=10, epochs=20 (see presets/gpu-seed.yaml).
+    """word2vec hyperparameters; the defaults (and why) are `ml.vectors.song_vectors.Word2VecDefaults`."""
 
-    The defaults are smaller: on mpd7k-sized data min_count 10 throws away over half of what users want
-    (docs/findings.md), and 64 dimensions did as well as 128. workers=1 keeps gensim bit-for-bit reproducible.
-    """
-
-    sg: int = 1
-    vector_size: int = 64
-    window: int = 50
-    min_count: int = 2
-    sample: float = 1e-3
-    epochs: int = 10
-    negative: int = 5
-    workers: int = 1
-    seed: int = 0
+    sg: int = W2V.sg
+    vector_size: int = W2V.vector_size
+    window: int = W2V.window
+    min_count: int = W2V.min_count
+    sample: float = W2V.sample
+    epochs: int = W2V.epochs
+    negative: int = W2V.negative
+    workers: int = W2V.workers
+    seed: int = W2V.seed
 
 
 @dg.asset(group_name="vectors")
@@ -32,10 +28,7 @@ def song_vectors(
     train = playlist_corpus[playlist_corpus["split"] == "train"]
     sentences = as_song_lists(train["song_ids"])
     context.log.info(f"training word2vec on {len(sentences)} train playlists ({sum(map(len, sentences))} rows)")
-    sv = train_song_vectors(
-        sentences, vector_size=config.vector_size, window=config.window, min_count=config.min_count, sg=config.sg,
-        sample=config.sample, epochs=config.epochs, negative=config.negative, workers=config.workers, seed=config.seed,
-    )
+    sv = train_song_vectors(sentences, **config.model_dump())
     context.log.info(f"{len(sv)} song vectors in {sv.stats['training_seconds']:.1f}s")
     table = neighbour_table(sv, raw_songs)
     return dg.Output(

@@ -69,6 +69,14 @@ _CHECKPOINT_NAME = "level_{}.npz"
 # cost more than the work (measured 40x slower k-means of 454 points on a busy 2-core machine).
 _SMALL_FAISS_WORK = 1 << 20
 
+# Defaults of the estimator, which the `semantic_ids` asset config reads (one place for each).
+DEFAULT_LEVELS = (128, 128, 256)  # the seed's
+# A group of n songs gets at most n // min_cluster_size clusters at the next level. With 1, a last level wider
+# than its groups gives every song its own code (mpd7k at [128, 64, 32]: 58,138 codes for 58,138 songs, so 50
+# beams can only ever name 50 songs); 2 keeps small "concept" sets of ~2 songs per code.
+DEFAULT_MIN_CLUSTER_SIZE = 2
+DEFAULT_N_ITER = 20
+
 
 class RQKMeans:
     """Hierarchical residual K-Means producing semantic-ID codes (see the module docstring).
@@ -81,16 +89,16 @@ class RQKMeans:
 
     def __init__(
         self,
-        levels: Sequence[int] = (128, 128, 256),
+        levels: Sequence[int] = DEFAULT_LEVELS,
         *,
         balanced: bool = True,
         unique_codes: bool = False,
-        n_iter: int = 20,
+        n_iter: int = DEFAULT_N_ITER,
         seed: int = 0,
         device: str = "cpu",
         checkpoint_dir: str | os.PathLike | None = None,
         normalize_residuals: bool = True,
-        min_cluster_size: int = 1,
+        min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
         balance_slack: float = 0.0,
         verbose: bool = False,
     ) -> None:

@@ -134,7 +134,7 @@ def test_same_input_and_seed_give_identical_codes(blobs, blob_model):
 
 def test_small_catalogue_with_a_big_codebook_is_capped_not_crashed():
     X, _, _ = make_blobs(n_blobs=2, per_blob=5, dim=8, seed=3)
-    model = RQKMeans(levels=(128, 128, 256), n_iter=5, seed=0).fit(X)
+    model = RQKMeans(levels=(128, 128, 256), n_iter=5, seed=0, min_cluster_size=1).fit(X)
     assert model.codes_.shape == (10, 3)
     assert model.level_stats_[0]["clusters"] == 10  # k = min(K, n // min_cluster_size): one song per cluster
     assert len(np.unique(model.codes_, axis=0)) == 10
