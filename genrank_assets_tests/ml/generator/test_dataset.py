@@ -1,0 +1,96 @@
+"""generator_dataset: (title -> semantic-ID tokens) pairs from train and val playlists only."""
+import pandas as pd
+import pytest
+
+from genrank_assets.ml.generator.dataset import build_generator_dataset, code_tokens, parse_target, query_text
+
+
+def corpus_of(rows) -> pd.DataFrame:
+    """rows: (playlist_id, split, title, tags, [song ids])."""
+    return pd.DataFrame(rows, columns=["playlist_id", "split", "title", "tags", "song_ids"])
+
+
+# Songs s0..s29, each its own code (i // 10, i % 10, 0), except s5 which shares s4's code.
+CODE_OF = {f"s{i}": (i // 10, i % 10, 0) for i in range(30)}
+CODE_OF["s5"] = CODE_OF["s4"]
+POPULARITY = {f"s{i}": i for i in range(30)}  # s29 the most popular
+
+CORPUS = corpus_of([
+    ("p_train", "train", "night drive", "chill,night", [f"s{i}" for i in range(6)]),
+    ("p_val", "val", "gym", "", ["s10", "s11", "unknown"]),
+    ("p_test", "test", "secret test title", "", ["s20", "s21"]),
+    ("p_blank", "train", "   ", "tag", ["s1"]),
+    ("p_uncoded", "train", "nothing known", "", ["x1", "x2"]),
+    ("p_long", "train", "long one", "", [f"s{i}" for i in range(10, 30)]),
+])
+
+
+def test_test_playlists_never_reach_the_dataset():
+    df, stats = build_generator_dataset(CORPUS, CODE_OF, POPULARITY)
+    assert "p_test" not in set(df.playlist_id) and "secret test title" not in set(df.text)
+    assert set(df.split) == {"train", "val"}
+    assert stats["playlists_in"] == 5 and stats["no_text"] == 1 and stats["no_coded_songs"] == 1
+    assert stats["songs_without_code"] == 1 + 2  # "unknown" in p_val, x1 and x2
+    assert stats["pairs"] == len(df) == 3 and stats["pairs_train"] == 2 and stats["pairs_val"] == 1
+    # Even when asked for, only the named splits are read.
+    only_train, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, splits=("train",))
+    assert set(only_train.split) == {"train"}
+
+
+def test_targets_parse_back_to_the_songs_codes_in_order():
+    df, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY)
+    row = df.set_index("playlist_id").loc["p_train"]
+    assert row.text == "night drive" and row.window == 0
+    # s4 and s5 share one code: kept once, first occurrence.
+    expected = [CODE_OF[f"s{i}"] for i in range(5)]
+    assert parse_target(row.target) == expected and row.n_codes == 5
+    assert row.target.split()[:3] == ["<id_l1_0>", "<id_l2_0>", "<id_l3_0>"]
+    assert all(parse_target(t) and len(parse_target(t)) == n for t, n in zip(df.target, df.n_codes))
+
+
+def test_popularity_order_and_tags_in_the_text():
+    df, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, song_order="popularity", include_tags=True)
+    row = df.set_index("playlist_id").loc["p_train"]
+    assert row.text == "night drive chill night"
+    assert parse_target(row.target)[0] == CODE_OF["s5"]  # the most popular of p_train's songs first
+    with pytest.raises(ValueError, match="song_order"):
+        build_generator_dataset(CORPUS, CODE_OF, POPULARITY, song_order="random")
+
+
+def test_max_songs_per_target_and_windows():
+    long_codes = [CODE_OF[f"s{i}"] for i in range(10, 30)]
+
+    def long_rows(**kw):
+        df, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, **kw)
+        return df[df.playlist_id == "p_long"].sort_values("window")
+
+    one = long_rows(max_songs_per_target=8)
+    assert len(one) == 1 and parse_target(one.target.iloc[0]) == long_codes[:8]
+    # Consecutive windows in playlist order first (8 + 8 + 4) ...
+    three = long_rows(max_songs_per_target=8, windows_per_playlist=3)
+    assert [parse_target(t) for t in three.target] == [long_codes[:8], long_codes[8:16], long_codes[16:]]
+    assert three.window.tolist() == [0, 1, 2] and three.n_codes.tolist() == [8, 8, 4]
+    # ... then seeded random samples, each in playlist order; the same seed gives the same samples.
+    five = long_rows(max_songs_per_target=8, windows_per_playlist=5, seed=3)
+    extra = [parse_target(t) for t in five.target.iloc[3:]]
+    assert len(extra) == 2 and all(len(w) == 8 and w == sorted(w, key=long_codes.index) for w in extra)
+    pd.testing.assert_frame_equal(five, long_rows(max_songs_per_target=8, windows_per_playlist=5, seed=3))
+    # A short playlist gives a single window however many are asked for.
+    short, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, max_songs_per_target=8, windows_per_playlist=5)
+    assert (short.playlist_id == "p_train").sum() == 1
+    for bad in [{"max_songs_per_target": 0}, {"windows_per_playlist": 0}]:
+        with pytest.raises(ValueError, match=">= 1"):
+            build_generator_dataset(CORPUS, CODE_OF, POPULARITY, **bad)
+
+
+def test_tokens_and_query_text_helpers():
+    assert code_tokens((45, 67, 123)) == "<id_l1_45> <id_l2_67> <id_l3_123>"
+    assert parse_target(code_tokens((1, 2)) + " " + code_tokens((3, 4, 5, 6))) == [(1, 2), (3, 4, 5, 6)]
+    assert parse_target("") == []
+    with pytest.raises(ValueError, match="not a semantic-ID token"):
+        parse_target("<id_l1_1> hello")
+    with pytest.raises(ValueError, match="out of level order"):
+        parse_target("<id_l1_1> <id_l3_2>")
+    assert query_text(" gym ", "a,b", include_tags=False) == "gym"
+    assert query_text("gym", None, include_tags=True) == "gym"
+    assert query_text("", "a,b", include_tags=True) == "a b"
