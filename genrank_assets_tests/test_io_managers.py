@@ -32,6 +32,19 @@ def read(path: Path, table: str) -> pd.DataFrame:
         con.close()
 
 
+def materialize_and_load(asset: dg.AssetsDefinition, db: Path) -> tuple[dg.ExecuteInProcessResult, pd.DataFrame]:
+    """Materialise `asset` and a downstream asset; return the run and the frame the downstream one was given."""
+    seen = {}
+
+    @dg.asset(ins={"upstream": dg.AssetIn(asset.key)})
+    def downstream(upstream: pd.DataFrame) -> None:
+        seen["frame"] = upstream
+
+    result = dg.materialize([asset, downstream], resources=warehouse(db))
+    assert result.success
+    return result, seen["frame"]
+
+
 @pytest.fixture()
 def db(tmp_path) -> Path:
     return tmp_path / "warehouse.duckdb"
@@ -45,16 +58,8 @@ def test_float32_vectors_round_trip_as_fixed_size_arrays(db):
     def vectors() -> pd.DataFrame:
         return pd.DataFrame({"song_id": ["a", "b", "c"], "count": [3, 2, 1], "vector": list(VECTORS)})
 
-    seen = {}
-
-    @dg.asset
-    def reader(vectors: pd.DataFrame) -> None:
-        seen["frame"] = vectors
-
-    result = dg.materialize([vectors, reader], resources=warehouse(db))
-    assert result.success
+    result, back = materialize_and_load(vectors, db)
     assert column_types(db, "vectors") == {"song_id": "VARCHAR", "count": "BIGINT", "vector": "FLOAT[4]"}
-    back = seen["frame"]
     assert back.song_id.tolist() == ["a", "b", "c"] and back["count"].tolist() == [3, 2, 1]
     np.testing.assert_array_equal(np.stack([np.asarray(v, dtype=np.float32) for v in back.vector]), VECTORS)
     meta = result.asset_materializations_for_node("vectors")[0].metadata
@@ -79,15 +84,8 @@ def test_empty_frame_makes_an_empty_table_downstream_can_read(db):
     def ingest_rejects() -> pd.DataFrame:
         return pd.DataFrame({"file": pd.Series(dtype=str), "line_no": pd.Series(dtype="int64")})
 
-    seen = {}
-
-    @dg.asset
-    def report(ingest_rejects: pd.DataFrame) -> None:
-        seen["frame"] = ingest_rejects
-
-    result = dg.materialize([ingest_rejects, report], resources=warehouse(db))
-    assert result.success
-    assert list(seen["frame"].columns) == ["file", "line_no"] and len(seen["frame"]) == 0
+    result, back = materialize_and_load(ingest_rejects, db)
+    assert list(back.columns) == ["file", "line_no"] and len(back) == 0
     assert list(column_types(db, "ingest_rejects")) == ["file", "line_no"]
     assert result.asset_materializations_for_node("ingest_rejects")[0].metadata["dagster/row_count"].value == 0
 
