@@ -7,7 +7,9 @@ caught by pyarrow's invalid-row handler, which also reports the physical line nu
 """
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyarrow import csv as pacsv
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ PLAYLIST_INFO_FILE = "gen_playlist_info.csv"
 SONG_INFO_FILE = "gen_song_info.csv"
 INFO_HEADER = ["glid", "listname", "nickname", "tag_list", "feat", "collect_type", "play_count"]
 INFO_NUMERIC = ["feat", "collect_type", "play_count"]
+UTF8_BOM = b"\xef\xbb\xbf"
 
 REJECT_COLUMNS = ["file", "line_no", "raw_line", "reason"]
 REASONS = (
@@ -33,6 +35,7 @@ REASONS = (
     "non_numeric_field",
     "orphan_song_row",
     "duplicate_info_row",
+    "nul_byte",
 )
 
 
@@ -68,8 +71,42 @@ def _escape(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
+def read_input_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped for `.gz`, without a UTF-8 byte-order mark; an unreadable file (corrupt or
+    truncated gzip, I/O error) is an IngestError naming it."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                data = fh.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as err:
+        kind = "corrupt or truncated gzip file" if path.suffix == ".gz" else "unreadable file"
+        raise IngestError(f"{path}: {kind} ({type(err).__name__}: {err})") from err
+    return data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
+
+
+def _lines(data: bytes) -> pa.BinaryArray:
+    """The lines of ``data`` (CRLF or LF) as a binary array, without copying them one by one."""
+    data = data.replace(b"\r\n", b"\n")
+    if not data:
+        return pa.array([], type=pa.binary())
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n")) + 1
+    offsets = np.concatenate([[0], ends]).astype(np.int32 if len(data) < 2**31 else np.int64)
+    kind = pa.binary() if offsets.dtype == np.int32 else pa.large_binary()
+    with_newline = pa.Array.from_buffers(kind, len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pc.binary_slice(with_newline, 0, -1).cast(pa.binary())
+
+
 class _FileReader:
-    """Reads one TAB file into binary columns, collecting wrong-column-count rows as rejects."""
+    """Reads one TAB file into binary columns; rows with the wrong column count become rejects.
+
+    The split into lines and columns happens on bytes (pyarrow compute over a binary array), so no row is ever
+    decoded here: a row may be undecodable *and* have the wrong column count, and still only that row is lost
+    (pyarrow's CSV invalid-row handler decodes the row text itself and fails the whole read on such a row).
+    """
 
     def __init__(self, path: Path, n_columns: int, header: bool, allow_extra_columns: bool = False):
         self.path = path
@@ -77,65 +114,33 @@ class _FileReader:
         self.header = header
         self.allow_extra = allow_extra_columns
         self.rejects: list[tuple[str, int, str, str]] = []
-        self.bad_lines: list[int] = []  # physical line numbers pyarrow skipped (rejected or rescued)
-        self.rescued: list[tuple[int, list[bytes]]] = []  # rows with extra trailing columns, when allowed
-
-    def _on_invalid(self, row) -> str:
-        line_no = int(row.number) if row.number is not None else -1
-        text = row.text if isinstance(row.text, str) else str(row.text)
-        self.bad_lines.append(line_no)
-        if self.allow_extra and row.actual_columns > self.n_columns:
-            # Extra trailing columns are allowed by the format: keep the first n columns.
-            self.rescued.append((line_no, [p.encode("utf-8", "surrogateescape") for p in text.split("\t")]))
-        else:
-            self.rejects.append(
-                (self.path.name, line_no, text,
-                 "wrong_column_count")
-            )
-        return "skip"
 
     def read(self) -> tuple[pa.Table, np.ndarray]:
         """Table of binary columns c0..c{n-1} and the physical (1-based) line number of every row."""
         names = [f"c{i}" for i in range(self.n_columns)]
-        try:
-            table = pacsv.read_csv(
-                self.path,
-                read_options=pacsv.ReadOptions(
-                    column_names=names, skip_rows=1 if self.header else 0, use_threads=False, block_size=1 << 24
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter="\t", quote_char=False, escape_char=False, newlines_in_values=False,
-                    ignore_empty_lines=False, invalid_row_handler=self._on_invalid,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.binary() for n in names}, strings_can_be_null=False,
-                    quoted_strings_can_be_null=False, null_values=[],
-                ),
-            )
-        except pa.ArrowInvalid as err:
-            # A file without rows is valid (e.g. a batch that brings no new songs); pyarrow refuses it.
-            if "Empty CSV file" not in str(err):
-                raise
-            table = pa.table({n: pa.array([], type=pa.binary()) for n in names})
-        first = 2 if self.header else 1
-        total = table.num_rows + len(self.bad_lines)
-        physical = np.arange(first, first + total, dtype=np.int64)
-        if self.bad_lines:
-            physical = physical[~np.isin(physical, np.asarray(self.bad_lines, dtype=np.int64))]
-        if self.rescued:
-            extra = pa.table(
-                {n: pa.array([r[1][i] for r in self.rescued], type=pa.binary()) for i, n in enumerate(names)}
-            )
-            table = pa.concat_tables([table, extra])
-            physical = np.concatenate([physical, np.asarray([r[0] for r in self.rescued], dtype=np.int64)])
-            order = np.argsort(physical, kind="stable")
-            table = table.take(pa.array(order))
-            physical = physical[order]
-        return table, physical
+        rows = _lines(read_input_bytes(self.path))
+        first = 1
+        if self.header and len(rows):
+            rows, first = rows.slice(1), 2
+        physical = np.arange(first, first + len(rows), dtype=np.int64)
+        n_fields = pc.add(pc.count_substring(rows, "\t"), 1).to_numpy(zero_copy_only=False)
+        good = n_fields >= self.n_columns if self.allow_extra else n_fields == self.n_columns
+        empty = pc.equal(pc.binary_length(rows), 0).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(~good):
+            line = rows[int(i)].as_py()
+            reason = "empty_id" if empty[i] else "wrong_column_count"  # an empty line has empty ids
+            self.rejects.append((self.path.name, int(physical[i]), _escape(line), reason))
+        self.raw_lines = rows.filter(pa.array(good))  # each kept row as read, for the rejects of later checks
+        fields = pc.split_pattern(self.raw_lines, "\t")
+        if len(fields) == 0:
+            return pa.table({n: pa.array([], type=pa.binary()) for n in names}), physical[good]
+        table = pa.table({n: pc.list_element(fields, i) for i, n in enumerate(names)})
+        return table, physical[good]
 
 
-def _decode_columns(table: pa.Table, lines: np.ndarray, file: str, rejects: list) -> tuple[pa.Table, np.ndarray]:
-    """Cast binary columns to UTF-8 strings; rows with invalid UTF-8 anywhere are quarantined."""
+def _decode_columns(reader: _FileReader, table: pa.Table, lines: np.ndarray, rejects: list) -> tuple[pa.Table, np.ndarray]:
+    """Cast binary columns to UTF-8 strings; rows with invalid UTF-8 or a NUL byte anywhere are quarantined."""
+    file = reader.path.name
     bad = np.zeros(table.num_rows, dtype=bool)
     for name in table.column_names:
         col = table[name]
@@ -148,14 +153,19 @@ def _decode_columns(table: pa.Table, lines: np.ndarray, file: str, rejects: list
                     value.decode("utf-8")
                 except UnicodeDecodeError:
                     bad[i] = True
-    if bad.any():
-        raw_cols = [table[n].to_pylist() for n in table.column_names]
-        for i in np.flatnonzero(bad):
-            raw = b"\t".join(c[i] for c in raw_cols)
-            rejects.append((file, int(lines[i]), _escape(raw), "undecodable_bytes"))
-        keep = pa.array(~bad)
-        table = table.filter(keep)
-        lines = lines[~bad]
+    # NUL bytes are valid UTF-8 but no id or title holds one: they would be stored verbatim and break C readers.
+    nul = np.zeros(table.num_rows, dtype=bool)
+    for name in table.column_names:
+        nul |= pc.fill_null(pc.match_substring(table[name], "\x00"), False).to_numpy(zero_copy_only=False)
+    nul &= ~bad
+    if bad.any() or nul.any():
+        for mask, reason in ((bad, "undecodable_bytes"), (nul, "nul_byte")):
+            for i in np.flatnonzero(mask):
+                raw = reader.raw_lines[int(i)].as_py()
+                rejects.append((file, int(lines[i]), _escape(raw).replace("\x00", "\\x00"), reason))
+        keep = ~(bad | nul)
+        table = table.filter(pa.array(keep))
+        lines = lines[keep]
     return table.cast(pa.schema([(n, pa.string()) for n in table.column_names])), lines
 
 
@@ -183,14 +193,14 @@ def read_seed_folder(folder: str | Path) -> RawTables:
         "playlists": resolve_input(folder, PLAYLIST_INFO_FILE),
         "songs": resolve_input(folder, SONG_INFO_FILE),
     }
-    _check_info_header(paths["playlists"])
+    info_has_extra_columns = _check_info_header(paths["playlists"])
     rejects: list[tuple[str, int, str, str]] = []
 
     # --- playlist info -------------------------------------------------------------------------------------
-    reader = _FileReader(paths["playlists"], len(INFO_HEADER), header=True)
+    reader = _FileReader(paths["playlists"], len(INFO_HEADER), header=True, allow_extra_columns=info_has_extra_columns)
     table, lines = reader.read()
     rejects += reader.rejects
-    table, lines = _decode_columns(table, lines, paths["playlists"].name, rejects)
+    table, lines = _decode_columns(reader, table, lines, rejects)
     info = table.rename_columns(INFO_HEADER).to_pandas()
     info["line_no"] = lines
     info = _with_raw(info, INFO_HEADER)
@@ -225,7 +235,7 @@ def read_seed_folder(folder: str | Path) -> RawTables:
     reader = _FileReader(paths["songs"], 3, header=False, allow_extra_columns=True)
     table, lines = reader.read()
     rejects += reader.rejects
-    table, lines = _decode_columns(table, lines, paths["songs"].name, rejects)
+    table, lines = _decode_columns(reader, table, lines, rejects)
     songs = table.rename_columns(["song_id", "song_name", "singer"]).to_pandas()
     songs["line_no"] = lines
     songs = _with_raw(songs, ["song_id", "song_name", "singer"])
@@ -239,7 +249,7 @@ def read_seed_folder(folder: str | Path) -> RawTables:
     reader = _FileReader(paths["playlist_songs"], 2, header=False)
     table, lines = reader.read()
     rejects += reader.rejects
-    table, lines = _decode_columns(table, lines, paths["playlist_songs"].name, rejects)
+    table, lines = _decode_columns(reader, table, lines, rejects)
     ps_file = paths["playlist_songs"].name
     pid = table["c0"]
     sid = table["c1"]
@@ -273,12 +283,10 @@ def read_seed_folder(folder: str | Path) -> RawTables:
     )
 
 
-def _check_info_header(path: Path) -> None:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        first = fh.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+def _check_info_header(path: Path) -> bool:
+    """Refuse a header without the seed's columns in order; True when it declares extra trailing columns."""
+    data = read_input_bytes(path)
+    first = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").rstrip("\r")
     got = first.split("\t")
     missing = [c for c in INFO_HEADER if c not in got]
     if missing:
@@ -287,3 +295,7 @@ def _check_info_header(path: Path) -> None:
         )
     if got[: len(INFO_HEADER)] != INFO_HEADER:
         raise IngestError(f"{path}: header columns out of order: expected {' '.join(INFO_HEADER)}, got {first!r}")
+    if len(got) > len(INFO_HEADER):
+        log.warning("%s: header has extra column(s) %s after the seed's; they are read and ignored", path,
+                    got[len(INFO_HEADER):])
+    return len(got) > len(INFO_HEADER)
