@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from genrank_assets import paths
 from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
 from genrank_assets.ml.data.corpus import SPLITS, build_corpus
-from genrank_assets.ml.data.ingest import REASONS
+from genrank_assets.ml.data.ingest import REASONS, refuse_unusable
 from genrank_assets.resources import GenrankPaths
 
 
@@ -25,6 +26,9 @@ class IngestConfig(dg.Config):
     """
 
     batches: list[str] = []  # noqa: RUF012 (pydantic copies field defaults)
+    # Above this share of a file's rows rejected, the input is refused and the current tables stay (a wrong
+    # format or a broken export, not a few bad rows).
+    max_reject_share: float = Field(default=0.9, ge=0.0, le=1.0)
 
 
 @dg.multi_asset(
@@ -69,6 +73,7 @@ def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_
         previous, merged.batch_stats, datetime.now(UTC).isoformat(timespec="seconds"), context.run.run_id
     )
     raw = merged.tables
+    refuse_unusable(raw, config.max_reject_share)  # before any output: nothing is replaced
     context.log.info(
         f"{len(raw.playlists)} playlists, {len(raw.playlist_songs)} playlist-song rows, {len(raw.songs)} songs; "
         f"{len(raw.rejects)} rows quarantined: {raw.reject_counts()}"

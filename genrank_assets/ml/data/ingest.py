@@ -56,6 +56,27 @@ class RawTables:
         return {r: int(counts.get(r, 0)) for r in REASONS}
 
 
+def refuse_unusable(raw: RawTables, max_reject_share: float) -> None:
+    """Raise IngestError when the new tables must not replace the current ones: a table came out empty, or a
+    file lost more than ``max_reject_share`` of its rows to rejects (a wrong format, not a few bad rows)."""
+    problems = [f"no {what} survived" for what, table in
+                (("playlist", raw.playlists), ("song", raw.songs), ("playlist-song row", raw.playlist_songs))
+                if table.empty]
+    kept = {PLAYLIST_INFO_FILE: len(raw.playlists), SONG_INFO_FILE: len(raw.songs),
+            PLAYLIST_SONG_FILE: len(raw.playlist_songs)}
+    for file, n_kept in kept.items():
+        n_bad = int(raw.rejects["file"].isin([file, f"{file}.gz"]).sum())
+        if n_bad and n_bad / (n_bad + n_kept) > max_reject_share:
+            reasons = raw.rejects.loc[raw.rejects["file"].isin([file, f"{file}.gz"]), "reason"].value_counts()
+            problems.append(f"{file}: {n_bad} of {n_bad + n_kept} rows rejected ({reasons.to_dict()})")
+    if problems:
+        raise IngestError(
+            "refusing to replace the current tables: " + "; ".join(problems)
+            + f". The last good tables stay as they are; fix the input (the per-file reject limit is "
+            f"{max_reject_share:.0%}, ops.raw_tables.config.max_reject_share)."
+        )
+
+
 def resolve_input(folder: Path, name: str) -> Path:
     """`name` or `name.gz` inside folder; a clear error naming the file when neither exists."""
     folder = Path(folder)
