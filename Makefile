@@ -26,10 +26,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# Dagster's instance lives under GENRANK_HOME; no telemetry (this machine has no network anyway).
+# Dagster's instance lives under GENRANK_HOME, with the settings of genrank_assets/dagster.yaml.
 dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
-	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	@test -f $(DAGSTER_HOME)/dagster.yaml || cp genrank_assets/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 data/gen_playlist_info.csv:
 	$(BIN)/genrank demo-data --out data

@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from genrank_assets.liveness import fail_dead_runs
 from genrank_assets.ml.data.batches import incoming_dir, scan_incoming
 from genrank_assets.resources import GenrankPaths
 
@@ -140,13 +141,18 @@ IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.D
                dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 
 
-def warehouse_runs_in_progress(instance, job_names: set[str]) -> list[str]:
+def warehouse_runs_in_progress(instance, job_names: set[str], log=None) -> list[str]:
     """Ids of queued or running runs of these jobs. The ingest reads the ledger and rewrites the tables, so two
-    runs at once could each drop the other's batch: automation starts nothing while one is under way."""
+    runs at once could each drop the other's batch: automation starts nothing while one is under way. A run
+    whose process died is marked failed first (`liveness.fail_dead_runs`), so it blocks nothing."""
     if instance is None:
         return []
     records = instance.get_run_records(filters=dg.RunsFilter(statuses=IN_PROGRESS))
-    return [r.dagster_run.run_id for r in records if r.dagster_run.job_name in job_names]
+    ours = [r.dagster_run.run_id for r in records if r.dagster_run.job_name in job_names]
+    dead = fail_dead_runs(instance, ours) if ours else []
+    if dead and log is not None:
+        log(f"marked run(s) {dead} failed: their processes are gone (killed or out of memory)")
+    return [r for r in ours if r not in dead]
 
 
 def build_new_batch_sensor(job, warehouse_jobs: set[str]) -> dg.SensorDefinition:
@@ -171,7 +177,7 @@ def build_new_batch_sensor(job, warehouse_jobs: set[str]) -> dg.SensorDefinition
         for batch_id in scan.complete:
             if batch_id in requested:
                 continue
-            busy = warehouse_runs_in_progress(instance, warehouse_jobs)
+            busy = warehouse_runs_in_progress(instance, warehouse_jobs, log=context.log.warning)
             if busy:
                 return dg.SensorResult(
                     skip_reason=dg.SkipReason(f"batch {batch_id!r} waits for run(s) {busy} to finish"),
@@ -213,7 +219,7 @@ def build_retrain_schedule(job, warehouse_jobs: set[str] = frozenset()) -> dg.Sc
             description="Retrain the whole graph from everything ingested so far (GENRANK_RETRAIN_CRON).",
         )
         def retrain_schedule(context: dg.ScheduleEvaluationContext):
-            busy = warehouse_runs_in_progress(_instance_or_none(context), warehouse_jobs)
+            busy = warehouse_runs_in_progress(_instance_or_none(context), warehouse_jobs, log=context.log.warning)
             if busy:
                 return dg.SkipReason(f"run(s) {busy} still under way; the next tick retrains")
             return dg.RunRequest(run_config=preset_run_config(), tags={TRIGGER_TAG: "retrain_schedule"})
