@@ -22,9 +22,6 @@ from genrank_assets.ml.data.ingest import IngestError
 from genrank_assets.resources import GPU_TAGS, GenrankPaths
 
 INFO_HEADER = "glid\tlistname\tnickname\ttag_list\tfeat\tcollect_type\tplay_count"
-# Ops that the lead's later stages will add; a preset may configure them before they exist in the graph.
-PLANNED_OPS = {"semantic_ids", "generator_dataset", "tiger_model", "ranker_dataset", "ranker_model",
-               "evaluation_report"}
 
 
 def write_seed(folder: Path, playlists: dict[str, tuple[str, list[str]]], songs: dict[str, str],
@@ -245,10 +242,10 @@ def test_sensor_uses_the_preset_and_rejects_a_bad_cursor(data_dir, monkeypatch):
     assert request.run_config["ops"]["raw_tables"]["config"]["batches"] == ["b1"]
     dg.validate_run_config(defs.resolve_job_def("new_batch_job"), request.run_config)
     monkeypatch.setenv(automation.PRESET_ENV, "no-such-preset")
-    with pytest.raises(Exception, match="no-such-preset"):
+    with pytest.raises(ValueError, match="no-such-preset"):
         evaluate_sensor(data_dir)
     monkeypatch.delenv(automation.PRESET_ENV)
-    with pytest.raises(Exception, match="JSON list of batch ids"):
+    with pytest.raises(ValueError, match="JSON list of batch ids"):
         evaluate_sensor(data_dir, cursor="b1")
 
 
@@ -267,7 +264,8 @@ def test_scan_sorts_and_separates_folders(tmp_path):
 
 def test_jobs_and_schedule_load_in_definitions():
     groups = automation.group_names(all_assets)
-    assert groups == ["data", "vectors", "semantic_ids", "generator", "ranking", "evaluation"]
+    assert groups == [g for g in automation.STAGE_GROUPS if g in groups]  # only known stages, in pipeline order
+    assert {"data", "vectors", "semantic_ids", "generator", "ranking", "evaluation"} <= set(groups)
     all_keys = set(defs.resolve_all_asset_keys())
     for group in groups:
         job = defs.resolve_job_def(f"{group}_job")
@@ -309,13 +307,23 @@ PRESETS = sorted(automation.PRESETS_DIR.glob("*.yaml"))
 def test_preset_validates_against_the_graph(preset):
     config = yaml.safe_load(preset.read_text(encoding="utf-8")) or {}
     job = defs.resolve_implicit_global_asset_job_def()
-    existing = {node.name for node in job.nodes}
-    # Dagster ignores unknown op keys, so a misspelt op would pass silently: every key must be an op of the
-    # graph or one of the stages still to come (validated once they exist).
-    unknown = set(config.get("ops", {})) - existing - PLANNED_OPS
-    assert not unknown, f"{preset.name}: unknown ops {sorted(unknown)}"
-    present = {**config, "ops": {k: v for k, v in config.get("ops", {}).items() if k in existing}}
-    dg.validate_run_config(job, present)
+    unknown = unknown_ops(config, job)
+    assert not unknown, f"{preset.name}: unknown ops {unknown}"
+    dg.validate_run_config(job, config)
+
+
+def unknown_ops(config: dict, job) -> list[str]:
+    """Dagster ignores unknown op keys, so a misspelt or renamed op would pass silently: every key must be an op."""
+    return sorted(set(config.get("ops", {})) - {node.name for node in job.nodes})
+
+
+def test_preset_check_catches_a_renamed_op():
+    job = defs.resolve_implicit_global_asset_job_def()
+    config = automation.load_preset("test")
+    assert unknown_ops(config, job) == []
+    renamed = {**config, "ops": {**config["ops"], "song_vector": config["ops"]["song_vectors"]}}
+    assert unknown_ops(renamed, job) == ["song_vector"]
+    dg.validate_run_config(job, renamed)  # what Dagster alone would let through
 
 
 def test_preset_validation_catches_a_misspelt_field():
