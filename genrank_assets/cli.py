@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import numpy as np
 
 COMMANDS = {}
+# How long a read waits while a materialisation holds the DuckDB file (it writes a table at a time).
+WAREHOUSE_LOCK_WAIT_S = float(os.environ.get("GENRANK_WAREHOUSE_LOCK_WAIT_S", "10"))
+
+
+class CliError(Exception):
+    """A user error: printed as one line (`genrank CMD: message`), exit status 2, no traceback."""
 
 
 def command(name: str, help: str):
@@ -103,29 +110,32 @@ def _codes(argv: list[str]) -> int:
 
 
 def _setup_mlflow(home: str | None) -> None:
-    import mlflow
+    from genrank_assets.ml.serving import registry
 
-    from genrank_assets import paths
-
-    mlflow.set_tracking_uri(paths.mlflow_tracking_uri(home))
-    mlflow.set_registry_uri(paths.mlflow_tracking_uri(home))
+    registry.connect(home)
 
 
 def _model_uri(name: str, alias: str | None, version: int | None) -> str:
-    """models:/name/version, else models:/name@alias when the alias exists, else the latest version."""
-    from genrank_assets.ml.serving import registry
-
-    if version is not None:
-        return f"models:/{name}/{version}"
-    if alias and registry.alias_version(name, alias) is not None:
-        return f"models:/{name}@{alias}"
+    """models:/name/version when a version is asked for, else models:/name@alias. An alias that does not exist
+    is an error, never a fall-back to another version: only the promotion gate decides what `champion` serves,
+    and an unpromoted version is served only when asked for by number."""
     from mlflow import MlflowClient
 
-    versions = [int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'")]
+    from genrank_assets.ml.serving import registry
+
+    versions = sorted(int(v.version) for v in MlflowClient().search_model_versions(f"name='{name}'"))
     if not versions:
-        raise SystemExit(f"no registered model {name!r}: run `make demo` or materialise the graph first")
-    print(f"(no alias {alias!r} on {name}: using the latest version {max(versions)})", file=sys.stderr)
-    return f"models:/{name}/{max(versions)}"
+        raise CliError(f"no registered model {name!r}: run `make demo` or materialise the graph first")
+    if version is not None:
+        if version not in versions:
+            raise CliError(f"{name} has no version {version} (registered: {', '.join(map(str, versions))})")
+        return f"models:/{name}/{version}"
+    if registry.alias_version(name, alias) is None:
+        aliases = MlflowClient().get_registered_model(name).aliases or {}
+        known = ", ".join(f"{a}=v{v}" for a, v in aliases.items()) or "none"
+        raise CliError(f"{name} has no alias {alias!r} (aliases: {known}); pass --version N to load a version "
+                       "the promotion gate has not promoted")
+    return f"models:/{name}@{alias}"
 
 
 def _registry_args(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +154,7 @@ def _generate(argv: list[str]) -> int:
     parser.add_argument("--beams", type=int, default=None)
     _registry_args(parser)
     args = parser.parse_args(argv)
+    _check_query(args.text)
     _setup_mlflow(args.home)
     generator = registry.load_python_model(_model_uri(registry.TIGER_NAME, args.alias, args.version)).generator
     try:
@@ -171,6 +182,25 @@ def _generate(argv: list[str]) -> int:
     return 0
 
 
+def _connect_warehouse(db):
+    """A read-only DuckDB connection, retried while a materialisation holds the write lock."""
+    import time
+
+    import duckdb
+
+    deadline = time.monotonic() + WAREHOUSE_LOCK_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise CliError(f"the warehouse {db} is locked by another process (a materialisation writing "
+                               f"it?) for over {WAREHOUSE_LOCK_WAIT_S:.0f} s: try again when that run ends") from None
+            time.sleep(0.25)
+
+
 def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
     """song_id -> (name, singer) from the warehouse's raw_songs ({} when it was never built)."""
     import duckdb
@@ -180,7 +210,7 @@ def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
     db = paths.warehouse_path(home)
     if not db.exists():
         return {}
-    con = duckdb.connect(str(db), read_only=True)
+    con = _connect_warehouse(db)
     try:
         df = con.execute("select song_id, song_name, singer from genrank.raw_songs").fetchdf()
         return dict(zip(df.song_id, zip(df.song_name, df.singer)))
@@ -188,6 +218,15 @@ def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
         return {}
     finally:
         con.close()
+
+
+def _check_query(text: str) -> None:
+    from genrank_assets.ml.serving.recommender import check_text
+
+    try:
+        check_text(text)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def _load_recommender(args):
@@ -205,6 +244,7 @@ def _recommend(argv: list[str]) -> int:
     parser.add_argument("--scores", action="store_true", help="print the score of each song")
     _registry_args(parser)
     args = parser.parse_args(argv)
+    _check_query(args.text)  # before the model load, which takes seconds
     rec = _load_recommender(args)
     try:
         results = rec.recommend(args.text, args.k)
@@ -257,19 +297,18 @@ def _load_table(name: str, home: str | None):
 
     db = paths.warehouse_path(home)
     if not db.exists():
-        raise SystemExit(f"no warehouse at {db}: run `make demo` or materialise the assets first")
-    con = duckdb.connect(str(db), read_only=True)
+        raise CliError(f"no warehouse at {db}: run `make demo` or materialise the assets first")
+    con = _connect_warehouse(db)
     try:
         return con.execute(f"select * from genrank.{name}").fetchdf()
     except duckdb.CatalogException:
-        raise SystemExit(f"table genrank.{name} is not in {db}: materialise the `{name}` asset first") from None
+        raise CliError(f"table genrank.{name} is not in {db}: materialise the `{name}` asset first") from None
     finally:
         con.close()
 
 
 @command("status", "list what the pipeline has built: warehouse tables and registered models")
 def _status(argv: list[str]) -> int:
-    import duckdb
 
     from genrank_assets import paths
 
@@ -281,7 +320,7 @@ def _status(argv: list[str]) -> int:
     if not db.exists():
         print(f"no warehouse yet at {db}")
         return 1
-    con = duckdb.connect(str(db), read_only=True)
+    con = _connect_warehouse(db)
     rows = con.execute(
         "select table_name, estimated_size from duckdb_tables() where schema_name = 'genrank' order by table_name"
     ).fetchall()
@@ -297,13 +336,11 @@ def _status(argv: list[str]) -> int:
 def _print_registered_models(home: str | None) -> None:
     from genrank_assets import paths
 
-    db = paths.genrank_home(home) / "mlflow.db"
-    if not db.exists() and not __import__("os").environ.get("MLFLOW_TRACKING_URI"):
+    if not paths.mlflow_store_exists(home):
         return
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(paths.mlflow_tracking_uri(home))
+    _setup_mlflow(home)
     client = MlflowClient()
     models = client.search_registered_models()
     if models:
@@ -315,7 +352,6 @@ def _print_registered_models(home: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
     import warnings
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -340,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"genrank: unknown command {name!r}; try `genrank --help`", file=sys.stderr)
         return 2
-    return COMMANDS[name][0](rest) or 0
+    try:
+        return COMMANDS[name][0](rest) or 0
+    except CliError as e:
+        print(f"genrank {name}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

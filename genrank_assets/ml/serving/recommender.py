@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -185,9 +186,11 @@ def song_text(name: str, singer: str) -> str:
 
 
 def check_text(text) -> str:
+    """The query as given; a ValueError when it is not a string or holds nothing but whitespace and control
+    or format characters (a query of `\\x01\\x02` would otherwise get generic popular songs)."""
     if not isinstance(text, str):
         raise ValueError(f"query text must be a string, got {type(text).__name__}")
-    if not text.strip():
+    if all(c.isspace() or unicodedata.category(c).startswith("C") for c in text):
         raise ValueError("query text is empty: type a playlist title or a mood, e.g. '适合深夜听的抒情歌曲'")
     return text
 
