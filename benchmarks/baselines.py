@@ -33,7 +33,6 @@ import platform
 import resource
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrank_assets.ml.data.corpus import split_of
 from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap
 from genrank_assets.ml.ranking import baselines as bl
 
@@ -64,11 +64,6 @@ REFERENCE["title_knn_char_popularity_ties"] = REFERENCE["title_knn_char"]
 REFERENCE["title_knn_word_popularity_ties"] = REFERENCE["title_knn_word"]
 # rows that must reproduce within +-5% relative (the evaluation code check); the others should land near
 STRICT = ("popularity", "title_knn_char", "title_knn_word")
-
-
-def split_of(playlist_id: str) -> str:
-    bucket = zlib.crc32(playlist_id.encode("utf-8")) % 10
-    return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 
 def load_corpus(data_dir: Path) -> pd.DataFrame:

@@ -30,7 +30,8 @@ STEPS = [  # (selection, what) in dependency order
     ("tiger_model", "TIGER training + registry"),
     ("ranker_dataset", "ranker pairs (generator hard negatives)"),
     ("ranker_model", "ranker training + registry"),
-    ("evaluation_report", "evaluation + gate"),
+    ("evaluation_report", "evaluation + challenger registered"),
+    ("champion", "promotion gate (champion re-evaluated)"),
 ]
 # A multi-asset is selected whole through one of its keys; the others come with it.
 MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rejects,ingested_batches",

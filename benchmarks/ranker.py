@@ -8,7 +8,8 @@ For each test title (docs/benchmark.md protocol) and each candidate source:
   popularity fill, so a list can hold fewer than 100 songs),
 NDCG@10 and Recall@10 are measured before reranking (source order) and after reranking by
 - the ranker's logit alone, and
-- logit + w * log1p(train popularity), w chosen on the val split (best val NDCG@10 over a grid, per source),
+- logit + w * log1p(train popularity), w chosen on the val split (best val NDCG@10 over a grid, per source) —
+  the recommender's own final score and weight tuning (``final_scores`` / ``tune_weights``),
 and, as a reference without the ranker, by train popularity alone.
 Candidates without a song vector cannot be scored: they keep their source order, after the scored ones. Equal
 scores go to the more popular song.
@@ -35,7 +36,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import duckdb
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -44,9 +44,18 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, peak_rss_mib, write_json  # noqa: E402
 
+from genrank_assets import paths  # noqa: E402
+from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.ranking.baselines import benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
+from genrank_assets.ml.serving.recommender import (  # noqa: E402
+    ComponentScores,
+    Recommender,
+    rank_with_weights,
+    song_text,
+    tune_weights,
+)
 
 log = logging.getLogger("benchmarks.ranker")
 
@@ -67,10 +76,11 @@ def load_corpus(home: Path) -> pd.DataFrame:
 
 
 class Scorer:
-    """Ranker logits of a query's candidates, as the Recommender computes them (same text cleaning, song text
-    when the model reads it)."""
+    """Ranker logits of a query's candidates: the Recommender's own (same text cleaning, song text when the model
+    reads it)."""
 
     def __init__(self, generator, ranker_py):
+        self.recommender = Recommender(generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
         self.clean = generator.encoder.clean
         self.ranker = ranker_py.ranker
         self.song_vectors = ranker_py.song_vectors
@@ -79,18 +89,16 @@ class Scorer:
     def song_texts(self, song_ids: list[str]) -> list[str] | None:
         if not self.ranker.config.use_song_text:
             return None
-        return [" - ".join(self.song_info.get(s, ("", ""))) for s in song_ids]
+        return [song_text(*self.song_info.get(s, ("", ""))) for s in song_ids]
 
     def logits(self, text: str, song_ids: list[str]) -> np.ndarray:
-        rows = [self.song_vectors.index_of(s) for s in song_ids]
-        return np.asarray(self.ranker.score(self.clean(text), self.song_vectors.vectors[rows],
-                                            self.song_texts(song_ids)), dtype=np.float64)
+        return self.recommender.ranker_logits(text, [self.song_vectors.index_of(s) for s in song_ids])
 
 
 class ScoredCandidates:
     """One split, one source: per query the candidates (source order), which have a vector, and their logits."""
 
-    def __init__(self, qids, texts, candidates: list[list[str]], scorer: Scorer, log_pop: dict[str, float]):
+    def __init__(self, qids, texts, candidates: list[list[str]], scorer: Scorer, popularity: dict[str, int]):
         self.qids = list(qids)
         self.candidates = [list(c) for c in candidates]
         self.scored, self.unscored, self.logits, self.log_pop = [], [], [], []
@@ -99,20 +107,18 @@ class ScoredCandidates:
             self.scored.append(scored)
             self.unscored.append([s for s in cands if scorer.song_vectors.index_of(s) is None])
             self.logits.append(scorer.logits(text, scored) if scored else np.zeros(0))
-            self.log_pop.append(np.log1p(np.array([log_pop.get(s, 0.0) for s in scored], dtype=np.float64)))
+            self.log_pop.append(np.log1p(np.array([popularity.get(s, 0) for s in scored], dtype=np.float64)))
+        # The recommender's score components; candidates without a vector follow in source order.
+        self.components = ComponentScores(self.scored, self.logits, self.log_pop,
+                                          [np.zeros(len(s)) for s in self.scored], tail=self.unscored)
 
     def source_order(self) -> dict[str, list[str]]:
         return dict(zip(self.qids, self.candidates))
 
     def reranked(self, popularity_weight: float | None) -> dict[str, list[str]]:
-        """Scored candidates by logit (+ w * log1p(popularity)); ties: more popular first; then the unscored
-        ones in source order. ``popularity_weight=None``: logits alone."""
-        out = {}
-        for q, scored, unscored, lg, lp in zip(self.qids, self.scored, self.unscored, self.logits, self.log_pop):
-            score = lg if popularity_weight is None else lg + popularity_weight * lp
-            order = np.lexsort((-lp, -score))
-            out[q] = [scored[i] for i in order] + unscored
-        return out
+        """Scored candidates by the final score, logit + w * log1p(popularity) (ties: more popular first), then
+        the unscored ones in source order. ``popularity_weight=None``: logits alone (w = 0)."""
+        return dict(zip(self.qids, rank_with_weights(self.components, popularity_weight or 0.0, 0.0, None)))
 
     def by_popularity(self) -> dict[str, list[str]]:
         """Reference without the ranker: scored candidates by train popularity (ties: source order), then the
@@ -135,10 +141,9 @@ def metrics_of(rankings: dict, truths: dict) -> dict:
 
 
 def choose_weight(val: ScoredCandidates, truths: dict) -> tuple[float, list[dict]]:
-    trials = [{"popularity_weight": w, "val_ndcg@10": metrics_of(val.reranked(w), truths)["ndcg@10"]}
-              for w in WEIGHT_GRID]
-    best = max(trials, key=lambda t: (t["val_ndcg@10"], -t["popularity_weight"]))  # ties: the smaller weight
-    return best["popularity_weight"], trials
+    """The recommender's weight tuning over WEIGHT_GRID (no classical part; ties: the smaller weight)."""
+    weight, _, trials = tune_weights(val.components, val.qids, truths, WEIGHT_GRID, [0.0])
+    return weight, [{k: t[k] for k in ("popularity_weight", "val_ndcg@10")} for t in trials]
 
 
 # ------------------------------------------------------------------------------------------------ latency
@@ -233,16 +238,17 @@ def main() -> None:
             truths = {q: truths[q] for q in qids}
         splits[split] = (qids, texts, truths)
 
-    mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow.db")
+    registry.connect(home)
     tiger_v, ranker_v = registry.alias_version(registry.TIGER_NAME), registry.alias_version(registry.RANKER_NAME)
     if tiger_v is None or ranker_v is None:
-        raise SystemExit(f"genrank-tiger / genrank-ranker need a @champion in {home}/mlflow.db: run end_to_end.py")
+        raise SystemExit(f"genrank-tiger / genrank-ranker need a @champion in {paths.mlflow_tracking_uri(home)}: "
+                         "run end_to_end.py")
     generator = registry.load_python_model(f"models:/{registry.TIGER_NAME}@{registry.CHAMPION}").generator
     ranker_py = registry.load_python_model(f"models:/{registry.RANKER_NAME}@{registry.CHAMPION}")
     ranker_py.ranker.eval()
     scorer = Scorer(generator, ranker_py)
     knn = reference_title_knn("char_wb").fit(corpus)
-    popularity = dict(zip(knn.catalogue.song_ids, knn.catalogue.counts.astype(float)))  # train playlists per song
+    popularity = train_popularity(corpus)  # train playlists per song
 
     scored: dict[tuple[str, str], ScoredCandidates] = {}
     seconds: dict[str, float] = {}

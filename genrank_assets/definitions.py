@@ -4,13 +4,13 @@ from __future__ import annotations
 import dagster as dg
 
 from genrank_assets import paths
-from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, vectors
+from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
 from genrank_assets.automation import build_automation
 from genrank_assets.io_managers import WarehouseIOManager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
-# Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation.
-STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation]
+# Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation -> serving.
+STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation, serving]
 
 
 def build_resources(home: str | None = None, data_dir: str | None = None) -> dict:

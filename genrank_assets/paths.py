@@ -24,11 +24,20 @@ def warehouse_path(home: str | os.PathLike | None = None) -> Path:
     return genrank_home(home) / "warehouse.duckdb"
 
 
+def mlflow_db_path(home: str | os.PathLike | None = None) -> Path:
+    """The local sqlite MLflow store (tracking and registry) used when MLFLOW_TRACKING_URI is unset."""
+    return genrank_home(home) / "mlflow.db"
+
+
 def mlflow_tracking_uri(home: str | os.PathLike | None = None) -> str:
-    """MLFLOW_TRACKING_URI when set, else a local sqlite registry under GENRANK_HOME."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{genrank_home(home) / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI when set (the one place genrank reads it), else the local sqlite store under GENRANK_HOME.
+    ``ml.serving.registry.connect`` points MLflow at it for the assets, the CLI and the benchmarks."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_db_path(home)}"
+
+
+def mlflow_store_exists(home: str | os.PathLike | None = None) -> bool:
+    """Whether there is a store to read: a tracking server is assumed to exist; the local sqlite file must."""
+    return mlflow_tracking_uri(home) != f"sqlite:///{mlflow_db_path(home)}" or mlflow_db_path(home).exists()
 
 
 def mlflow_artifact_root(home: str | os.PathLike | None = None) -> Path:

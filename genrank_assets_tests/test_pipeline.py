@@ -1,5 +1,8 @@
 """The whole asset graph, materialised in-process on tiny generated data, then used as a person would:
-through the MLflow registry, the pyfunc model, the CLI and the promotion gate."""
+through the MLflow registry, the pyfunc model, the CLI and the promotion gate.
+
+The module's tests share one built GENRANK_HOME, in any order: what the first build left is recorded by the
+fixture, the gate test moves the champion, and the others read whichever champion there is."""
 import subprocess
 import sys
 from pathlib import Path
@@ -34,18 +37,37 @@ def _materialize(home: Path, data: Path, run_config: dict, selection=None, ops: 
                           run_config=run_config, selection=selection)
 
 
+MODELS = (registry.TIGER_NAME, registry.RANKER_NAME, registry.RECOMMENDER_NAME)
+
+
+def _champions() -> dict[str, int | None]:
+    return {name: registry.alias_version(name) for name in MODELS}
+
+
+def _metadata(result, node: str) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+def _report_table(home: Path) -> pd.DataFrame:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute("select * from genrank.evaluation_report").fetchdf()
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_demo_dir):
-    """GENRANK_HOME after one full materialisation of every asset."""
+    """GENRANK_HOME after one full materialisation of every asset, and what that build left (champions, report)."""
     home = tmp_path_factory.mktemp("pipeline_home")
     mp = pytest.MonkeyPatch()
     mp.setenv("GENRANK_HOME", str(home))
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = _materialize(home, tiny_demo_dir, _run_config())
     assert result.success
-    mlflow.set_tracking_uri(paths.mlflow_tracking_uri(home))
-    mlflow.set_registry_uri(paths.mlflow_tracking_uri(home))
-    yield {"home": home, "data": tiny_demo_dir, "result": result}
+    registry.connect(home)
+    yield {"home": home, "data": tiny_demo_dir, "result": result, "first_champions": _champions(),
+           "first_report": _report_table(home)}
     mp.undo()
 
 
@@ -57,12 +79,18 @@ def test_all_artifacts_exist(built):
     con.close()
     assert all(n > 0 for n in counts.values()), counts
     assert vec_type == "FLOAT[16]"  # fixed-size array, the test preset's vector_size
-    for name in (registry.TIGER_NAME, registry.RANKER_NAME, registry.RECOMMENDER_NAME):
-        assert registry.alias_version(name) == 1, name  # first models: promoted
+    assert built["first_champions"] == {name: 1 for name in MODELS}  # first models: promoted
     checks = {e.check_name: e.passed for e in built["result"].get_asset_check_evaluations()}
     assert checks["generator_codes_all_valid"] and checks["every_song_has_a_code"], checks
     report = built["result"].asset_materializations_for_node("evaluation_report")[0].metadata
     assert report["invalid_code_rate"].value == 0.0
+    gate = _metadata(built["result"], "champion")
+    assert gate["promoted"] is True and "first" in gate["gate_reason"]
+    assert gate["new_ndcg@10"] == report["new_ndcg@10"].value  # the served system's figure, exactly
+    assert round(gate["new_ndcg@10"], 4) == report["generate_and_rank_hybrid.ndcg@10"].value
+    assert gate["champion_ndcg@10"] != gate["champion_ndcg@10"]  # NaN: there was no champion to re-evaluate
+    assert gate["candidate_uri"] == report["recommender_uri"].value == f"models:/{registry.RECOMMENDER_NAME}/1"
+    assert "# Promotion gate" in gate["gate"]
     # Model artifacts live under GENRANK_HOME, not in an ./mlruns of whatever directory the run started in.
     for node in ("tiger_model", "ranker_model", "evaluation_report"):
         run_id = built["result"].asset_materializations_for_node(node)[0].metadata["mlflow_run_id"].value
@@ -97,7 +125,8 @@ def test_pyfunc_predict_from_the_registry(built):
 def test_tiger_from_registry_gives_identical_logits(built):
     import torch
 
-    a = registry.load_python_model(f"models:/{registry.TIGER_NAME}/1").generator
+    champion = registry.alias_version(registry.TIGER_NAME)  # 1, or the gate test's promoted version
+    a = registry.load_python_model(f"models:/{registry.TIGER_NAME}/{champion}").generator
     b = registry.load_python_model(f"models:/{registry.TIGER_NAME}@champion").generator
     batch = a.encoder.encode_batch(["深夜 抒情", "gym"])
     labels = torch.tensor([[a.vocab.code_token_ids(a.code_table.codes[0])[0]]] * 2)
@@ -108,9 +137,7 @@ def test_tiger_from_registry_gives_identical_logits(built):
 
 
 def test_planted_structure_full_system_beats_popularity(built):
-    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
-    report = con.execute("select * from genrank.evaluation_report").fetchdf().set_index("method")
-    con.close()
+    report = built["first_report"].set_index("method")
     pop = report.loc["popularity", "ndcg@10"]
     system = report.loc["generate_and_rank_hybrid", "ndcg@10"]
     assert system > 2 * pop and system - pop > 0.1, report[["ndcg@10", "recall@100"]]
@@ -136,9 +163,20 @@ def test_cli_recommend_prints_ranked_songs(built):
     assert empty.returncode == 2 and "empty" in empty.stderr
 
 
+def _new_versions(result) -> dict[str, int]:
+    """The versions this run registered: tiger and ranker from their assets, the recommender from the report."""
+    report = _metadata(result, "evaluation_report")
+    return {registry.TIGER_NAME: _metadata(result, "tiger_model")["version"],
+            registry.RANKER_NAME: _metadata(result, "ranker_model")["version"],
+            registry.RECOMMENDER_NAME: registry.version_of(report["recommender_uri"])}
+
+
 def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
-    ops = ("tiger_model", "ranker_model", "evaluation_report")
+    ops = ("tiger_model", "ranker_model", "evaluation_report", "champion")
     models = dg.AssetSelection.assets(*ops)
+    before = _champions()
+    assert before == built["first_champions"]  # no other test moves an alias
+    first_ndcg = _metadata(built["result"], "evaluation_report")["new_ndcg@10"]
     # Deliberately worse: barely trained models served without the classical signal or the popularity prior.
     worse = _run_config(
         tiger_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
@@ -146,20 +184,24 @@ def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
         evaluation_report={"served_method": "generate_and_rank", "popularity_grid": [0.0], "classical_grid": [0.0]},
     )
     result = _materialize(built["home"], built["data"], worse, selection=models, ops=ops)
-    meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
-    assert meta["promoted"].value is False
-    assert meta["new_ndcg@10"].value < meta["champion_ndcg@10"].value
-    assert registry.alias_version(registry.TIGER_NAME) == 1
-    assert registry.alias_version(registry.RANKER_NAME) == 1
-    assert registry.alias_version(registry.RECOMMENDER_NAME) == 1
+    report, gate = _metadata(result, "evaluation_report"), _metadata(result, "champion")
+    # The gate step shows both figures on the same test queries and its decision; the champion stays.
+    assert gate["promoted"] is False and "champion kept" in gate["gate_reason"]
+    assert gate["new_ndcg@10"] == report["new_ndcg@10"] < gate["champion_ndcg@10"]
+    assert gate["queries"] == report["queries"]
+    assert gate["champion_ndcg@10"] == pytest.approx(first_ndcg)  # re-evaluated: the figure it was promoted with
+    assert gate["candidate_uri"] == report["recommender_uri"] != gate["previous_champion"]
+    assert registry.challenger().uri == report["recommender_uri"]
+    assert _champions() == before
+    assert result.output_for_node("champion") == f"models:/{registry.RECOMMENDER_NAME}/{before[registry.RECOMMENDER_NAME]}"
     # The usual config again: at least as good as the champion on the same queries -> promoted.
     result = _materialize(built["home"], built["data"], _run_config(), selection=models, ops=ops)
-    meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
-    assert meta["promoted"].value is True, meta["gate_reason"].value
-    assert meta["new_ndcg@10"].value >= meta["champion_ndcg@10"].value
-    assert registry.alias_version(registry.TIGER_NAME) == 3
-    assert registry.alias_version(registry.RANKER_NAME) == 3
-    assert registry.alias_version(registry.RECOMMENDER_NAME) == 3
+    report, gate = _metadata(result, "evaluation_report"), _metadata(result, "champion")
+    assert gate["promoted"] is True, gate["gate_reason"]
+    assert gate["new_ndcg@10"] == report["new_ndcg@10"] >= gate["champion_ndcg@10"]
+    assert _champions() == _new_versions(result) != before
+    run = mlflow.get_run(report["mlflow_run_id"])
+    assert run.data.tags["genrank.promoted"] == "True" and run.data.tags["genrank.champion_ndcg_at_10"] != ""
 
 
 def _free_port() -> int:
@@ -214,7 +256,7 @@ def test_mlflow_serves_the_recommender_over_rest(built):
 def test_ranker_separates_planted_pairs_and_reloads_identically(built):
     import numpy as np
 
-    from genrank_assets.ml.ranking.ranker_model import load_ranker
+    from genrank_assets.ml.ranking.model import load_ranker
 
     meta = built["result"].asset_materializations_for_node("ranker_model")[0].metadata
     assert meta["best_val_auc"].value > 0.6  # planted themes: clearly better than chance after brief training

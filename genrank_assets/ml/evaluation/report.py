@@ -6,13 +6,16 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap, recall_curve
-from genrank_assets.ml.plots import bar_plot, curves_plot
+from genrank_assets.ml.plots import bar_plot, curves_plot, markdown_image
+
+if TYPE_CHECKING:
+    from genrank_assets.ml.evaluation.procedure import EvaluationResults
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +146,55 @@ def write_report(
     return {"markdown": md, "recall_png": recall_png, "latency_png": latency_png}
 
 
+def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
+                            served_method: str) -> dict[str, Path]:
+    """The evaluation stage's report (``write_report`` with the protocol's context) and, per system, the weight
+    pairs tried on the tuning split (``weights_<method>.csv``)."""
+    q, tune, served = results.queries, results.tune_queries, results.systems[served_method].config
+    lines = [
+        f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
+        f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",
+        f"Every ranking is {q.depth} songs deep (the largest truth), so R-precision is exact. Generator-only rankings "
+        f"are the candidates in generation order; generator rankings and generate-and-rank rankings continue with "
+        f"popular songs after their candidates (generator shortfall for 100: {results.generator_shortfall:.1f} songs "
+        f"per query).",
+        "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
+        f"Served system: `{served_method}` (popularity_weight={served.popularity_weight}, "
+        f"classical_weight={served.classical_weight}).",
+        f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
+        f"{results.ndcg_at_10(served_method):.4f}) with the current champion re-evaluated on these queries; its "
+        f"decision is that step's metadata, `gate.md` beside this report in MLflow and the run's `genrank.*` tags.",
+        f"Peak RSS of the evaluation process: {peak_rss_mib():.0f} MiB.",
+    ]
+    paths = write_report(results.results, out_dir, title="genrank evaluation report", context_lines=lines,
+                         reference="title_knn", stage_ms=results.stage_ms)
+    for method, trials in results.weight_trials.items():
+        trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
+    return paths
+
+
+def report_markdown(paths: dict[str, Path]) -> str:
+    """The report's markdown with its plots inlined (for a UI that cannot read the files beside it)."""
+    md = paths["markdown"].read_text()
+    md = md.replace("![recall@K](recall_at_k.png)", markdown_image(paths["recall_png"], "recall@K"))
+    return md.replace("![latency](latency.png)", markdown_image(paths["latency_png"], "latency"))
+
+
 @dataclass
 class PromotionDecision:
     promote: bool
     reason: str
     new_ndcg: float
     champion_ndcg: float | None
+
+    def gate_markdown(self, candidate: str, champion: str | None) -> str:
+        """The decision as a short markdown note: what was compared, both figures, the outcome."""
+        champ = "none" if self.champion_ndcg is None else f"{self.champion_ndcg:.4f}"
+        return "\n".join([
+            "# Promotion gate", "",
+            f"- candidate: `{candidate}`, NDCG@10 {self.new_ndcg:.4f}",
+            f"- champion: `{champion or 'none'}`, NDCG@10 {champ} (re-evaluated on the same queries)",
+            f"- decision: {'promoted' if self.promote else 'champion kept'} ({self.reason})", ""])
 
 
 def decide_promotion(new_ndcg: float, champion_ndcg: float | None, tolerance: float = 0.0) -> PromotionDecision:

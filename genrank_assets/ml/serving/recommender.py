@@ -1,8 +1,10 @@
 """The whole recommender: text -> TIGER candidates (optionally united with a classical recommender's) ->
 ranker -> top-K.
 
-Final score of a candidate = ranker logit + ``popularity_weight`` * log(1 + train popularity)
-+ ``classical_weight`` * (classical score / its max over the candidates). The generator and ranker do not learn
+Final score of a candidate (``final_scores``, the one definition: serving, weight tuning and the ranker benchmark
+all rank with it) = ranker logit + ``popularity_weight`` * log(1 + train popularity)
++ ``classical_weight`` * (classical score / its max over the candidates); equal scores rank the more popular song
+first (``final_order``). The generator and ranker do not learn
 the popularity prior well on small data (docs/findings.md), and title-kNN + co-occurrence is the strongest classical
 signal (docs/benchmark.md); both weights are chosen on the validation split by the evaluation report and saved with
 the recommender. With ``candidate_source="generator"`` and both weights 0 this is plain generate-and-rank.
@@ -13,7 +15,7 @@ import json
 import logging
 import time
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -55,10 +57,33 @@ class Recommendation:
 
 @dataclass
 class StageTimes:
+    """Milliseconds per query of each stage, one entry per query (rank: per ranked candidate list)."""
+
     generate_ms: list[float] = field(default_factory=list)
     knn_ms: list[float] = field(default_factory=list)
     rank_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+
+    def medians(self) -> dict[str, float]:
+        """Median ms per query of the stages: generate, classical (the kNN scores), rank."""
+        return {"generate": float(np.median(self.generate_ms)), "classical": float(np.median(self.knn_ms)),
+                "rank": float(np.median(self.rank_ms))}
+
+
+def final_scores(logits: np.ndarray, log_popularity: np.ndarray, popularity_weight: float,
+                 classical_weight: float = 0.0, classical: np.ndarray | None = None) -> np.ndarray:
+    """The final score of candidates: ranker logit + popularity_weight * log(1 + train popularity)
+    + classical_weight * (classical score / its max over the candidates). ``classical`` is read only when its
+    weight is non-zero, so callers may skip computing it."""
+    scores = logits + popularity_weight * log_popularity
+    if classical_weight:
+        scores = scores + classical_weight * classical
+    return scores
+
+
+def final_order(scores: np.ndarray, log_popularity: np.ndarray) -> np.ndarray:
+    """Candidate indices best first by final score; equal scores: the more popular song, then the given order."""
+    return np.lexsort((-log_popularity, -scores))
 
 
 class Recommender:
@@ -69,15 +94,33 @@ class Recommender:
         self.song_vectors = song_vectors
         self.song_info = song_info
         self.config = config or RecommenderConfig()
-        if (self.config.candidate_source == "hybrid" or self.config.classical_weight) and knn is None:
-            raise ValueError("candidate_source='hybrid' / classical_weight need a fitted classical recommender (knn=...)")
         self.knn = knn
+        self._check_knn(self.config)
         table = generator.code_table
         pop = dict(zip(table.song_ids, table.popularity))
         self.log_popularity = np.log1p(np.array([pop.get(s, 0.0) for s in song_vectors.song_ids], dtype=np.float64))
         # Fallback when the candidates hold fewer than k songs: the most popular songs that can be scored.
         self._popular = np.argsort(-self.log_popularity, kind="stable")
-        self.times = StageTimes()
+        self._times = StageTimes()
+        self._classical: dict[str, np.ndarray] = {}  # text -> classical score row, between candidates and ranking
+
+    def _check_knn(self, config: RecommenderConfig) -> None:
+        if (config.candidate_source == "hybrid" or config.classical_weight) and self.knn is None:
+            raise ValueError("candidate_source='hybrid' / classical_weight need a fitted classical recommender (knn=...)")
+
+    def set_weights(self, popularity_weight: float, classical_weight: float) -> None:
+        """The weights of the final score (chosen on the validation split); candidates stay as configured."""
+        config = replace(self.config, popularity_weight=popularity_weight, classical_weight=classical_weight)
+        self._check_knn(config)
+        self.config = config
+
+    @property
+    def stage_times(self) -> StageTimes:
+        """Per-query stage timings of every call since construction or ``reset_stage_times``."""
+        return self._times
+
+    def reset_stage_times(self) -> None:
+        self._times = StageTimes()
 
     # -- candidates -------------------------------------------------------------------------------------------
     def _rows(self, song_ids: Sequence[str]) -> list[int]:
@@ -100,7 +143,7 @@ class Recommender:
         if self.knn is not None and (c.candidate_source == "hybrid" or c.classical_weight):
             from genrank_assets.ml.ranking.baselines import top_k_indices
 
-            matrix = self.knn._score_matrix(list(texts))
+            matrix = self.knn.score_matrix(list(texts))
             ids = self.knn.catalogue.song_ids
             knn = []
             for text, row in zip(texts, matrix):
@@ -117,27 +160,28 @@ class Recommender:
                 have = set(rows)
                 rows += [int(r) for r in self._popular[: k + len(rows)] if int(r) not in have][: k - len(rows)]
             out.append(rows)
-            self.times.generate_ms.append(per_query_gen)
-            self.times.knn_ms.append(per_query_knn)
+            self._times.generate_ms.append(per_query_gen)
+            self._times.knn_ms.append(per_query_knn)
         return out
 
     # -- ranking ----------------------------------------------------------------------------------------------
     def rank_rows(self, text: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rows sorted best first, their final scores)."""
         t0 = time.perf_counter()
-        logits = self.ranker_logits(text, rows)
-        scores = logits + self.config.popularity_weight * self.log_popularity[rows]
-        if self.config.classical_weight:
-            scores = scores + self.config.classical_weight * self.classical_scores(text, rows)
-        order = np.lexsort((-self.log_popularity[rows], -scores))  # ties: the more popular song first
-        self.times.rank_ms.append((time.perf_counter() - t0) * 1000)
+        c = self.config
+        log_popularity = self.log_popularity[rows]
+        classical = self.classical_scores(text, rows) if c.classical_weight else None
+        scores = final_scores(self.ranker_logits(text, rows), log_popularity, c.popularity_weight,
+                              c.classical_weight, classical)
+        order = final_order(scores, log_popularity)
+        self._times.rank_ms.append((time.perf_counter() - t0) * 1000)
         return np.asarray(rows)[order], scores[order]
 
     def classical_scores(self, text: str, rows: list[int]) -> np.ndarray:
         """The classical recommender's scores of the candidates, divided by their max (0 when none scored)."""
         row = self._classical.get(text)
         if row is None:
-            row = self.knn._score_matrix([text])[0]
+            row = self.knn.score_matrix([text])[0]
         idx = self.knn.catalogue.indices_of([self.song_vectors.song_ids[r] for r in rows])
         vals = np.where(idx >= 0, row[np.maximum(idx, 0)], 0.0).astype(np.float64)
         top = vals.max() if len(vals) else 0.0
@@ -175,7 +219,21 @@ class Recommender:
                     name, singer = self.song_info.get(sid, ("", ""))
                     recs.append(Recommendation(i, sid, name, singer, float(sc)))
                 out.append(recs)
-            self.times.total_ms.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
+            self._times.total_ms.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
+            self._classical = {}
+        return out
+
+    def component_scores(self, texts: Sequence[str], k: int = 100) -> ComponentScores:
+        """Candidates of each text (as ``recommend_many(texts, k)`` ranks them) with the three parts of their final
+        score, to try weights without scoring again. The classical part is zero without a classical recommender."""
+        out = ComponentScores([], [], [], [])
+        for start in range(0, len(texts), 32):
+            chunk = list(texts[start:start + 32])
+            for text, rows in zip(chunk, self.candidate_rows(chunk, k)):
+                out.song_ids.append([self.song_vectors.song_ids[r] for r in rows])
+                out.logits.append(self.ranker_logits(text, rows))
+                out.log_popularity.append(self.log_popularity[rows])
+                out.classical.append(self.classical_scores(text, rows) if self.knn is not None else np.zeros(len(rows)))
             self._classical = {}
         return out
 
@@ -257,33 +315,26 @@ def load_recommender_config(directory) -> RecommenderConfig:
 
 @dataclass
 class ComponentScores:
-    """Per query: candidate song ids and the three score components, to try weights without re-scoring."""
+    """Per query: candidate song ids and the three score components, to try weights without re-scoring.
+
+    ``tail``: per query, songs that follow the scored candidates in their given order whatever the weights
+    (e.g. candidates without a song vector); empty by default."""
 
     song_ids: list[list[str]]
     logits: list[np.ndarray]
     log_popularity: list[np.ndarray]
     classical: list[np.ndarray]
+    tail: list[list[str]] | None = None
 
 
-def component_scores(rec: Recommender, texts: Sequence[str], k: int = 100) -> ComponentScores:
-    out = ComponentScores([], [], [], [])
-    for start in range(0, len(texts), 32):
-        chunk = list(texts[start:start + 32])
-        for text, rows in zip(chunk, rec.candidate_rows(chunk, k)):
-            out.song_ids.append([rec.song_vectors.song_ids[r] for r in rows])
-            out.logits.append(rec.ranker_logits(text, rows))
-            out.log_popularity.append(rec.log_popularity[rows])
-            out.classical.append(rec.classical_scores(text, rows) if rec.knn is not None else np.zeros(len(rows)))
-        rec._classical = {}
-    return out
-
-
-def rank_with_weights(cs: ComponentScores, popularity_weight: float, classical_weight: float, k: int) -> list[list[str]]:
+def rank_with_weights(cs: ComponentScores, popularity_weight: float, classical_weight: float,
+                      k: int | None) -> list[list[str]]:
+    """Each query's candidates by ``final_scores`` with these weights, then its tail; the top k (None: all)."""
     ranked = []
-    for ids, lg, lp, cl in zip(cs.song_ids, cs.logits, cs.log_popularity, cs.classical):
-        score = lg + popularity_weight * lp + classical_weight * cl
-        order = np.lexsort((-lp, -score))[:k]
-        ranked.append([ids[i] for i in order])
+    tails = cs.tail if cs.tail is not None else [[] for _ in cs.song_ids]
+    for ids, lg, lp, cl, tail in zip(cs.song_ids, cs.logits, cs.log_popularity, cs.classical, tails):
+        order = final_order(final_scores(lg, lp, popularity_weight, classical_weight, cl), lp)
+        ranked.append(([ids[i] for i in order] + list(tail))[:k])
     return ranked
 
 

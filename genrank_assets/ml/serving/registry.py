@@ -1,15 +1,22 @@
-"""MLflow glue: log a trained model directory as a pyfunc model, register it, move aliases, load it back.
+"""MLflow glue: point MLflow at genrank's store, log a trained model directory as a pyfunc model, register it,
+move aliases, load it back.
 
 Each genrank model is saved by its own module as a plain directory (`save_tiger`, `save_ranker`, ...). Here
 that directory becomes the artifact of an MLflow pyfunc model, so that `models:/genrank-tiger/3` or
 `models:/genrank-tiger@champion` restores exactly the saved object, and the pyfunc `predict` gives a
 generic DataFrame interface for serving.
+
+Promotion: the evaluation registers each new `genrank-recommender` version under the alias `challenger`, with
+model-version tags naming the tiger/ranker versions it bundles and what the evaluation measured
+(``register_recommender``); the gate reads them back (``challenger``) and, when it passes, moves `champion` on
+all three models (``promote``).
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -23,6 +30,7 @@ TIGER_NAME = "genrank-tiger"
 RANKER_NAME = "genrank-ranker"
 RECOMMENDER_NAME = "genrank-recommender"
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # the latest evaluated recommender, waiting for the gate
 
 # What a pyfunc needs to load in a fresh environment: the installed genrank package brings the rest.
 PIP_REQUIREMENTS = ["genrank", "torch==2.13.0", "transformers", "tokenizers", "pandas", "numpy", "faiss-cpu"]
@@ -77,7 +85,7 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context):
-        from genrank_assets.ml.ranking.ranker_model import load_ranker
+        from genrank_assets.ml.ranking.model import load_ranker
         from genrank_assets.ml.serving.recommender import load_song_side
 
         self.artifact_paths = dict(context.artifacts)
@@ -127,7 +135,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
 
 def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None):
     from genrank_assets.ml.generator.tiger import load_tiger
-    from genrank_assets.ml.ranking.ranker_model import load_ranker
+    from genrank_assets.ml.ranking.model import load_ranker
     from genrank_assets.ml.serving.recommender import Recommender, load_knn, load_recommender_config, load_song_side
 
     config = load_recommender_config(config_dir)
@@ -141,6 +149,48 @@ def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
     """The registered `genrank-recommender` (by alias, or version) as a Recommender object."""
     uri = f"models:/{RECOMMENDER_NAME}/{version}" if version is not None else f"models:/{RECOMMENDER_NAME}@{alias}"
     return load_python_model(uri).recommender
+
+
+def connect(home: str | os.PathLike | None = None, tracking_uri: str = "", experiment: str | None = None) -> str | None:
+    """Point MLflow tracking and registry at genrank's store: ``tracking_uri``, else ``paths.mlflow_tracking_uri``
+    (MLFLOW_TRACKING_URI, else sqlite under GENRANK_HOME). With ``experiment`` (GENRANK_HOME made), runs go to it (created with its
+    artifacts under GENRANK_HOME when missing; MLflow's default experiment would write ./mlruns of the working
+    directory) and its id is returned. Every MLflow user here (assets, CLI, benchmarks) starts with this."""
+    from genrank_assets import paths
+
+    uri = tracking_uri or paths.mlflow_tracking_uri(home)
+    if experiment is not None:
+        paths.genrank_home(home).mkdir(parents=True, exist_ok=True)  # the sqlite file's folder
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if experiment is None:
+        return None
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        artifact_root = paths.mlflow_artifact_root(home)
+        artifact_root.mkdir(parents=True, exist_ok=True)
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_root.as_uri())
+    else:
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def name_and_version(uri: str) -> tuple[str, int]:
+    """(name, version) of ``models:/name/N``, or of ``models:/name@alias`` (the version the alias names now)."""
+    body = uri.removeprefix("models:/").rstrip("/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        version = alias_version(name, alias)
+        if version is None:
+            raise ValueError(f"{uri}: {name} has no alias {alias!r}")
+        return name, version
+    name, _, version = body.rpartition("/")
+    return name, int(version)
+
+
+def version_of(uri: str) -> int:
+    return name_and_version(uri)[1]
 
 
 def log_model_dir(
@@ -181,8 +231,11 @@ def _is_number(v) -> bool:
 
 
 def load_python_model(uri: str):
-    """The unwrapped PythonModel of a registered pyfunc (``models:/name/3`` or ``models:/name@alias``)."""
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    """The unwrapped PythonModel of a registered pyfunc (``models:/name/3`` or ``models:/name@alias``); its
+    ``model_uri`` attribute is the URI it was loaded from."""
+    model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    model.model_uri = uri
+    return model
 
 
 def alias_version(name: str, alias: str = CHAMPION) -> int | None:
@@ -199,3 +252,100 @@ def set_alias(name: str, version: int, alias: str = CHAMPION) -> None:
 
 def run_id_of(name: str, version: int) -> str:
     return MlflowClient().get_model_version(name, str(version)).run_id
+
+
+# -- the recommender, the challenger and the gate ------------------------------------------------------------
+
+@dataclass
+class Challenger:
+    """A registered recommender version waiting for the gate: what it bundles and what its evaluation measured."""
+
+    version: int
+    tiger_version: int
+    ranker_version: int
+    method: str  # the evaluated system it serves
+    split: str  # the queries its NDCG@10 was measured on: this split's first `queries`, with this fingerprint
+    queries: int
+    queries_fingerprint: str
+    ndcg_at_10: float
+    evaluation_run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{RECOMMENDER_NAME}/{self.version}"
+
+    def tags(self) -> dict[str, str]:
+        return {f"genrank.{k}": repr(v) if isinstance(v, float) else str(v) for k, v in vars(self).items()
+                if k not in ("version", "evaluation_run_id")}
+
+
+def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, bundle_dir: str | os.PathLike, *,
+                         method: str, split: str, queries: int, queries_fingerprint: str,
+                         ndcg_at_10: float) -> Challenger:
+    """Inside the evaluation's run: register the whole recommender (the generator and ranker model dirs of these
+    pyfuncs, loaded by ``load_python_model``; ``config``; the train corpus its kNN refits on) as a new `genrank-recommender` version and make
+    it the challenger, tagged with its lineage and its evaluated NDCG@10."""
+    from genrank_assets.ml.serving.recommender import save_knn_corpus, save_recommender_config
+
+    bundle_dir = Path(bundle_dir)
+    save_recommender_config(bundle_dir / "config", config)
+    save_knn_corpus(bundle_dir / "knn", knn_corpus)
+    reg = log_model_dir(
+        tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME, python_model=RecommenderPyfunc(),
+        artifact_name="recommender",
+        extra_artifacts={"tiger_dir": tiger_py.artifact_paths["model_dir"],
+                         "ranker_dir": ranker_py.artifact_paths["model_dir"],
+                         "songs_dir": ranker_py.artifact_paths["songs_dir"],
+                         "config_dir": str(bundle_dir / "config"), "knn_dir": str(bundle_dir / "knn")},
+    )
+    challenger = Challenger(reg.version, version_of(tiger_py.model_uri), version_of(ranker_py.model_uri), method, split,
+                            int(queries), queries_fingerprint, float(ndcg_at_10), reg.run_id)
+    client = MlflowClient()
+    for key, value in challenger.tags().items():
+        client.set_model_version_tag(RECOMMENDER_NAME, str(reg.version), key, value)
+    set_alias(RECOMMENDER_NAME, reg.version, CHALLENGER)
+    return challenger
+
+
+def challenger() -> Challenger | None:
+    """The recommender version under the `challenger` alias, with what ``register_recommender`` recorded."""
+    try:
+        mv = MlflowClient().get_model_version_by_alias(RECOMMENDER_NAME, CHALLENGER)
+    except mlflow.exceptions.MlflowException:
+        return None
+    t = mv.tags
+    return Challenger(int(mv.version), int(t["genrank.tiger_version"]), int(t["genrank.ranker_version"]),
+                      t["genrank.method"], t["genrank.split"], int(t["genrank.queries"]),
+                      t["genrank.queries_fingerprint"], float(t["genrank.ndcg_at_10"]), mv.run_id)
+
+
+def promote(candidate: Challenger) -> None:
+    """`champion` -> the challenger's tiger, ranker and recommender versions."""
+    for name, version in ((TIGER_NAME, candidate.tiger_version), (RANKER_NAME, candidate.ranker_version),
+                          (RECOMMENDER_NAME, candidate.version)):
+        set_alias(name, version)
+
+
+def log_evaluation_on_models(model_uris, metrics: dict[str, float], report_path: str | os.PathLike,
+                             evaluation_run_id: str) -> None:
+    """On the training run of each evaluated model: the evaluation's metrics (`eval.` prefixed), its report and
+    the evaluation run's id."""
+    client = MlflowClient()
+    for uri in model_uris:
+        run_id = run_id_of(*name_and_version(uri))
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics({f"eval.{k}": v for k, v in metrics.items()})
+            mlflow.log_artifact(str(report_path), "evaluation")
+        client.set_tag(run_id, "genrank.evaluation_run", evaluation_run_id)
+
+
+def record_gate(candidate: Challenger, promoted: bool, reason: str, champion_ndcg: float | None,
+                note_md: str) -> None:
+    """The gate's decision on the challenger's evaluation run: tags, and `report/gate.md` beside the report."""
+    client = MlflowClient()
+    run_id = candidate.evaluation_run_id
+    for key, value in {"genrank.promoted": str(promoted), "genrank.gate_reason": reason,
+                       "genrank.new_ndcg_at_10": f"{candidate.ndcg_at_10:.6f}",
+                       "genrank.champion_ndcg_at_10": "" if champion_ndcg is None else f"{champion_ndcg:.6f}"}.items():
+        client.set_tag(run_id, key, value)
+    mlflow.log_text(note_md, "report/gate.md", run_id=run_id)

@@ -1,0 +1,53 @@
+"""Group `serving`: the promotion gate. The recommender `evaluation_report` registered as the challenger becomes
+the `champion` of genrank-tiger, genrank-ranker and genrank-recommender only when its NDCG@10 is not worse than
+the current champion's, re-evaluated here on the same test queries."""
+import dagster as dg
+import pandas as pd
+
+from genrank_assets.assets.evaluation import evaluation_report
+from genrank_assets.ml.evaluation.procedure import Queries, compare_with_champion
+from genrank_assets.ml.serving import registry
+from genrank_assets.resources import ComputeResource, MlflowRegistry
+
+
+class ChampionConfig(dg.Config):
+    promotion_tolerance: float = 0.0  # promote when new NDCG@10 + tolerance >= the champion's
+
+
+@dg.asset(group_name="serving", deps=[evaluation_report], kinds={"mlflow"}, io_manager_key="model_io_manager")
+def champion(
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    playlist_corpus: pd.DataFrame,
+    mlflow_registry: MlflowRegistry,
+    compute: ComputeResource,
+) -> dg.Output[str]:
+    """The promotion gate; value: the champion recommender's URI after it (`models:/genrank-recommender/N`)."""
+    mlflow_registry.setup()
+    compute.apply_threads()  # the champion is evaluated on CPU, as it is served
+    candidate = registry.challenger()
+    if candidate is None:
+        raise ValueError(f"no {registry.RECOMMENDER_NAME}@{registry.CHALLENGER}: materialise evaluation_report first")
+    queries = Queries.of_split(playlist_corpus, candidate.split, candidate.queries)
+    if queries.fingerprint != candidate.queries_fingerprint:
+        raise ValueError(f"the {candidate.split} queries changed since {candidate.uri} was evaluated "
+                         "(playlist_corpus was rebuilt): materialise evaluation_report again")
+    before = registry.alias_version(registry.RECOMMENDER_NAME)
+    current = None if before is None else registry.load_recommender(version=before)
+    decision = compare_with_champion(candidate.ndcg_at_10, current, queries, config.promotion_tolerance)
+    context.log.info(f"promotion gate: {decision.reason}")
+    if decision.promote:
+        registry.promote(candidate)
+        context.log.info(f"champion -> tiger v{candidate.tiger_version}, ranker v{candidate.ranker_version}, "
+                         f"recommender v{candidate.version}")
+    before_uri = None if before is None else f"models:/{registry.RECOMMENDER_NAME}/{before}"
+    note = decision.gate_markdown(candidate.uri, before_uri)
+    registry.record_gate(candidate, decision.promote, decision.reason, decision.champion_ndcg, note)
+    after = registry.alias_version(registry.RECOMMENDER_NAME)
+    return dg.Output(f"models:/{registry.RECOMMENDER_NAME}/{after}", metadata={
+        "promoted": decision.promote, "gate_reason": decision.reason, "gate": dg.MetadataValue.md(note),
+        "new_ndcg@10": float(decision.new_ndcg),
+        "champion_ndcg@10": float("nan") if decision.champion_ndcg is None else float(decision.champion_ndcg),
+        "candidate_uri": candidate.uri, "previous_champion": before_uri or "none",
+        "champion_version": after, "queries": len(queries), "evaluation_run_id": candidate.evaluation_run_id,
+    })

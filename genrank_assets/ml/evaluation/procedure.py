@@ -1,0 +1,230 @@
+"""The evaluation procedure (docs/benchmark.md protocol) and the champion comparison, as plain functions.
+
+``evaluate_methods`` ranks the queries of one split with every method side by side: popularity, the reference
+title-kNN, title-kNN + co-occurrence, the generator alone, and the two generate-and-rank systems (generator
+candidates; generator ∪ kNN + co-occurrence candidates), whose final-score weights are first chosen on another
+split (never the test split). It returns an ``EvaluationResults``: the per-method results, the tuned systems,
+the weight trials and the figures the report shows.
+
+``compare_with_champion`` re-evaluates the current champion on the same queries and applies the promotion rule
+(``report.decide_promotion``) to the new system's NDCG@10.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings
+from genrank_assets.ml.evaluation.report import (
+    MethodResult,
+    PromotionDecision,
+    decide_promotion,
+    evaluate_method,
+    fill_with,
+    results_table,
+)
+from genrank_assets.ml.ranking.baselines import (
+    PopularityRecommender,
+    benchmark_queries,
+    knn_cooccurrence,
+    reference_title_knn,
+)
+from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig, tune_weights
+
+log = logging.getLogger(__name__)
+
+# The generate-and-rank systems, by the candidate source of their recommender; either can be served.
+SYSTEMS = {"generate_and_rank": "generator", "generate_and_rank_hybrid": "hybrid"}
+SERVED_METHODS = tuple(SYSTEMS)
+CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
+MLFLOW_METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms")
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The protocol's queries of one split: playlists with a title and songs; truth = their distinct songs."""
+
+    split: str
+    qids: list[str]
+    texts: list[str]
+    truths: dict[str, set[str]]
+
+    @classmethod
+    def of_split(cls, corpus: pd.DataFrame, split: str, max_queries: int = 0) -> Queries:
+        """Every query of ``split`` in corpus order, or the first ``max_queries`` of them (0: all)."""
+        qids, texts, truths = benchmark_queries(corpus, split=split)
+        if max_queries:
+            qids, texts = qids[:max_queries], texts[:max_queries]
+            truths = {q: truths[q] for q in qids}
+        return cls(split, qids, texts, truths)
+
+    def __len__(self) -> int:
+        return len(self.qids)
+
+    @property
+    def depth(self) -> int:
+        """How deep every ranking goes: R-precision reads the top |truth| songs, and a truth can exceed 100."""
+        return max(CANDIDATES, max(len(t) for t in self.truths.values()))
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies these queries (ids in order), so a later step can check it evaluates the same ones."""
+        return hashlib.sha1("\n".join(self.qids).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class TrainedModels:
+    """What the systems are built from: the generator, the ranker and the song side the ranker reads."""
+
+    generator: Any  # TigerGenerator
+    ranker: Any  # the cross-encoder ranker
+    song_vectors: Any  # SongVectors
+    song_info: dict[str, tuple[str, str]]
+
+
+@dataclass
+class EvaluationSettings:
+    n_candidates: int = 100  # generator candidates per query of the systems' recommenders
+    num_beams: int | None = None  # None: the generator's own setting
+    popularity_grid: Sequence[float] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    classical_grid: Sequence[float] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # hybrid only; the other uses 0
+    latency_queries: int = 50  # queries timed one by one per method
+
+
+@dataclass
+class EvaluationResults:
+    queries: Queries
+    tune_queries: Queries
+    results: list[MethodResult]
+    systems: dict[str, Recommender]  # method -> its recommender, weights chosen on ``tune_queries``
+    weight_trials: dict[str, pd.DataFrame] = field(default_factory=dict)  # method -> every weight pair tried
+    generator_shortfall: float = 0.0  # mean songs short of 100 in the generator's candidates, before the fill
+
+    def result(self, method: str) -> MethodResult:
+        return next(r for r in self.results if r.name == method)
+
+    def ndcg_at_10(self, method: str) -> float:
+        return float(self.result(method).metrics["ndcg@10"])
+
+    @property
+    def invalid_code_rate(self) -> float:
+        """The generator's invalid-code rate over every generation of the evaluation."""
+        return float(self.results[-1].invalid_code_rate or 0.0)
+
+    @property
+    def stage_ms(self) -> dict[str, float]:
+        """`method:stage` -> median ms per query, for the systems' stages that took time."""
+        return {f"{r.name}:{k}": v for r in self.results for k, v in r.stage_ms.items() if v > 0}
+
+    def table(self) -> pd.DataFrame:
+        return results_table(self.results)
+
+    def mlflow_metrics(self) -> dict[str, float]:
+        """`method.metric` -> value (MLflow names: `@` spelt `_at_`), for the figures present."""
+        rows = self.table().to_dict("records")
+        return {f"{r['method']}.{k}".replace("@", "_at_"): float(r[k]) for r in rows for k in MLFLOW_METRICS
+                if pd.notna(r[k])}
+
+
+def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queries, tune_queries: Queries,
+                     settings: EvaluationSettings | None = None) -> EvaluationResults:
+    """Every method on ``queries`` (classical ones fitted on the corpus's train split); the systems' weights are
+    chosen on ``tune_queries`` first (none: both weights 0). Rankings are ``queries.depth`` deep; the generator's
+    and the systems' continue with popular songs after their candidates."""
+    settings = settings or EvaluationSettings()
+    if not len(queries):
+        raise ValueError(f"no {queries.split} queries (playlists with a title) in the corpus")
+    depth, catalogue = queries.depth, len(models.song_vectors)
+    popularity = PopularityRecommender().fit(corpus)
+    knn_cooc = knn_cooccurrence().fit(corpus)
+    classical = {"popularity": popularity, "title_knn": reference_title_knn("char_wb").fit(corpus),
+                 "knn_cooccurrence": knn_cooc}
+    popular = popularity.recommend("popular", depth)
+    results = [evaluate_method(name, lambda ts, m=model: m.recommend_many(ts, depth), queries.qids, queries.texts,
+                               queries.truths, catalogue, rank_one=lambda t, m=model: m.recommend(t, 10),
+                               latency_queries=settings.latency_queries)
+               for name, model in classical.items()]
+
+    generator = models.generator
+    generator.reset_counters()
+    generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
+    results.append(generated)
+    systems, trials = {}, {}
+    for method, source in SYSTEMS.items():
+        rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
+                          RecommenderConfig(n_candidates=settings.n_candidates, candidate_source=source,
+                                            num_beams=settings.num_beams),
+                          knn=knn_cooc if source == "hybrid" else None)
+        grid = settings.classical_grid if source == "hybrid" else [0.0]
+        trials[method] = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
+        log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
+                 rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries), tune_queries.split)
+        result = evaluate_system(method, rec, queries, popular, catalogue, settings.latency_queries)
+        result.invalid_code_rate = generator.invalid_code_rate
+        results.append(result)
+        systems[method] = rec
+    return EvaluationResults(queries, tune_queries, results, systems,
+                             {m: t for m, t in trials.items() if t is not None}, shortfall)
+
+
+def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,
+                       settings: EvaluationSettings) -> tuple[MethodResult, float]:
+    """The generator alone: its candidates in generation order, then popular songs. Also returns the mean
+    shortfall of its candidate lists (songs short of 100, before the fill)."""
+    found = []
+
+    def rank_many(texts):
+        candidates = generator.generate_candidates_batch(texts, n=CANDIDATES, num_beams=settings.num_beams)
+        found.extend(len(c) for c in candidates)
+        return [fill_with(c, popular, queries.depth) for c in candidates]
+
+    result = evaluate_method(
+        "generator", rank_many, queries.qids, queries.texts, queries.truths, catalogue,
+        rank_one=lambda t: generator.generate_candidates(t, n=CANDIDATES, num_beams=settings.num_beams),
+        latency_queries=settings.latency_queries)
+    result.invalid_code_rate = generator.invalid_code_rate
+    return result, float(np.mean([max(0, CANDIDATES - n) for n in found]))
+
+
+def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],
+                   classical_grid: Sequence[float]) -> pd.DataFrame | None:
+    """Set the recommender's final-score weights to the grid pair with the best NDCG@10 on ``tune_queries``
+    (none: both 0); returns every pair tried with its NDCG@10 (None without queries)."""
+    if not len(tune_queries):
+        rec.set_weights(0.0, 0.0)
+        return None
+    components = rec.component_scores(tune_queries.texts, CANDIDATES)
+    pw, cw, trials = tune_weights(components, tune_queries.qids, tune_queries.truths, popularity_grid, classical_grid)
+    rec.set_weights(pw, cw)
+    return pd.DataFrame(trials)
+
+
+def evaluate_system(method: str, rec: Recommender, queries: Queries, popular: list[str], catalogue: int,
+                    latency_queries: int) -> MethodResult:
+    """A generate-and-rank system: its top 100, then popular songs; with the median time of each stage."""
+    rec.reset_stage_times()
+    result = evaluate_method(
+        method, lambda ts: [fill_with([x.song_id for x in recs], popular, queries.depth)
+                            for recs in rec.recommend_many(ts, CANDIDATES)],
+        queries.qids, queries.texts, queries.truths, catalogue, rank_one=lambda t: rec.recommend(t, 10),
+        latency_queries=latency_queries)
+    result.stage_ms = rec.stage_times.medians()
+    return result
+
+
+def recommender_ndcg_at_10(rec, queries: Queries) -> float:
+    """NDCG@10 of a (registered) recommender on ``queries``, asked for 100 songs as ``evaluate_system`` asks."""
+    ranked = {q: [x.song_id for x in recs] for q, recs in zip(queries.qids, rec.recommend_many(queries.texts, CANDIDATES))}
+    return float(evaluate_rankings(ranked, queries.truths, ks=(10,))["ndcg@10"])
+
+
+def compare_with_champion(new_ndcg: float, champion, queries: Queries, tolerance: float = 0.0) -> PromotionDecision:
+    """The promotion decision for a new system whose NDCG@10 on ``queries`` is ``new_ndcg``: ``champion`` (the
+    current champion recommender, None when there is none) is re-evaluated on the same queries first."""
+    champion_ndcg = None if champion is None else recommender_ndcg_at_10(champion, queries)
+    return decide_promotion(float(new_ndcg), champion_ndcg, tolerance)

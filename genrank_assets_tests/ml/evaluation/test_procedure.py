@@ -1,0 +1,128 @@
+"""The evaluation procedure on planted models: the results object and the champion comparison."""
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from genrank_assets.ml.evaluation.procedure import (
+    SERVED_METHODS,
+    EvaluationSettings,
+    Queries,
+    TrainedModels,
+    choose_weights,
+    compare_with_champion,
+    evaluate_methods,
+    recommender_ndcg_at_10,
+)
+from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig
+from genrank_assets_tests.ml.serving.fakes import HITS, SONGS, THEMES, planted_corpus, planted_models
+
+SETTINGS = EvaluationSettings(n_candidates=10, popularity_grid=[0.0, 1.0], classical_grid=[0.0, 2.0],
+                              latency_queries=2)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> pd.DataFrame:
+    return planted_corpus()
+
+
+@pytest.fixture(scope="module")
+def results(corpus):
+    models = TrainedModels(*planted_models(corpus))
+    return evaluate_methods(corpus, models, Queries.of_split(corpus, "test"), Queries.of_split(corpus, "val"),
+                            SETTINGS)
+
+
+def test_queries_follow_the_protocol_and_identify_themselves(corpus):
+    q = Queries.of_split(corpus, "test")
+    assert len(q) == 3 * len(THEMES) and q.split == "test" and q.depth == 100
+    assert q.truths[q.qids[0]] == set(SONGS["rock"][:5])
+    first = Queries.of_split(corpus, "test", max_queries=2)
+    assert first.qids == q.qids[:2] and set(first.truths) == set(first.qids)
+    assert first.fingerprint != q.fingerprint and Queries.of_split(corpus, "test").fingerprint == q.fingerprint
+    empty = corpus[corpus["split"] != "test"]
+    with pytest.raises(ValueError, match="no test queries"):
+        evaluate_methods(empty, TrainedModels(*planted_models(corpus)), Queries.of_split(empty, "test"),
+                         Queries.of_split(corpus, "val"), SETTINGS)
+
+
+def test_results_hold_every_method_in_order(results):
+    assert [r.name for r in results.results] == ["popularity", "title_knn", "knn_cooccurrence", "generator",
+                                                 *SERVED_METHODS]
+    table = results.table()
+    assert table["method"].tolist() == [r.name for r in results.results]
+    assert (table["n_queries"] == 9).all()
+    assert results.invalid_code_rate == 0.0
+    assert results.generator_shortfall == 90.0  # ten candidates per query out of 100
+    metrics = results.mlflow_metrics()
+    assert metrics["generate_and_rank.ndcg_at_10"] == pytest.approx(results.ndcg_at_10("generate_and_rank"))
+    assert "popularity.recall_at_100" in metrics and not any("@" in k for k in metrics)
+
+
+def test_planted_figures(results):
+    ndcg = {r.name: r.metrics["ndcg@10"] for r in results.results}
+    assert ndcg["popularity"] < 0.1  # its top 5 are the hits, in no test playlist
+    assert ndcg["generate_and_rank"] == pytest.approx(1.0)  # the ranker puts t_0..t_4 first
+    assert ndcg["generator"] < 0.6  # the same candidates in generation order (t_9 first): hits at 6-10
+    generated = results.result("generator").rankings[results.queries.qids[0]]
+    assert generated[:10] == list(reversed(SONGS["rock"])) and generated[10:15] == HITS  # then popular songs
+    assert len(set(generated)) == len(generated) == 35  # the popular fill runs to depth 100 or the catalogue's end
+
+
+def test_systems_are_tuned_on_the_tune_split_and_timed(results):
+    plain, hybrid = results.systems["generate_and_rank"], results.systems["generate_and_rank_hybrid"]
+    assert plain.config.candidate_source == "generator" and hybrid.config.candidate_source == "hybrid"
+    assert plain.knn is None and hybrid.knn is not None
+    assert set(results.weight_trials) == set(SERVED_METHODS)
+    assert results.weight_trials["generate_and_rank"]["classical_weight"].tolist() == [0.0, 0.0]
+    assert len(results.weight_trials["generate_and_rank_hybrid"]) == 4  # 2 popularity x 2 classical weights
+    # Val truths are t_0..t_4 too: weight 0 already ranks them perfectly, and ties go to the smaller weights.
+    assert (plain.config.popularity_weight, plain.config.classical_weight) == (0.0, 0.0)
+    for method in SERVED_METHODS:
+        assert set(results.result(method).stage_ms) == {"generate", "classical", "rank"}
+    assert "generate_and_rank:rank" in results.stage_ms
+
+
+def test_choose_weights_finds_the_planted_popularity_signal(corpus):
+    # Queries whose truth is the hits: only the popularity prior lifts them above the theme songs.
+    truths_on_hits = corpus.copy()
+    truths_on_hits["song_ids"] = [HITS if s == "val" else songs for s, songs in
+                                  zip(truths_on_hits["split"], truths_on_hits["song_ids"])]
+    generator, ranker, sv, info = planted_models(corpus)
+    rec = Recommender(generator, ranker, sv, info, RecommenderConfig(n_candidates=10))
+    trials = choose_weights(rec, Queries.of_split(truths_on_hits, "val"), [0.0, 1.0, 8.0], [0.0])
+    assert rec.config.popularity_weight == 8.0 and len(trials) == 3
+    assert trials.set_index("popularity_weight")["val_ndcg@10"][8.0] > trials.set_index("popularity_weight")[
+        "val_ndcg@10"][0.0]
+    none = choose_weights(rec, Queries.of_split(corpus[corpus["split"] != "val"], "val"), [1.0], [0.0])
+    assert none is None and rec.config.popularity_weight == 0.0
+
+
+class _Fixed:
+    """A champion that always answers with the same songs."""
+
+    def __init__(self, songs):
+        self.songs = songs
+
+    def recommend_many(self, texts, k):
+        return [[SimpleNamespace(song_id=s) for s in self.songs[:k]] for _ in texts]
+
+
+def test_champion_comparison_decides_on_the_same_queries(corpus, results):
+    queries = results.queries
+    new = results.ndcg_at_10("generate_and_rank_hybrid")
+    first = compare_with_champion(new, None, queries)
+    assert first.promote and first.champion_ndcg is None and "first" in first.reason
+
+    worse = compare_with_champion(new, _Fixed(HITS), queries)
+    assert worse.promote and worse.champion_ndcg == 0.0 and worse.new_ndcg == pytest.approx(new)
+
+    rock_only = _Fixed(SONGS["rock"][:5])  # perfect on the three rock queries, nothing on the rest
+    assert recommender_ndcg_at_10(rock_only, queries) == pytest.approx(1 / 3)
+    refused = compare_with_champion(0.2, rock_only, queries)
+    assert not refused.promote and "champion kept" in refused.reason
+    assert compare_with_champion(0.2, rock_only, queries, tolerance=0.2).promote
+    # The same system as champion: equal figures on the same queries, so it is not worse.
+    assert compare_with_champion(new, results.systems["generate_and_rank_hybrid"], queries).promote
+    md = refused.gate_markdown("models:/genrank-recommender/2", "models:/genrank-recommender/1")
+    assert "0.2000" in md and "0.3333" in md and "champion kept" in md

@@ -1,0 +1,96 @@
+"""Planted stand-ins for the trained models, so the recommender and the evaluation run in milliseconds.
+
+Three themes of ten songs each plus five hits that sit in every train playlist. The fake generator proposes the
+ten songs of the theme named in the text, in reverse order (t_9 first); the fake ranker scores a song by how much
+of the text's theme its vector holds, t_0 most, so ranking puts the order right. Test and val playlists hold
+t_0..t_4 of their theme: the ranker finds them, the generator's own order does not, popularity never does.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from genrank_assets.ml.data.corpus import train_popularity
+from genrank_assets.ml.vectors.song_vectors import SongVectors
+
+THEMES = ("rock", "chill", "party")
+HITS = [f"hit_{i}" for i in range(5)]
+SONGS = {t: [f"{t}_{i}" for i in range(10)] for t in THEMES}
+
+
+def planted_corpus(n_test: int = 3, n_val: int = 2) -> pd.DataFrame:
+    rows = []
+    for t in THEMES:
+        for j in range(6):
+            theme_songs = [SONGS[t][(j + i) % 10] for i in range(6)]
+            rows.append((f"{t}-train-{j}", f"{t} mix {j}", theme_songs + HITS, "train"))
+        for j in range(n_val):
+            rows.append((f"{t}-val-{j}", f"{t} evening {j}", SONGS[t][:5], "val"))
+        for j in range(n_test):
+            rows.append((f"{t}-test-{j}", f"{t} night {j}", SONGS[t][:5], "test"))
+    return pd.DataFrame({"playlist_id": [r[0] for r in rows], "title": [r[1] for r in rows], "tags": "",
+                         "song_ids": [r[2] for r in rows], "split": [r[3] for r in rows]})
+
+
+def theme_of(text: str) -> str | None:
+    return next((t for t in THEMES if t in text), None)
+
+
+def planted_song_vectors() -> SongVectors:
+    ids = [s for t in THEMES for s in SONGS[t]] + HITS
+    vectors = np.zeros((len(ids), len(THEMES) + 1), dtype=np.float32)
+    for row, song in enumerate(ids):
+        theme, _, index = song.partition("_")
+        if theme in THEMES:
+            vectors[row, THEMES.index(theme)] = 1.0 - int(index) / 20  # t_0 strongest
+        else:
+            vectors[row, -1] = 1.0
+    return SongVectors(ids, np.ones(len(ids), dtype=np.int64), vectors)
+
+
+class FakeGenerator:
+    """The interface the recommender and the evaluation read from a TigerGenerator."""
+
+    num_beams = 4
+
+    def __init__(self, corpus: pd.DataFrame, song_ids: list[str]):
+        pop = train_popularity(corpus)
+        self.code_table = SimpleNamespace(song_ids=list(song_ids),
+                                          popularity=np.array([pop.get(s, 0) for s in song_ids], dtype=np.float64))
+        self.encoder = SimpleNamespace(clean=lambda text: text.strip().lower())
+        self.calls = 0
+
+    def generate_candidates(self, text: str, n: int = 100, num_beams: int | None = None) -> list[str]:
+        self.calls += 1
+        theme = theme_of(text)
+        return list(reversed(SONGS[theme]))[:n] if theme else []
+
+    def generate_candidates_batch(self, texts, n: int = 100, num_beams: int | None = None) -> list[list[str]]:
+        return [self.generate_candidates(t, n, num_beams) for t in texts]
+
+    def reset_counters(self) -> None:
+        self.calls = 0
+
+    @property
+    def invalid_code_rate(self) -> float:
+        return 0.0
+
+
+class FakeRanker:
+    config = SimpleNamespace(use_song_text=False)
+
+    def score(self, text: str, vectors: np.ndarray, song_texts=None) -> np.ndarray:
+        direction = np.zeros(vectors.shape[1], dtype=np.float32)
+        theme = theme_of(text)
+        if theme:
+            direction[THEMES.index(theme)] = 4.0
+        return vectors @ direction
+
+
+def planted_models(corpus: pd.DataFrame):
+    """(generator, ranker, song_vectors, song_info) for ``corpus``."""
+    sv = planted_song_vectors()
+    info = {s: (s.replace("_", " ").title(), "Singer") for s in sv.song_ids}
+    return FakeGenerator(corpus, sv.song_ids), FakeRanker(), sv, info
