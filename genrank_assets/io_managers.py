@@ -8,14 +8,69 @@ arrays becomes `FLOAT[dim]`.
 """
 from __future__ import annotations
 
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Sequence
 
+import duckdb
 import numpy as np
 import pandas as pd
 from dagster import OutputContext
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the DuckDB warehouse; the message names it."""
+
+
+def lock_holder(message: str) -> str:
+    """'PID 123: genrank status --home ...' for DuckDB's "Conflicting lock is held in ... (PID 123)"."""
+    match = re.search(r"\(PID (\d+)\)", message)
+    if not match:
+        return "another process"
+    pid = match.group(1)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmdline = ""
+    return f"PID {pid}" + (f": {cmdline}" if cmdline else "")
+
+
+class _WarehouseClient(DuckDbClient):
+    """DuckDB client that waits up to `lock_timeout_s` for another process's lock, then names that process."""
+
+    lock_timeout_s = 120.0
+
+    @classmethod
+    @contextmanager
+    def connect(cls, context, _):
+        database = context.resource_config["database"]
+        config = {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
+        deadline = time.monotonic() + float(context.resource_config.get("lock_timeout_s", cls.lock_timeout_s))
+        delay = 0.1
+        while True:
+            try:
+                conn = duckdb.connect(database=database, read_only=False, config=config)
+                break
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise WarehouseLockedError(
+                        f"the warehouse {database} is held by {lock_holder(str(err))}; a reader (a notebook, "
+                        "`genrank status`, a DuckDB shell) must close it before a materialisation can write"
+                    ) from err
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def _vector_columns(df: pd.DataFrame) -> dict[str, int]:
@@ -42,9 +97,11 @@ class WarehousePandasTypeHandler(DuckDBPandasTypeHandler):
             connection.execute(f'alter table {target} alter "{column}" type FLOAT[{dim}]')
 
 
-
 class WarehouseIOManager(DuckDBIOManager):
     """The genrank DuckDB warehouse (one file under GENRANK_HOME)."""
+
+    # How long a write waits for a reader's lock before it fails naming the reader.
+    lock_timeout_s: float = 120.0
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
@@ -53,3 +110,10 @@ class WarehouseIOManager(DuckDBIOManager):
     @staticmethod
     def default_load_type():
         return pd.DataFrame
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=_WarehouseClient(), database=self.database, schema=self.schema_,
+            type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+            io_manager_name="WarehouseIOManager",
+        )
