@@ -307,6 +307,28 @@ def _load_table(name: str, home: str | None):
         con.close()
 
 
+@command("relocate-home", "after moving or restoring GENRANK_HOME: rewrite the old absolute paths in its MLflow store")
+def _relocate_home(argv: list[str]) -> int:
+    from genrank_assets import paths
+    from genrank_assets.ml.serving.relocate import recorded_home, relocate_home
+
+    parser = argparse.ArgumentParser(prog="genrank relocate-home")
+    parser.add_argument("--home", default=None, help="the home where it is now (default: GENRANK_HOME)")
+    parser.add_argument("--from", dest="old", default=None,
+                        help="where it was (default: read from the store)")
+    args = parser.parse_args(argv)
+    home = paths.genrank_home(args.home)
+    old = args.old or recorded_home(home)
+    if old is None:
+        raise CliError(f"no MLflow store with a genrank experiment under {home}: nothing to relocate")
+    try:
+        changed = relocate_home(home, old)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(f"{home}: paths under {old} rewritten ({changed['rows']} store rows, {changed['mlmodel_files']} MLmodel files)")
+    return 0
+
+
 @command("status", "list what the pipeline has built: warehouse tables and registered models")
 def _status(argv: list[str]) -> int:
 
