@@ -47,15 +47,10 @@ from _common import RESULTS, peak_rss_mib, write_json  # noqa: E402
 from genrank_assets import paths  # noqa: E402
 from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
+from genrank_assets.ml.evaluation.procedure import tune_weights  # noqa: E402
 from genrank_assets.ml.ranking.baselines import benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
-from genrank_assets.ml.serving.recommender import (  # noqa: E402
-    ComponentScores,
-    Recommender,
-    rank_with_weights,
-    song_text,
-    tune_weights,
-)
+from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, rank_with_weights, song_text  # noqa: E402
 
 log = logging.getLogger("benchmarks.ranker")
 

@@ -177,10 +177,10 @@ def test_gate_refuses_a_worse_model_and_accepts_a_better_one(built):
     before = _champions()
     assert before == built["first_champions"]  # no other test moves an alias
     first_ndcg = _metadata(built["result"], "evaluation_report")["new_ndcg@10"]
-    # Deliberately worse: barely trained models served without the classical signal or the popularity prior.
+    # Deliberately worse: a briefly trained generator (the models still pass their blocking checks), served without
+    # the classical signal or the popularity prior.
     worse = _run_config(
-        tiger_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
-        ranker_model={"epochs": 1, "lr": 1e-7, "max_steps": 2},
+        tiger_model={"epochs": 4},
         evaluation_report={"served_method": "generate_and_rank", "popularity_grid": [0.0], "classical_grid": [0.0]},
     )
     result = _materialize(built["home"], built["data"], worse, selection=models, ops=ops)

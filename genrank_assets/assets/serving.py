@@ -4,7 +4,6 @@ the current champion's, re-evaluated here on the same test queries."""
 import dagster as dg
 import pandas as pd
 
-from genrank_assets.assets.evaluation import evaluation_report
 from genrank_assets.ml.evaluation.procedure import Queries, compare_with_champion
 from genrank_assets.ml.serving import registry
 from genrank_assets.resources import ComputeResource, MlflowRegistry
@@ -14,7 +13,7 @@ class ChampionConfig(dg.Config):
     promotion_tolerance: float = 0.0  # promote when new NDCG@10 + tolerance >= the champion's
 
 
-@dg.asset(group_name="serving", deps=[evaluation_report], kinds={"mlflow"}, io_manager_key="model_io_manager")
+@dg.asset(group_name="serving", deps=["evaluation_report"], kinds={"mlflow"}, io_manager_key="model_io_manager")
 def champion(
     context: dg.AssetExecutionContext,
     config: ChampionConfig,

@@ -34,7 +34,7 @@ from genrank_assets.ml.ranking.baselines import (
     knn_cooccurrence,
     reference_title_knn,
 )
-from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig, tune_weights
+from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,21 @@ def evaluate_generator(generator, queries: Queries, popular: list[str], catalogu
         latency_queries=settings.latency_queries)
     result.invalid_code_rate = generator.invalid_code_rate
     return result, float(np.mean([max(0, CANDIDATES - n) for n in found]))
+
+
+def tune_weights(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
+                 classical_grid: Sequence[float]) -> tuple[float, float, list[dict]]:
+    """The (popularity, classical) weights of the final score with the best mean NDCG@10 on these (validation)
+    queries, ranking as the recommender ranks (``rank_with_weights``); ties: the smaller weights. Also returns
+    every pair tried."""
+    trials = []
+    for pw in popularity_grid:
+        for cw in classical_grid:
+            ranked = rank_with_weights(cs, pw, cw, 10)
+            m = evaluate_rankings(dict(zip(qids, ranked)), truths, ks=(10,))
+            trials.append({"popularity_weight": pw, "classical_weight": cw, "val_ndcg@10": m["ndcg@10"]})
+    best = max(trials, key=lambda t: (t["val_ndcg@10"], -t["popularity_weight"] - t["classical_weight"]))
+    return best["popularity_weight"], best["classical_weight"], trials
 
 
 def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],

@@ -6,7 +6,8 @@ all rank with it) = ranker logit + ``popularity_weight`` * log(1 + train popular
 + ``classical_weight`` * (classical score / its max over the candidates); equal scores rank the more popular song
 first (``final_order``). The generator and ranker do not learn
 the popularity prior well on small data (docs/findings.md), and title-kNN + co-occurrence is the strongest classical
-signal (docs/benchmark.md); both weights are chosen on the validation split by the evaluation report and saved with
+signal (docs/benchmark.md); both weights are chosen on the validation split by the evaluation
+(``ml.evaluation.procedure.tune_weights`` over ``component_scores``, ranked by ``rank_with_weights``) and saved with
 the recommender. With ``candidate_source="generator"`` and both weights 0 this is plain generate-and-rank.
 """
 from __future__ import annotations
@@ -336,18 +337,3 @@ def rank_with_weights(cs: ComponentScores, popularity_weight: float, classical_w
         order = final_order(final_scores(lg, lp, popularity_weight, classical_weight, cl), lp)
         ranked.append(([ids[i] for i in order] + list(tail))[:k])
     return ranked
-
-
-def tune_weights(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
-                 classical_grid: Sequence[float]) -> tuple[float, float, list[dict]]:
-    """The (popularity, classical) weights with the best mean NDCG@10 on these (validation) queries."""
-    from genrank_assets.ml.evaluation.metrics import evaluate_rankings
-
-    trials = []
-    for pw in popularity_grid:
-        for cw in classical_grid:
-            ranked = rank_with_weights(cs, pw, cw, 10)
-            m = evaluate_rankings(dict(zip(qids, ranked)), truths, ks=(10,))
-            trials.append({"popularity_weight": pw, "classical_weight": cw, "val_ndcg@10": m["ndcg@10"]})
-    best = max(trials, key=lambda t: (t["val_ndcg@10"], -t["popularity_weight"] - t["classical_weight"]))
-    return best["popularity_weight"], best["classical_weight"], trials

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
+from genrank_assets.ml.evaluation.procedure import tune_weights
 from genrank_assets.ml.evaluation.report import decide_promotion, evaluate_method, fill_with, write_report
-from genrank_assets.ml.serving.recommender import ComponentScores, RecommenderConfig, rank_with_weights, tune_weights
+from genrank_assets.ml.serving.recommender import ComponentScores, RecommenderConfig, rank_with_weights
 
 
 def test_promotion_rule():
