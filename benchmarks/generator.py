@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,8 +46,11 @@ from _common import median, peak_rss_mib, write_json  # noqa: E402
 
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
-from genrank_assets.ml.generator.tiger import CodeTable, build_model, build_tokenizer, make_training_examples  # noqa: E402
-from genrank_assets.ml.generator.training import train_tiger  # noqa: E402
+from genrank_assets.ml.generator.dataset import make_training_examples  # noqa: E402
+from genrank_assets.ml.generator.model import build_model  # noqa: E402
+from genrank_assets.ml.generator.tiger import CodeTable  # noqa: E402
+from genrank_assets.ml.generator.tokenizer import build_tokenizer  # noqa: E402
+from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger  # noqa: E402
 from genrank_assets.ml.ranking.baselines import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
 
@@ -83,8 +87,9 @@ def training_throughput(corpus: pd.DataFrame, song_ids: list[str], codes: np.nda
                                      mode=mode, max_codes=20, samples_per_playlist=samples_per_playlist, seed=0)
     model = build_model(tokenizer, "from_scratch", "tiny", seed=0)
     lines: list[str] = []
-    result = train_tiger(model, tokenizer, dataset, None, epochs=1000, batch_size=batch_size, lr=1e-3,
-                         early_stopping_patience=None, max_steps=steps, log_every_steps=10, log_fn=lines.append)
+    config = replace(TIGER_TRAINING, epochs=1000, batch_size=batch_size, lr=1e-3, early_stopping_patience=None,
+                     max_steps=steps, log_every_steps=10)
+    result = train_tiger(model, tokenizer, dataset, None, config, log_fn=lines.append)
     rates = [(int(m.group(1)), float(m.group(2))) for m in map(RATE_PATTERN.search, lines) if m]
     later = [r for step, r in rates if step > 10] or [r for _, r in rates]  # the first window holds warm-up
     return {
@@ -100,15 +105,12 @@ def registered_training(client: MlflowClient, version: int) -> dict:
     """What the registered generator's training run logged to MLflow."""
     run = client.get_run(client.get_model_version(registry.TIGER_NAME, str(version)).run_id)
     metrics, params = run.data.metrics, run.data.params
-    # The asset logs per-epoch samples_per_second (steps 0..E-1), then the whole call's figure under the same key
-    # at step 0: that one is the step-0 entry logged last. (run.data.metrics shows the last epoch's value.)
-    history = sorted(client.get_metric_history(run.info.run_id, "samples_per_second"), key=lambda m: m.timestamp)
-    step0 = [m for m in history if m.step == 0]
-    overall = step0[-1] if len(step0) >= 2 else None
-    per_epoch = [m.value for m in sorted((m for m in history if m is not overall), key=lambda m: m.step)]
+    # Per-epoch samples_per_second is a series by epoch; the whole call's figure is train_samples_per_second.
+    history = client.get_metric_history(run.info.run_id, "samples_per_second")
+    per_epoch = [m.value for m in sorted(history, key=lambda m: m.step)]
     return {
         "run_id": run.info.run_id,
-        "samples_per_second": overall.value if overall is not None else median(per_epoch),
+        "samples_per_second": metrics.get("train_samples_per_second", median(per_epoch) if per_epoch else None),
         "samples_per_second_per_epoch": per_epoch,
         "samples_per_second_median_epoch": median(per_epoch),
         "train_seconds": metrics.get("train_seconds"),

@@ -21,6 +21,7 @@ import platform
 import sys
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genrank_assets.ml.ranking.ranker_model import CrossEncoderRanker, train_ranker
+from genrank_assets.ml.ranking.model import CrossEncoderRanker
+from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.vectors.song_vectors import SongVectors
 
 N_CANDIDATES = 100
@@ -159,11 +161,7 @@ def main() -> None:
                 val_df,
                 song_vectors,
                 song_text_of,
-                epochs=1,
-                batch_size=64,
-                lr=1e-3,
-                seed=0,
-                log_every_steps=10_000,
+                replace(RANKER_TRAINING, epochs=1, batch_size=64, lr=1e-3, seed=0, log_every_steps=10_000),
             )
             row = {
                 "preset": preset,
@@ -172,7 +170,7 @@ def main() -> None:
                 "score_100": batched,
                 "score_100_one_by_one": single,
                 "batched_speedup_p50": single["p50_ms"] / batched["p50_ms"],
-                "train_samples_per_second": trained.train_samples_per_second,
+                "train_samples_per_second": trained.samples_per_second,
             }
             results.append(row)
             print(

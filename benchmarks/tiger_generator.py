@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,14 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import MPD7K, median, peak_rss_mib, write_json
 
-from genrank_assets.ml.generator.tiger import (
-    CodeTable,
-    TigerGenerator,
-    build_model,
-    build_tokenizer,
-    make_training_examples,
-)
-from genrank_assets.ml.generator.training import train_tiger
+from genrank_assets.ml.generator.dataset import make_training_examples
+from genrank_assets.ml.generator.model import build_model
+from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator
+from genrank_assets.ml.generator.tokenizer import build_tokenizer
+from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
 
 LEVELS = [128, 128, 256]
 
@@ -60,8 +58,8 @@ def train_throughput(model_seed, tokenizer, dataset, steps, repeats):
     rates = []
     for r in range(repeats):
         model = build_model(tokenizer, preset="tiny", seed=model_seed)
-        result = train_tiger(model, tokenizer, dataset, None, epochs=1, batch_size=64, max_steps=steps, seed=r,
-                             log_every_steps=10**9)  # fmt: skip
+        config = replace(TIGER_TRAINING, epochs=1, batch_size=64, max_steps=steps, seed=r, log_every_steps=10**9)
+        result = train_tiger(model, tokenizer, dataset, None, config)
         rates.append(result.samples_per_second)
     return model, rates
 
@@ -122,7 +120,8 @@ def main() -> None:
     rows = {}
     models = {}
     for mode in ("single", "sequence"):
-        data = make_training_examples(titles, song_lists, table, tokenizer, mode=mode, max_codes=20, seed=0)
+        data = make_training_examples(titles, song_lists, table, tokenizer, mode=mode, max_codes=20,
+                                      samples_per_playlist=1, seed=0)
         models[mode], rates = train_throughput(0, tokenizer, data, args.steps, args.repeats)
         rows[f"train_{mode}"] = {"samples_per_s_median": median(rates), "runs": rates}
     n_params = sum(p.numel() for p in models["single"].parameters())

@@ -7,20 +7,15 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import train_popularity
-from genrank_assets.ml.generator.dataset import build_generator_dataset, parse_target
-from genrank_assets.ml.generator.tiger import (
-    CodeTable,
-    TigerDataset,
-    TigerGenerator,
-    build_model,
-    build_tokenizer,
-    load_pretrained_tokenizer,
-    save_tiger,
-)
-from genrank_assets.ml.generator.training import train_tiger
+from genrank_assets.ml.generator.dataset import build_generator_dataset, examples_from_pairs
+from genrank_assets.ml.generator.model import TIGER, build_model
+from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator, save_tiger
+from genrank_assets.ml.generator.tokenizer import make_tokenizer
+from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
 from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
+from genrank_assets.ml.training import TrainConfig, judge_training
 from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
 
 
@@ -56,24 +51,26 @@ def generator_dataset(
 
 
 class TigerModelConfig(dg.Config):
-    base_model: str = "from_scratch"  # or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)
-    preset: str = "tiny"  # from_scratch size: tiny | small | base
-    vocab_size: int = 2000
-    target_mode: str = "single"  # single (one code per example, TIGER) | sequence (the seed's)
-    max_codes: int = 20
-    samples_per_playlist: int = 4
-    max_input_length: int = 64
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    early_stopping_patience: int = 3
+    """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING."""
+
+    base_model: str = TIGER.base_model  # or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)
+    preset: str = TIGER.preset  # from_scratch size: tiny | small | base
+    vocab_size: int = TIGER.vocab_size
+    target_mode: str = TIGER.target_mode  # single (one code per example, TIGER) | sequence (the seed's)
+    max_codes: int = TIGER.max_codes
+    samples_per_playlist: int = TIGER.samples_per_playlist
+    max_input_length: int = TIGER.max_input_length
+    epochs: int = TIGER_TRAINING.epochs
+    batch_size: int = TIGER_TRAINING.batch_size
+    lr: float = TIGER_TRAINING.lr
+    warmup_ratio: float = TIGER_TRAINING.warmup_ratio
+    weight_decay: float = TIGER_TRAINING.weight_decay
+    early_stopping_patience: int = TIGER_TRAINING.early_stopping_patience  # 0 = never stop early
     gradient_checkpointing: bool = False
-    checkpoint_every_steps: int = 500
+    checkpoint_every_steps: int = TIGER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
-    num_beams: int = 50
-    seed: int = 0
+    num_beams: int = TIGER.num_beams
+    seed: int = TIGER_TRAINING.seed
 
 
 def song_popularity_array(song_ids: list[str], corpus: pd.DataFrame) -> np.ndarray:
@@ -93,70 +90,56 @@ def tiger_model(
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[str]:
     """T5 text -> semantic-ID generator, registered as a new version of `genrank-tiger`; value: the model URI."""
-    import torch
-
-    device = compute.resolved_device()
-    precision = compute.resolved_precision()
-    compute.apply_threads()
-    torch.manual_seed(config.seed)
+    resolved = compute.resolve()
+    resolved.apply_threads()
     song_ids, codes = codes_from_frame(semantic_ids)
     levels = [int(v) for v in codes.max(axis=0) + 1]
     train = generator_dataset[generator_dataset["split"] == "train"]
-    val = generator_dataset[generator_dataset["split"] == "val"]
-    if config.base_model == "from_scratch":
-        tokenizer = build_tokenizer(train["text"].tolist(), levels, vocab_size=config.vocab_size,
-                                    max_length=config.max_input_length)
-    else:
-        tokenizer = load_pretrained_tokenizer(config.base_model, levels, max_length=config.max_input_length)
+    tokenizer = make_tokenizer(config.base_model, train["text"].tolist(), levels, vocab_size=config.vocab_size,
+                               max_length=config.max_input_length)
     model = build_model(tokenizer, config.base_model, config.preset, seed=config.seed)
-
-    def dataset(part: pd.DataFrame, seed: int) -> TigerDataset:
-        return TigerDataset(
-            part["text"].tolist(), [np.asarray(parse_target(t), dtype=np.int64) for t in part["target"]], tokenizer,
-            mode=config.target_mode, max_codes=config.max_codes, samples_per_playlist=config.samples_per_playlist,
-            max_input_length=config.max_input_length, seed=seed,
-        )
-
-    train_ds, val_ds = dataset(train, config.seed), dataset(val, config.seed + 1) if len(val) else None
-    context.log.info(f"training TIGER ({config.base_model}/{config.preset}, {sum(p.numel() for p in model.parameters()):,} "
-                     f"parameters) on {len(train_ds)} examples, {len(val_ds or [])} val, device {device} {precision}")
-    result = train_tiger(
-        model, tokenizer, train_ds, val_ds, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
-        early_stopping_patience=config.early_stopping_patience, device=device, precision=precision,
-        gradient_checkpointing=config.gradient_checkpointing, seed=config.seed,
-        checkpoint_dir=genrank_paths.checkpoints("tiger_model"), checkpoint_every_steps=config.checkpoint_every_steps,
-        max_steps=config.max_steps or None, log_fn=context.log.info,
-    )
+    settings = dict(mode=config.target_mode, max_codes=config.max_codes, max_input_length=config.max_input_length,
+                    samples_per_playlist=config.samples_per_playlist)
+    train_ds = examples_from_pairs(train, tokenizer, seed=config.seed, **settings)
+    val_ds = examples_from_pairs(generator_dataset[generator_dataset["split"] == "val"], tokenizer,
+                                 seed=config.seed + 1, **settings)
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    context.log.info(f"training TIGER ({config.base_model}/{config.preset}, {n_params:,} parameters) on "
+                     f"{len(train_ds or [])} examples, {len(val_ds or [])} val, {resolved.device} {resolved.precision}")
+    result = train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config.model_dump(),
+                         TIGER_TRAINING), resolved, gradient_checkpointing=config.gradient_checkpointing,
+                         checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
     code_table = CodeTable(song_ids=song_ids, codes=codes, popularity=song_popularity_array(song_ids, playlist_corpus))
     generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
                                max_codes=config.max_codes, max_input_length=config.max_input_length,
                                num_beams=config.num_beams)
     out_dir = genrank_paths.artifacts("tiger_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}")
     save_tiger(generator, out_dir)
-    plot = history_plot(result.history, ["train_loss", "val_loss"], out_dir.parent / f"{out_dir.name}-loss.png",
+    plot = history_plot(result.epochs, ["train_loss", "val_loss"], out_dir.parent / f"{out_dir.name}-loss.png",
                         title="TIGER loss")
+    summary = result.summary()
 
     mlflow_registry.setup()
     with mlflow.start_run(run_name=f"tiger_model-{context.run_id[:8]}") as run:
-        mlflow.log_params({**config.model_dump(), "device": device, "precision": precision, "levels": str(levels),
-                           "train_examples": len(train_ds), "dagster_run_id": context.run_id})
-        registry.log_history(result.history)
-        mlflow.log_metrics({"overall_samples_per_second": result.samples_per_second, "train_seconds": result.seconds,
-                            **({"best_val_loss": result.best_val_loss} if result.best_val_loss is not None else {})})
+        mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
+                           "levels": str(levels), "train_examples": len(train_ds), "dagster_run_id": context.run_id})
+        registry.log_history(result.epochs)
+        mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
         reg = registry.log_model_dir(out_dir, registered_name=registry.TIGER_NAME, python_model=registry.TigerPyfunc())
     context.log.info(f"registered {reg.uri} (run {run.info.run_id})")
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else "no epochs"
-    return dg.Output(
-        reg.uri,
-        metadata={
-            "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "version": reg.version, "model_dir": str(out_dir),
-            "parameters": int(sum(p.numel() for p in model.parameters())), "device": device, "precision": precision,
-            "train_examples": len(train_ds), "epochs_run": len(result.history), "stop_reason": result.stop_reason,
-            "best_val_loss": float(result.best_val_loss) if result.best_val_loss is not None else float("nan"),
-            "samples_per_second": round(result.samples_per_second, 1), "train_seconds": round(result.seconds, 1),
-            "resumed_from_step": result.resumed_from_step or 0,
-            "loss_curve": dg.MetadataValue.md(markdown_image(plot, "loss") + "\n\n" + history_md),
-        },
-    )
+    return dg.Output(reg.uri, metadata={
+        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "version": reg.version, "model_dir": str(out_dir),
+        "parameters": n_params, "train_examples": len(train_ds), **summary,
+        "loss_curve": dg.MetadataValue.md(markdown_image(plot, "loss") + "\n\n" + history_md),
+    })
+
+
+@dg.asset_check(asset=tiger_model, blocking=True, description="Weights all finite; val loss below the untrained "
+                "model's (measured before training). A failure stops the ranker and the evaluation.")
+def tiger_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(tiger_model.key)
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    passed, figures = judge_training(meta["model_dir"], meta)
+    return dg.AssetCheckResult(passed=passed, metadata=figures)

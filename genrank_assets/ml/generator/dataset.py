@@ -1,15 +1,35 @@
-"""(text, target) pairs for the TIGER generator: a playlist title -> its songs' semantic-ID tokens."""
+"""Stage `generator`, data: (text, target) pairs, and the seq2seq examples the model trains on.
+
+* :func:`build_generator_dataset` — the ``generator_dataset`` table: a playlist title -> its songs'
+  semantic-ID tokens (strings, as stored in the warehouse).
+* **Targets** (:class:`TigerDataset`): "sequence" mode — a playlist's distinct codes in playlist order, up to
+  ``max_codes``, as one token sequence ``<id_l1_a> <id_l2_b> <id_l3_c> <id_l1_..> ... </s>`` (the level-1 token
+  starts a new code, so no separator is needed; ``<sep>`` stays reserved in the vocabulary); "single" mode
+  (TIGER style) — one code per example, a seeded random code of the playlist each time the playlist is sampled.
+  :func:`collate_examples` pads a batch (labels with -100, which the loss ignores).
+"""
 from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from genrank_assets.ml.data.corpus import as_song_lists
+from genrank_assets.ml.generator.model import TARGET_MODES, TIGER
+from genrank_assets.ml.generator.tiger import CodeTable
+from genrank_assets.ml.generator.tokenizer import SemanticIdVocab, TextEncoder, id_token, pad_inputs
+
+log = logging.getLogger(__name__)
 
 
 def code_tokens(code) -> str:
     """(45, 67, 123) -> '<id_l1_45> <id_l2_67> <id_l3_123>'."""
-    return " ".join(f"<id_l{level}_{int(k)}>" for level, k in enumerate(code, start=1))
+    return " ".join(id_token(level, int(k)) for level, k in enumerate(code, start=1))
 
 
 def parse_target(target: str) -> list[tuple[int, ...]]:
@@ -103,3 +123,157 @@ def _windows(codes: list, size: int, n: int, rng: np.random.Generator) -> list[l
         idx = np.sort(rng.choice(len(codes), size=size, replace=False))
         out.append([codes[i] for i in idx])
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Seq2seq examples
+# ----------------------------------------------------------------------------------------------------------
+
+
+def sequence_target_ids(vocab: SemanticIdVocab, codes: np.ndarray, max_codes: int) -> list[int]:
+    """Token ids of a playlist's distinct codes in order (at most ``max_codes``), then eos."""
+    ids: list[int] = []
+    for code in distinct_codes(codes)[:max_codes]:
+        ids.extend(vocab.code_token_ids(code))
+    return ids + [vocab.eos_id]
+
+
+def single_target_ids(vocab: SemanticIdVocab, code: Sequence[int]) -> list[int]:
+    """Token ids of one code, then eos."""
+    return vocab.code_token_ids(code) + [vocab.eos_id]
+
+
+def distinct_codes(codes: np.ndarray) -> list[tuple[int, ...]]:
+    """Rows of ``codes`` as tuples, first occurrence kept, order preserved."""
+    return list(dict.fromkeys(tuple(int(v) for v in row) for row in np.asarray(codes)))
+
+
+class TigerDataset(torch.utils.data.Dataset):
+    """(text, playlist codes) pairs as seq2seq examples, deterministic given ``seed`` and the epoch.
+
+    ``mode="sequence"``: one example per playlist, target = its distinct codes (≤ ``max_codes``) in order.
+    ``mode="single"``: ``samples_per_playlist`` examples per playlist per epoch, each a different random code of
+    the playlist (without replacement while the playlist has unused codes); call :meth:`set_epoch` to draw new
+    codes. Example ``i`` of epoch ``e`` only depends on (seed, e, i), so a resumed run sees the same data.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        playlist_codes: Sequence[np.ndarray],
+        tokenizer,
+        *,
+        mode: str = TIGER.target_mode,
+        max_codes: int = TIGER.max_codes,
+        samples_per_playlist: int = TIGER.samples_per_playlist,
+        max_input_length: int = TIGER.max_input_length,
+        seed: int = 0,
+    ):
+        if mode not in TARGET_MODES:
+            raise ValueError(f"mode must be one of {TARGET_MODES}, got {mode!r}")
+        if len(texts) != len(playlist_codes):
+            raise ValueError(f"texts ({len(texts)}) and playlist_codes ({len(playlist_codes)}) differ in length")
+        if max_codes < 1 or samples_per_playlist < 1:
+            raise ValueError("max_codes and samples_per_playlist must be >= 1")
+        self.vocab = SemanticIdVocab(tokenizer)
+        self.mode = mode
+        self.max_codes = int(max_codes)
+        self.samples_per_playlist = int(samples_per_playlist) if mode == "single" else 1
+        self.seed = int(seed)
+        self.epoch = 0
+        self.codes: list[np.ndarray] = []
+        for i, codes in enumerate(playlist_codes):
+            codes = np.asarray(codes, dtype=np.int64).reshape(-1, self.vocab.depth)
+            if len(codes) == 0:
+                raise ValueError(f"playlist_codes[{i}] is empty: drop playlists without coded songs first")
+            for level, size in enumerate(self.vocab.levels):
+                if codes[:, level].min() < 0 or codes[:, level].max() >= size:
+                    raise ValueError(f"playlist_codes[{i}] has a level-{level + 1} code outside [0, {size})")
+            # Single mode draws among distinct codes so repeated songs do not weigh more.
+            self.codes.append(np.asarray(distinct_codes(codes), dtype=np.int64))
+        self.input_ids = TextEncoder(tokenizer, max_input_length).encode_ids(list(texts))
+        self._sequence_targets = (
+            [sequence_target_ids(self.vocab, c, self.max_codes) for c in self.codes] if mode == "sequence" else None
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.codes) * self.samples_per_playlist
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        playlist, slot = divmod(int(i), self.samples_per_playlist)
+        if self._sequence_targets is not None:
+            labels = self._sequence_targets[playlist]
+        else:
+            codes = self.codes[playlist]
+            order = np.random.default_rng([self.seed, self.epoch, playlist]).permutation(len(codes))
+            labels = single_target_ids(self.vocab, codes[order[slot % len(codes)]])
+        return {"input_ids": self.input_ids[playlist], "labels": labels}
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the examples (for checkpoint compatibility)."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.mode, self.max_codes, self.samples_per_playlist, self.seed]).encode())
+        for ids, codes in zip(self.input_ids, self.codes):
+            h.update(np.asarray(ids, dtype=np.int64).tobytes())
+            h.update(codes.tobytes())
+        return h.hexdigest()[:16]
+
+
+def make_training_examples(
+    texts: Sequence[str],
+    playlist_song_ids: Sequence[Sequence[str]],
+    code_table: CodeTable,
+    tokenizer,
+    *,
+    mode: str = TIGER.target_mode,
+    max_codes: int = TIGER.max_codes,
+    samples_per_playlist: int = TIGER.samples_per_playlist,
+    max_input_length: int = TIGER.max_input_length,
+    seed: int = 0,
+) -> TigerDataset:
+    """Map each playlist's songs to codes (songs without a code are skipped; playlists left with no code or an
+    empty text are dropped, counted in the log) and wrap them in a :class:`TigerDataset`."""
+    if len(texts) != len(playlist_song_ids):
+        raise ValueError(f"texts ({len(texts)}) and playlist_song_ids ({len(playlist_song_ids)}) differ in length")
+    kept_texts, kept_codes = [], []
+    for text, songs in zip(texts, playlist_song_ids):
+        rows = [code_table.row_of(s) for s in songs]
+        rows = [r for r in rows if r is not None]
+        if not rows or not isinstance(text, str) or not text.strip():
+            continue
+        kept_texts.append(text)
+        kept_codes.append(code_table.codes[rows])
+    log.info("training examples: kept %d of %d playlists (mode=%s)", len(kept_texts), len(texts), mode)
+    return TigerDataset(
+        kept_texts,
+        kept_codes,
+        tokenizer,
+        mode=mode,
+        max_codes=max_codes,
+        samples_per_playlist=samples_per_playlist,
+        max_input_length=max_input_length,
+        seed=seed,
+    )
+
+
+def examples_from_pairs(pairs: pd.DataFrame, tokenizer, *, seed: int = 0, **settings) -> TigerDataset | None:
+    """A :class:`TigerDataset` of ``generator_dataset`` rows (``text``, ``target``), or None when there are none;
+    ``settings`` are TigerDataset's (mode, max_codes, samples_per_playlist, max_input_length)."""
+    if len(pairs) == 0:
+        return None
+    codes = [np.asarray(parse_target(t), dtype=np.int64) for t in pairs["target"]]
+    return TigerDataset(pairs["text"].tolist(), codes, tokenizer, seed=seed, **settings)
+
+
+def collate_examples(examples: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad inputs with ``pad_id`` and labels with -100 (ignored by the loss)."""
+    batch = pad_inputs([e["input_ids"] for e in examples], pad_id)
+    width = max(len(e["labels"]) for e in examples)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for i, e in enumerate(examples):
+        labels[i, : len(e["labels"])] = torch.as_tensor(e["labels"], dtype=torch.long)
+    batch["labels"] = labels
+    return batch

@@ -1,4 +1,4 @@
-"""Stage G1: semantic IDs by hierarchical residual K-Means (RQ-KMeans), balanced, resumable.
+"""Stage `semantic_ids`: semantic IDs by hierarchical residual K-Means (RQ-KMeans), balanced, resumable.
 
 Every song vector becomes a short code ``(c_1, ..., c_L)``:
 
@@ -61,6 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genrank_assets.ml.compute import check_device
+
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
@@ -113,8 +115,9 @@ class RQKMeans:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if not (balance_slack >= 0):
             raise ValueError(f"balance_slack must be >= 0, got {balance_slack!r}")
-        if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu' or start with 'cuda', got {device!r}")
+        # A resolved device (ml.compute; the compute resource resolves "auto"); CUDA must exist only once fit runs,
+        # so a model fitted on a GPU still loads on a CPU machine.
+        device = check_device(device, require_available=False)
         self.levels = tuple(int(k) for k in levels)
         self.balanced = bool(balanced)
         self.unique_codes = bool(unique_codes)
@@ -445,11 +448,7 @@ class RQKMeans:
             "rows": rows, "stats_json": np.array(json.dumps(stats))})
 
     def _check_device(self) -> None:
-        if self.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ValueError(f"device={self.device!r} but torch sees no CUDA device; use device='cpu'")
+        check_device(self.device)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "centroids_"):

@@ -1,8 +1,19 @@
-"""generator_dataset: (title -> semantic-ID tokens) pairs from train and val playlists only."""
+"""generator_dataset: (title -> semantic-ID tokens) pairs from train and val playlists only; the seq2seq
+examples (TigerDataset) made from them."""
 import pandas as pd
 import pytest
 
-from genrank_assets.ml.generator.dataset import build_generator_dataset, code_tokens, parse_target, query_text
+from genrank_assets.ml.generator.dataset import (
+    TigerDataset,
+    build_generator_dataset,
+    code_tokens,
+    examples_from_pairs,
+    make_training_examples,
+    parse_target,
+    query_text,
+)
+from genrank_assets.ml.generator.tokenizer import SemanticIdVocab
+from genrank_assets_tests.ml.generator.world import playlists
 
 
 def corpus_of(rows) -> pd.DataFrame:
@@ -94,3 +105,47 @@ def test_tokens_and_query_text_helpers():
     assert query_text(" gym ", "a,b", include_tags=False) == "gym"
     assert query_text("gym", None, include_tags=True) == "gym"
     assert query_text("", "a,b", include_tags=True) == "a b"
+
+
+# ---- seq2seq examples ------------------------------------------------------------------------------------
+
+
+def test_training_examples_both_modes(tokenizer, code_table):
+    texts, songs = playlists(code_table)
+    texts, songs = texts + ["  ", "unknown songs"], songs + [songs[0], ["nope", "nada"]]
+    vocab = SemanticIdVocab(tokenizer)
+
+    seq = make_training_examples(texts, songs, code_table, tokenizer, mode="sequence", max_codes=3)
+    assert len(seq) == 20  # blank title and playlist without coded songs dropped
+    first_codes = list(dict.fromkeys(tuple(code_table.codes[code_table.row_of(s)]) for s in songs[0]))
+    expected = [t for c in first_codes[:3] for t in vocab.code_token_ids(c)] + [vocab.eos_id]
+    assert seq[0]["labels"] == expected
+
+    single = make_training_examples(texts, songs, code_table, tokenizer, mode="single", samples_per_playlist=2, seed=3)
+    assert len(single) == 40
+    def draw(ds):
+        return [tuple(ds[i]["labels"]) for i in range(len(ds))]
+
+    single.set_epoch(0)
+    epoch0 = draw(single)
+    again = make_training_examples(texts, songs, code_table, tokenizer, mode="single", samples_per_playlist=2, seed=3)
+    assert draw(again) == epoch0  # deterministic given the seed
+    single.set_epoch(1)
+    assert draw(single) != epoch0  # a new random code per playlist each epoch
+    playlist_codes = {tuple(vocab.code_token_ids(c)) for c in first_codes}
+    assert tuple(epoch0[0][:-1]) in playlist_codes and epoch0[0][-1] == vocab.eos_id
+    if len(first_codes) > 1:
+        assert epoch0[0] != epoch0[1]  # the two samples of a playlist draw different codes
+    with pytest.raises(ValueError, match="mode"):
+        TigerDataset(["x"], [code_table.codes[:1]], tokenizer, mode="pairs")
+
+
+def test_examples_from_generator_dataset_rows(tokenizer):
+    pairs = pd.DataFrame({"text": ["gym running bgm", "深夜 抒情"],
+                          "target": [code_tokens((1, 2, 3)) + " " + code_tokens((4, 5, 0)), code_tokens((7, 7, 1))]})
+    vocab = SemanticIdVocab(tokenizer)
+    seq = examples_from_pairs(pairs, tokenizer, mode="sequence", max_codes=5)
+    assert len(seq) == 2 and seq[0]["labels"] == vocab.code_token_ids((1, 2, 3)) + vocab.code_token_ids((4, 5, 0)) + [1]
+    single = examples_from_pairs(pairs, tokenizer, mode="single", samples_per_playlist=3, seed=4)
+    assert isinstance(single, TigerDataset) and len(single) == 6 and single.samples_per_playlist == 3
+    assert examples_from_pairs(pairs.iloc[:0], tokenizer) is None
