@@ -165,9 +165,8 @@ def build_ranker_examples(
     splits = {split} if isinstance(split, str) else set(split)
     selected = corpus_df[corpus_df["split"].isin(splits)]
 
-    random_sampler = _CatalogueSampler(song_vectors, popularity_weighted)
-    clusters = _ClusterIndex(song_vectors, cluster_of) if cluster_of is not None else None
-    proposals_of_title: dict[str, list[int]] = {}
+    negatives_of = _NegativeSampler(song_vectors, negatives_per_positive, random_negative_share, popularity_weighted,
+                                    hard_negative_fn, cluster_of)
     columns: dict[str, list] = {
         c: [] for c in ("playlist_id", "split", "text", "song_id", "label", "negative_kind")
     }
@@ -193,35 +192,8 @@ def build_ranker_examples(
             chosen = rng.choice(len(candidates), size=max_positives_per_playlist, replace=False)
             positives = [candidates[i] for i in np.sort(chosen)]
 
-        n_negatives = len(positives) * negatives_per_positive
-        n_random = round(n_negatives * random_negative_share)
-        hard_sources = []
-        if hard_negative_fn is not None:
-            hard_sources.append("generator")
-        if clusters is not None:
-            hard_sources.append("same_cluster")
-        if not hard_sources:
-            n_random = n_negatives
-        quota = _split_evenly(n_negatives - n_random, len(hard_sources))
-
-        taken = set(own_indices)  # never a song of the playlist, never the same negative twice
-        negatives: list[tuple[int, str]] = []
-        shortfall = 0
-        for source, wanted in zip(hard_sources, quota):
-            wanted += shortfall
-            if source == "generator":
-                if text not in proposals_of_title:
-                    proposed = (song_vectors.index_of(str(s)) for s in hard_negative_fn(text))
-                    proposals_of_title[text] = list(dict.fromkeys(i for i in proposed if i is not None))
-                picked = _sample_unused(proposals_of_title[text], wanted, taken, rng)
-            else:
-                picked = clusters.sample(positives, wanted, taken, rng)
-            negatives += [(i, source) for i in picked]
-            shortfall = wanted - len(picked)
-        n_random += shortfall
-        picked = random_sampler.sample(n_random, taken, rng)
-        negatives += [(i, "random") for i in picked]
-        counts["short_negatives"] += n_random - len(picked)
+        negatives, short = negatives_of.sample(text, positives, own_indices, rng)
+        counts["short_negatives"] += short
 
         rows = [(i, 1, "positive") for i in positives] + [(i, 0, kind) for i, kind in negatives]
         for index, label, kind in rows:
@@ -273,6 +245,49 @@ def _sample_unused(pool: Sequence[int], wanted: int, taken: set[int], rng: np.ra
         free = [free[j] for j in np.sort(rng.choice(len(free), size=wanted, replace=False))]
     taken.update(free)
     return free
+
+
+class _NegativeSampler:
+    """The negatives of one playlist: hard sources first (generator proposals, same cluster), each topping up the
+    one before it, then random catalogue songs for the rest; never a song in ``taken``."""
+
+    def __init__(self, song_vectors, negatives_per_positive, random_share, popularity_weighted, hard_negative_fn,
+                 cluster_of):
+        self.song_vectors = song_vectors
+        self.per_positive = negatives_per_positive
+        self.random_share = random_share
+        self.random = _CatalogueSampler(song_vectors, popularity_weighted)
+        self.hard_negative_fn = hard_negative_fn
+        self.clusters = _ClusterIndex(song_vectors, cluster_of) if cluster_of is not None else None
+        self.sources = (["generator"] if hard_negative_fn is not None else []) + (
+            ["same_cluster"] if self.clusters is not None else [])
+        self.proposals_of_title: dict[str, list[int]] = {}
+
+    def sample(self, text: str, positives: list[int], own: set[int], rng) -> tuple[list[tuple[int, str]], int]:
+        """(negatives as (song index, kind), how many the catalogue could not supply)."""
+        n_negatives = len(positives) * self.per_positive
+        n_random = round(n_negatives * self.random_share) if self.sources else n_negatives
+        quota = _split_evenly(n_negatives - n_random, len(self.sources))
+        taken = set(own)  # never a song of the playlist, never the same negative twice
+        negatives: list[tuple[int, str]] = []
+        shortfall = 0
+        for source, wanted in zip(self.sources, quota):
+            wanted += shortfall
+            if source == "generator":
+                picked = _sample_unused(self.proposals(text), wanted, taken, rng)
+            else:
+                picked = self.clusters.sample(positives, wanted, taken, rng)
+            negatives += [(i, source) for i in picked]
+            shortfall = wanted - len(picked)
+        n_random += shortfall
+        picked = self.random.sample(n_random, taken, rng)
+        return negatives + [(i, "random") for i in picked], n_random - len(picked)
+
+    def proposals(self, text: str) -> list[int]:
+        if text not in self.proposals_of_title:
+            proposed = (self.song_vectors.index_of(str(s)) for s in self.hard_negative_fn(text))
+            self.proposals_of_title[text] = list(dict.fromkeys(i for i in proposed if i is not None))
+        return self.proposals_of_title[text]
 
 
 class _CatalogueSampler:
