@@ -58,11 +58,11 @@ def evaluation_report(
     served = results.systems[config.served_method].config
     new_ndcg = results.ndcg_at_10(config.served_method)
 
-    report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run_id[:8]}"
+    report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run.run_id[:8]}"
     paths = write_evaluation_report(results, report_dir, models=(tiger_model, ranker_model),
                                     served_method=config.served_method)
     metrics = results.mlflow_metrics()
-    with mlflow.start_run(run_name=f"evaluation-{context.run_id[:8]}") as run:
+    with mlflow.start_run(run_name=f"evaluation-{context.run.run_id[:8]}") as run:
         mlflow.log_params({"tiger_model": tiger_model, "ranker_model": ranker_model, "split": config.split,
                            "queries": len(queries), "served_method": config.served_method,
                            "popularity_weight": served.popularity_weight, "classical_weight": served.classical_weight})
