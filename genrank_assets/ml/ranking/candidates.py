@@ -1,0 +1,231 @@
+"""Stage `ranking`, first step of the learning-to-rank stage: the candidate pool of a query.
+
+The pool is the union of what several cheap sources propose for the query text:
+
+* ``generator`` — the songs of TIGER's trie-constrained beams (``TigerGenerator``), code by code in beam order,
+  the most popular song of a code first, the first ``generator_songs`` distinct songs;
+* ``knn`` — the tuned title-kNN's top ``per_source`` songs (docs/benchmark.md);
+* ``knn_cooc`` — kNN + co-occurrence's top ``per_source``;
+* ``ridge_cooc`` — kernel ridge + co-occurrence's top ``per_source`` (``kernel_ridge.py``, bounded form).
+
+Every (query, song) of the pool records which sources proposed it and, per source, its score and 0-based rank;
+a source that did not propose the song has rank NaN (``ABSENT``), never 0. The classical sources score every
+song of their catalogue (the train songs), so their *scores* are known for every candidate; their ranks are
+known down to ``rank_depth``. The generator's score is the beam score of the song's code (NaN when the code was
+in no beam).
+
+A query is always processed alone (``build_pool``; ``build_pools`` is a loop over it), so a query's pool does not
+depend on which other queries were built with it: training (many queries) and serving (one) see the same numbers.
+Nothing here is fitted beyond the classical sources' ``fit`` on the TRAIN playlists of a corpus.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from genrank_assets.ml.ranking.baselines import (
+    CoOccurrenceRecommender,
+    SongCatalogue,
+    knn_cooccurrence,
+    top_k_indices,
+    train_playlists,
+)
+from genrank_assets.ml.ranking.kernel_ridge import (
+    DEFAULT_NEIGHBOURS,
+    BoundedKernelRidgeRecommender,
+    kernel_ridge_cooccurrence,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("generator", "knn", "knn_cooc", "ridge_cooc")
+CLASSICAL_SOURCES = SOURCES[1:]
+ABSENT = np.nan  # rank (or score) of a song a source did not propose / cannot score
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How many songs each source adds to a query's pool (a few hundred in all after overlaps)."""
+
+    generator_songs: int = 200  # distinct songs from the beams' codes
+    num_beams: int = 50
+    per_source: int = 100  # top songs of each classical source
+    rank_depth: int = 1000  # classical ranks below this are ABSENT
+    sources: tuple[str, ...] = SOURCES  # leave "generator" out for a pool without the generator
+
+    def __post_init__(self) -> None:
+        for name in ("generator_songs", "num_beams", "per_source", "rank_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) < 1:
+                raise ValueError(f"PoolConfig.{name} must be a positive integer, got {value!r}")
+        if self.rank_depth < self.per_source:
+            raise ValueError("PoolConfig.rank_depth must be >= per_source")
+        unknown = set(self.sources) - set(SOURCES)
+        if unknown or not self.sources:
+            raise ValueError(f"PoolConfig.sources must be a non-empty subset of {SOURCES}, got {self.sources!r}")
+
+
+@dataclass
+class QueryPool:
+    """One query's candidates and what each source said about them (arrays aligned with ``song_ids``)."""
+
+    text: str
+    song_ids: list[str]
+    catalogue_index: np.ndarray  # int64, row in the classical catalogue (-1: outside it)
+    proposed: dict[str, np.ndarray]  # source -> bool, the source put the song in the pool
+    ranks: dict[str, np.ndarray]  # source -> float, 0-based rank, ABSENT when not ranked
+    scores: dict[str, np.ndarray]  # source -> float, the source's score, ABSENT when it cannot score the song
+    base_scores: dict[str, np.ndarray]  # "knn", "ridge": the classical bases before the co-occurrence walk
+    beams: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # generator codes, best beam first
+    classical_top: list[int] = field(default_factory=list)  # catalogue rows of ridge_cooc's best songs, in order
+    best_title_similarity: float = 0.0  # highest cosine of the query to a train title
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    @property
+    def n_sources(self) -> np.ndarray:
+        return np.sum([p for p in self.proposed.values()], axis=0).astype(np.int64)
+
+
+class CandidateSources:
+    """The fitted classical sources (sharing one train catalogue) and, optionally, the generator."""
+
+    def __init__(self, knn_cooc: CoOccurrenceRecommender, ridge_cooc: CoOccurrenceRecommender, generator=None):
+        for name, model in (("knn_cooc", knn_cooc), ("ridge_cooc", ridge_cooc)):
+            if not isinstance(model, CoOccurrenceRecommender) or model.catalogue is None:
+                raise ValueError(f"{name} must be a fitted CoOccurrenceRecommender")
+        if not isinstance(ridge_cooc.base, BoundedKernelRidgeRecommender):
+            raise ValueError("ridge_cooc's base must be a BoundedKernelRidgeRecommender (kernel_ridge_cooccurrence())")
+        if knn_cooc.catalogue.song_ids != ridge_cooc.catalogue.song_ids:
+            raise ValueError("knn_cooc and ridge_cooc were fitted on different train playlists")
+        self.knn_cooc = knn_cooc
+        self.ridge_cooc = ridge_cooc
+        self.generator = generator
+        self.catalogue: SongCatalogue = knn_cooc.catalogue
+        self.train_playlist_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def fit(cls, corpus: pd.DataFrame, generator=None, ridge_neighbours: int | None = DEFAULT_NEIGHBOURS
+            ) -> CandidateSources:
+        """Fit the classical sources on the TRAIN playlists of ``corpus`` (docs/benchmark.md configs)."""
+        knn = knn_cooccurrence().fit(corpus)
+        ridge = kernel_ridge_cooccurrence(neighbours=ridge_neighbours).fit(corpus)
+        sources = cls(knn, ridge, generator)
+        sources.train_playlist_ids = frozenset(map(str, train_playlists(corpus)["playlist_id"]))
+        return sources
+
+
+def _ranks_of(order: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
+    """0-based position of each of ``rows`` in ``order`` (ABSENT for rows not in it or < 0)."""
+    position = np.full(n_total + 1, ABSENT)
+    position[order] = np.arange(len(order), dtype=np.float64)
+    return position[np.where(rows >= 0, rows, n_total)]
+
+
+def _at(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.where(rows >= 0, scores[np.maximum(rows, 0)], ABSENT)
+
+
+def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolConfig()) -> QueryPool:
+    """The candidate pool of one query text."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"text must be a non-empty string, got {text!r}")
+    catalogue = sources.catalogue
+    use_generator = "generator" in config.sources and sources.generator is not None
+    order: dict[str, None] = {}  # the pool, in order of first proposal
+    proposed_by: dict[str, set[str]] = {s: set() for s in SOURCES}
+
+    def propose(source: str, song_ids: Iterable[str]) -> None:
+        for song in song_ids:
+            proposed_by[source].add(song)
+            order.setdefault(song, None)
+
+    beams: list[tuple[tuple[int, ...], float]] = []
+    generator_rank: dict[str, int] = {}
+    if use_generator:
+        beams = sources.generator.generate_codes(text, num_beams=config.num_beams)
+        generated = sources.generator.candidates_from_codes(beams, config.generator_songs)
+        generator_rank = {s: i for i, s in enumerate(generated)}
+        propose("generator", generated)
+
+    knn_base = sources.knn_cooc.base.score_matrix([text])[0]
+    ridge_base = sources.ridge_cooc.base.score_matrix([text])[0]
+    dense = {"knn": knn_base, "knn_cooc": sources.knn_cooc.score_matrix([text])[0],
+             "ridge_cooc": sources.ridge_cooc.score_matrix([text])[0]}
+    orders = {}
+    for source in CLASSICAL_SOURCES:
+        orders[source] = top_k_indices(dense[source], min(config.rank_depth, len(dense[source])))
+        if source in config.sources:
+            propose(source, (catalogue.song_ids[i] for i in orders[source][: config.per_source]))
+
+    order = list(order)
+    rows = catalogue.indices_of(order)
+    n = len(catalogue)
+    ranks = {s: _ranks_of(orders[s], rows, n) for s in CLASSICAL_SOURCES}
+    ranks["generator"] = np.array([generator_rank.get(s, ABSENT) for s in order], dtype=np.float64)
+    code_score = {code: score for code, score in beams}
+    scores = {s: _at(dense[s], rows) for s in CLASSICAL_SOURCES}
+    scores["generator"] = np.array([_generator_score(sources.generator, s, code_score) for s in order],
+                                   dtype=np.float64)
+    proposed = {s: np.array([song in proposed_by[s] for song in order], dtype=bool) for s in SOURCES}
+    similarities = sources.ridge_cooc.base.title_similarities([text])[0]
+    return QueryPool(
+        text=text, song_ids=order, catalogue_index=rows, proposed=proposed, ranks=ranks, scores=scores,
+        base_scores={"knn": _at(knn_base, rows), "ridge": _at(ridge_base, rows)}, beams=beams,
+        classical_top=[int(i) for i in orders["ridge_cooc"][: config.per_source]],
+        best_title_similarity=float(similarities.max()) if len(similarities) else 0.0,
+    )
+
+
+def _generator_score(generator, song_id: str, code_score: Mapping[tuple[int, ...], float]) -> float:
+    if generator is None or not code_score:
+        return ABSENT
+    row = generator.code_table.row_of(song_id)
+    if row is None:
+        return ABSENT
+    return float(code_score.get(tuple(int(v) for v in generator.code_table.codes[row]), ABSENT))
+
+
+def build_pools(texts: Sequence[str], sources: CandidateSources, config: PoolConfig = PoolConfig()
+                ) -> list[QueryPool]:
+    """``build_pool`` for each text, one at a time (identical to building them one by one)."""
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, got one string (use build_pool)")
+    return [build_pool(text, sources, config) for text in texts]
+
+
+def recall_ceiling(pools: Sequence[QueryPool], truths: Sequence[Iterable[str]]) -> dict[str, float]:
+    """Mean share of each query's truth that lies inside its pool: per source (what that source proposed) and
+    for the union (``"union"``); also the mean pool size."""
+    if len(pools) != len(truths) or not pools:
+        raise ValueError(f"need one truth per pool and at least one pool, got {len(pools)} pools, {len(truths)}")
+    shares: dict[str, list[float]] = {s: [] for s in (*SOURCES, "union")}
+    for pool, truth in zip(pools, truths):
+        truth = set(map(str, truth))
+        if not truth:
+            raise ValueError("a truth is empty")
+        hit = np.array([s in truth for s in pool.song_ids], dtype=bool)
+        shares["union"].append(hit.sum() / len(truth))
+        for source in SOURCES:
+            shares[source].append((hit & pool.proposed[source]).sum() / len(truth))
+    out = {name: float(np.mean(values)) for name, values in shares.items()}
+    out["mean_pool_size"] = float(np.mean([len(p) for p in pools]))
+    return out
+
+
+__all__ = [
+    "ABSENT",
+    "CLASSICAL_SOURCES",
+    "SOURCES",
+    "CandidateSources",
+    "PoolConfig",
+    "QueryPool",
+    "build_pool",
+    "build_pools",
+    "recall_ceiling",
+]

@@ -1,0 +1,180 @@
+"""Stage `ranking`, last step of the learning-to-rank stage: a LightGBM ``lambdarank`` model over the features.
+
+:class:`LTRRanker` takes a feature table (one row per (query, candidate), rows of a query contiguous), binary
+labels (the candidate is in the query's playlist) and the query of each row. ``fit`` chooses the number of
+boosting rounds by K-fold cross-validation over *queries* (early stopping on each held-out fold's NDCG@k, the
+rounds averaged), then refits on all queries with that many rounds; ``oof_scores`` are the folds' held-out
+predictions, an honest estimate on the training queries themselves. ``predict`` scores rows, ``rank`` orders a
+query's candidates, ``save`` / ``load`` round-trip it to a directory (LightGBM's text model + a JSON header).
+
+Which queries to train on is the caller's choice, and it decides leakage: features must come from models that
+never saw the query's playlist (``features.check_not_in_training``); benchmarks/ltr.py trains on val playlists.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LTR_FORMAT = "genrank-ltr-lambdarank"
+LTR_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LTRParams:
+    """LightGBM settings of the ranker (lambdarank, NDCG@``eval_at``), small-data defaults."""
+
+    num_leaves: int = 15
+    learning_rate: float = 0.05
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    max_rounds: int = 1000
+    early_stopping_rounds: int = 50
+    eval_at: int = 10
+    folds: int = 5
+    seed: int = 0
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError(f"LTRParams.folds must be >= 2, got {self.folds}")
+        for name in ("num_leaves", "max_rounds", "early_stopping_rounds", "eval_at", "min_data_in_leaf"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LTRParams.{name} must be >= 1, got {getattr(self, name)}")
+
+    def lightgbm(self) -> dict:
+        return {
+            "objective": "lambdarank", "metric": "ndcg", "eval_at": [self.eval_at], "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate, "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction, "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq, "lambda_l2": self.lambda_l2, "seed": self.seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": self.num_threads, "verbosity": -1,
+        }
+
+
+def query_folds(queries: Sequence, folds: int, seed: int = 0) -> np.ndarray:
+    """Fold of each row, by its query (crc32 of the query id and seed): a query's rows share one fold."""
+    keys = pd.unique(pd.Series(list(queries), dtype=object))
+    fold_of = {q: zlib.crc32(f"{seed}:{q}".encode()) % folds for q in keys}
+    return np.array([fold_of[q] for q in queries], dtype=np.int64)
+
+
+def _group_sizes(queries: np.ndarray) -> np.ndarray:
+    """Sizes of the runs of equal query ids; each query must be one contiguous run."""
+    change = np.flatnonzero(queries[1:] != queries[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    if len(set(queries[starts].tolist())) != len(starts):
+        raise ValueError("rows of a query must be contiguous (sort the table by query)")
+    return np.diff(np.concatenate([starts, [len(queries)]]))
+
+
+@dataclass
+class LTRRanker:
+    """A fitted lambdarank model and what it was fitted on."""
+
+    feature_names: list[str]
+    params: LTRParams = field(default_factory=LTRParams)
+    booster: object = None
+    n_rounds: int = 0
+    cv: dict = field(default_factory=dict)
+    oof_scores: np.ndarray | None = None
+
+    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"feature table is missing columns {missing[:5]}")
+        return frame[self.feature_names].to_numpy(dtype=np.float64)
+
+    def fit(self, frame: pd.DataFrame, labels: Sequence[float], queries: Sequence) -> LTRRanker:
+        """Cross-validate the number of rounds over query folds, then refit on every query."""
+        import lightgbm as lgb
+
+        X = self._matrix(frame)
+        y = np.asarray(labels, dtype=np.float64)
+        q = np.asarray(list(queries), dtype=object)
+        if len(X) != len(y) or len(X) != len(q) or len(X) == 0:
+            raise ValueError(f"features ({len(X)}), labels ({len(y)}) and queries ({len(q)}) must be non-empty and "
+                             "of one length")
+        _group_sizes(q)
+        fold = query_folds(q, self.params.folds, self.params.seed)
+        params = self.params.lightgbm()
+        best, curves, oof = [], [], np.zeros(len(X))
+        for k in range(self.params.folds):
+            train, held = fold != k, fold == k
+            if not held.any() or not train.any():
+                continue
+            dtrain = lgb.Dataset(X[train], y[train], group=_group_sizes(q[train]), feature_name=self.feature_names,
+                                 free_raw_data=False)
+            dheld = lgb.Dataset(X[held], y[held], group=_group_sizes(q[held]), reference=dtrain)
+            record: dict = {}
+            booster = lgb.train(params, dtrain, self.params.max_rounds, valid_sets=[dheld], valid_names=["held"],
+                                callbacks=[lgb.early_stopping(self.params.early_stopping_rounds, verbose=False),
+                                           lgb.record_evaluation(record)])
+            best.append(int(booster.best_iteration or self.params.max_rounds))
+            curves.append(record["held"][f"ndcg@{self.params.eval_at}"])
+            oof[held] = booster.predict(X[held], num_iteration=booster.best_iteration)
+        if not best:
+            raise ValueError("no fold has both training and held-out queries (too few queries)")
+        self.n_rounds = max(1, int(round(float(np.mean(best)))))
+        length = min(len(c) for c in curves)
+        self.cv = {"best_rounds": best, "n_rounds": self.n_rounds,
+                   "mean_ndcg_curve": np.mean([c[:length] for c in curves], axis=0).tolist()}
+        self.oof_scores = oof
+        dall = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
+        self.booster = lgb.train(params, dall, self.n_rounds)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.booster is None:
+            raise ValueError("LTRRanker is not fitted: call fit or load")
+        return np.asarray(self.booster.predict(self._matrix(frame), num_threads=self.params.num_threads),
+                          dtype=np.float64)
+
+    def rank(self, frame: pd.DataFrame) -> list[str]:
+        """One query's candidates (column ``song_id``) best first; equal scores keep the table's order."""
+        scores = self.predict(frame)
+        return [frame["song_id"].iloc[i] for i in np.argsort(-scores, kind="stable")]
+
+    def feature_importance(self, kind: str = "gain") -> dict[str, float]:
+        """Importance of each feature ("gain" or "split"), largest first."""
+        if self.booster is None:
+            raise ValueError("LTRRanker is not fitted")
+        values = self.booster.feature_importance(importance_type=kind)
+        pairs = sorted(zip(self.feature_names, values.tolist()), key=lambda kv: -kv[1])
+        return {name: float(value) for name, value in pairs}
+
+    def save(self, directory: str | Path) -> Path:
+        if self.booster is None:
+            raise ValueError("LTRRanker is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / "model.txt"))
+        header = {"format": LTR_FORMAT, "version": LTR_FORMAT_VERSION, "feature_names": self.feature_names,
+                  "params": asdict(self.params), "n_rounds": self.n_rounds, "cv": self.cv}
+        (directory / "ltr.json").write_text(json.dumps(header, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LTRRanker:
+        import lightgbm as lgb
+
+        directory = Path(directory)
+        header_path = directory / "ltr.json"
+        if not header_path.exists():
+            raise FileNotFoundError(f"{directory} is not a saved LTR ranker (no ltr.json)")
+        header = json.loads(header_path.read_text())
+        if header.get("format") != LTR_FORMAT or header.get("version") != LTR_FORMAT_VERSION:
+            raise ValueError(f"{header_path}: format {header.get('format')!r} v{header.get('version')}")
+        booster = lgb.Booster(model_file=str(directory / "model.txt"))
+        return cls(header["feature_names"], LTRParams(**header["params"]), booster, header["n_rounds"], header["cv"])
+
+
+__all__ = ["LTRParams", "LTRRanker", "query_folds"]

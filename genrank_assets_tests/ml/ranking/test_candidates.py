@@ -1,0 +1,93 @@
+"""The candidate pool: the union of the sources' proposals, with who proposed what, ranks and scores."""
+import numpy as np
+import pytest
+
+from genrank_assets.ml.ranking.candidates import (
+    CLASSICAL_SOURCES,
+    SOURCES,
+    CandidateSources,
+    PoolConfig,
+    build_pool,
+    build_pools,
+    recall_ceiling,
+)
+from genrank_assets_tests.ml.ranking.ltr_world import make_corpus, song_vectors, tiny_generator
+
+
+@pytest.fixture(scope="module")
+def sources():
+    corpus = make_corpus()
+    return CandidateSources.fit(corpus, tiny_generator(corpus, song_vectors()), ridge_neighbours=20)
+
+
+def test_pool_is_the_union_of_each_sources_top_songs(sources):
+    config = PoolConfig(generator_songs=10, num_beams=4, per_source=8, rank_depth=30)
+    pool = build_pool("best rock", sources, config)
+    catalogue = sources.catalogue
+    assert len(set(pool.song_ids)) == len(pool)
+    expected = set(sources.generator.candidates_from_codes(pool.beams, 10))
+    for name, model in (("knn", sources.knn_cooc.base), ("knn_cooc", sources.knn_cooc),
+                        ("ridge_cooc", sources.ridge_cooc)):
+        top = model.recommend("best rock", 8)
+        expected |= set(top)
+        proposed = {s for s, p in zip(pool.song_ids, pool.proposed[name]) if p}
+        assert proposed == set(top)
+        ranks = dict(zip(pool.song_ids, pool.ranks[name]))
+        assert [ranks[s] for s in top] == list(range(8))  # 0-based, in the source's own order
+        scores = model.score_candidates("best rock", pool.song_ids)
+        inside = pool.catalogue_index >= 0  # every train song has each classical score; the others NaN
+        np.testing.assert_allclose(pool.scores[name][inside], scores[inside])
+        assert np.isnan(pool.scores[name][~inside]).all()
+    assert set(pool.song_ids) == expected
+    assert np.array_equal(pool.n_sources, np.sum([pool.proposed[s] for s in SOURCES], axis=0))
+    # the generator: proposed songs have a beam rank and their code's beam score; the others NaN
+    gen = pool.proposed["generator"]
+    assert gen.any() and np.isfinite(pool.ranks["generator"][gen]).all()
+    assert np.isnan(pool.ranks["generator"][~gen]).all()
+    assert all(catalogue.song_ids[i] == s if i >= 0 else s not in catalogue.index
+               for i, s in zip(pool.catalogue_index, pool.song_ids))
+
+
+def test_absent_is_nan_never_zero(sources):
+    pool = build_pool("gym", sources, PoolConfig(generator_songs=30, num_beams=8, per_source=3, rank_depth=3))
+    for source in CLASSICAL_SOURCES:
+        ranked = np.isfinite(pool.ranks[source])
+        assert ranked.sum() == 3 and set(pool.ranks[source][ranked]) == {0.0, 1.0, 2.0}
+        assert np.isnan(pool.ranks[source][~ranked]).all()
+
+
+def test_pool_without_the_generator_and_batch_equals_single(sources):
+    config = PoolConfig(per_source=5, rank_depth=10, sources=CLASSICAL_SOURCES)
+    pool = build_pool("深夜 歌", sources, config)
+    assert not pool.proposed["generator"].any() and not pool.beams
+    assert np.isnan(pool.scores["generator"]).all()
+    texts = ["深夜 歌", "party", "my jazz"]
+    many = build_pools(texts, sources, PoolConfig(num_beams=4, generator_songs=6, per_source=5))
+    for text, pool in zip(texts, many):
+        one = build_pool(text, sources, PoolConfig(num_beams=4, generator_songs=6, per_source=5))
+        assert one.song_ids == pool.song_ids
+        for source in SOURCES:
+            np.testing.assert_array_equal(one.ranks[source], pool.ranks[source])
+            np.testing.assert_array_equal(one.scores[source], pool.scores[source])
+    with pytest.raises(ValueError, match="one string"):
+        build_pools("party", sources)
+    with pytest.raises(ValueError, match="non-empty"):
+        build_pool("  ", sources)
+    with pytest.raises(ValueError, match="sources"):
+        PoolConfig(sources=("generator", "bm25"))
+
+
+def test_recall_ceiling_per_source_and_union(sources):
+    config = PoolConfig(generator_songs=5, num_beams=4, per_source=4, rank_depth=10)
+    pools = build_pools(["rock", "jazz"], sources, config)
+    truths = [set(pools[0].song_ids[:2]) | {"not_in_pool_1", "not_in_pool_2"}, {pools[1].song_ids[0]}]
+    ceiling = recall_ceiling(pools, truths)
+    assert ceiling["union"] == pytest.approx((2 / 4 + 1) / 2)
+    for source in SOURCES:
+        inside = [sum(s in t and p for s, p in zip(pool.song_ids, pool.proposed[source])) / len(t)
+                  for pool, t in zip(pools, truths)]
+        assert ceiling[source] == pytest.approx(np.mean(inside))
+        assert ceiling[source] <= ceiling["union"]
+    assert ceiling["mean_pool_size"] == pytest.approx(np.mean([len(p) for p in pools]))
+    with pytest.raises(ValueError, match="truth"):
+        recall_ceiling(pools, [{"a"}])

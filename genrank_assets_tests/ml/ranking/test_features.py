@@ -1,0 +1,121 @@
+"""The feature builder: one function for training and serving, no self-votes, generator evidence for every
+candidate."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genrank_assets.ml.generator.tokenizer import TextEncoder
+from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool, build_pools
+from genrank_assets.ml.ranking.features import (
+    FEATURE_GROUPS,
+    FEATURES,
+    FeatureBuilder,
+    char_bigrams,
+    check_not_in_training,
+    code_log_probs,
+    text_tokens,
+)
+from genrank_assets_tests.ml.ranking.ltr_world import (
+    make_corpus,
+    song_info,
+    song_vectors,
+    tiny_generator,
+    tiny_ranker,
+)
+
+CONFIG = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
+
+
+@pytest.fixture(scope="module")
+def world():
+    torch.set_num_threads(1)
+    corpus = make_corpus()
+    vectors = song_vectors()
+    generator = tiny_generator(corpus, vectors)
+    return {"corpus": corpus, "vectors": vectors, "generator": generator, "ranker": tiny_ranker(generator)}
+
+
+def builder_for(world, corpus):
+    sources = CandidateSources.fit(corpus, world["generator"], ridge_neighbours=20)
+    return FeatureBuilder(sources, corpus, song_info(), world["vectors"], world["ranker"], centroid_top=5)
+
+
+def test_features_are_identical_in_a_batch_and_for_one_query(world):
+    builder = builder_for(world, world["corpus"])
+    texts = ["best rock", "深夜 歌", "party mix", "jazz"]
+    batch = builder.features_many(build_pools(texts, builder.sources, CONFIG), query_ids=["a", "b", "c", "d"])
+    assert list(batch.columns) == ["query", "song_id", *FEATURES]
+    assert set(FEATURES) == {f for group in FEATURE_GROUPS.values() for f in group} and len(set(FEATURES)) == len(
+        FEATURES)
+    for qid, text in zip("abcd", texts):
+        one = builder.features(build_pool(text, builder.sources, CONFIG))  # what serving computes
+        part = batch[batch["query"] == qid].drop(columns="query").reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, one, check_exact=True)
+    # a fresh builder from the same inputs gives the same numbers
+    again = builder_for(world, world["corpus"]).features(build_pool(texts[1], builder.sources, CONFIG))
+    pd.testing.assert_frame_equal(again, builder.features(build_pool(texts[1], builder.sources, CONFIG)),
+                                  check_exact=True)
+
+
+def test_generator_evidence_for_every_candidate_with_a_code(world):
+    builder = builder_for(world, world["corpus"])
+    pool = build_pool("best rock", builder.sources, CONFIG)
+    frame = builder.features(pool)
+    has_code = np.array([world["generator"].code_table.row_of(s) is not None for s in pool.song_ids])
+    outside_beams = has_code & ~pool.proposed["generator"]
+    assert outside_beams.any()  # classical candidates the beams did not reach still get log P(code | text)
+    for name in ("gen_logp_l1", "gen_logp_l12", "gen_logp_code", "gen_logp_code_eos", "ce_logit", "w2v_centroid_cos"):
+        assert np.isfinite(frame.loc[has_code, name]).all(), name
+    assert (frame["gen_logp_l1"] >= frame["gen_logp_l12"]).all()  # cumulative log-probabilities only fall
+    assert (frame["gen_logp_l12"] >= frame["gen_logp_code"]).all()
+    assert frame["gen_logp_gap"].max() == 0.0
+    assert frame["ce_gap"].max() == 0.0
+
+
+def test_code_log_probs_are_the_models_teacher_forced_likelihood(world):
+    generator = world["generator"]
+    codes = generator.code_table.codes[:5]
+    logp = code_log_probs(generator, "best rock", codes)
+    inputs = TextEncoder(generator.tokenizer).encode_batch(["best rock"] * 5)
+    labels = torch.tensor([generator.vocab.code_token_ids(c) + [generator.vocab.eos_id] for c in codes])
+    with torch.no_grad():
+        logits = generator.model(**inputs, labels=labels).logits
+    expected = torch.log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1).sum(-1).numpy()
+    np.testing.assert_allclose(logp[:, -1], expected, rtol=1e-5)
+
+
+def test_a_planted_playlist_cannot_vote_for_itself(world):
+    """A val playlist with its own title and songs found nowhere else: building features for its title gives the
+    same numbers whether or not it is in the corpus, and none of its own songs reach its pool."""
+    corpus = world["corpus"]
+    planted = pd.DataFrame([{"playlist_id": "planted", "title": "zebra quartz", "tags": "",
+                             "song_ids": ["own_1", "own_2", "rock_0"], "split": "val"}])
+    with_it = builder_for(world, pd.concat([corpus, planted], ignore_index=True))
+    without = builder_for(world, corpus)
+    pool = build_pool("zebra quartz", with_it.sources, CONFIG)
+    assert not {"own_1", "own_2"} & set(pool.song_ids)
+    pd.testing.assert_frame_equal(with_it.features(pool), without.features(build_pool("zebra quartz",
+                                  without.sources, CONFIG)), check_exact=True)
+    check_not_in_training(["planted"], with_it.sources)  # a val playlist is a fair training query
+    # the same playlist as a TRAIN playlist would vote for itself: refused, and visibly so in its features
+    leaked_corpus = pd.concat([corpus, planted.assign(split="train")], ignore_index=True)
+    leaky = builder_for(world, leaked_corpus)
+    with pytest.raises(ValueError, match="vote for themselves"):
+        check_not_in_training(["planted", "val_0_10"], leaky.sources)
+    frame = leaky.features(build_pool("zebra quartz", leaky.sources, CONFIG)).set_index("song_id")
+    assert {"own_1", "own_2"} <= set(frame.index) and frame.loc["own_1", "same_title_share"] == 1.0
+
+
+def test_text_match_reads_english_and_chinese():
+    assert text_tokens("Best ROCK!! 深夜emo") == {"best", "rock", "深", "夜", "emo"}
+    assert char_bigrams("深夜 歌") == {"深夜", "夜歌"} and char_bigrams("a") == {"a"} and char_bigrams("!!") == set()
+
+
+def test_builder_without_neural_models_gives_nan_not_zero(world):
+    corpus = world["corpus"]
+    sources = CandidateSources.fit(corpus, None, ridge_neighbours=20)
+    frame = FeatureBuilder(sources, corpus, song_info()).features(build_pool("rock", sources, CONFIG))
+    for name in ("gen_logp_code", "ce_logit", "w2v_centroid_cos", "generator_rank", "generator_score"):
+        assert frame[name].isna().all(), name
+    assert frame["log_popularity"].notna().all() and (frame["generator_proposed"] == 0).all()
