@@ -35,7 +35,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import duckdb
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -52,6 +51,7 @@ from genrank_assets.ml.generator.tiger import CodeTable  # noqa: E402
 from genrank_assets.ml.generator.tokenizer import build_tokenizer  # noqa: E402
 from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger  # noqa: E402
 from genrank_assets.ml.ranking.baselines import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
+from genrank_assets.ml.semantic_ids.codes import code_space_of  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
 
 log = logging.getLogger("benchmarks.generator")
@@ -80,7 +80,7 @@ def training_throughput(corpus: pd.DataFrame, song_ids: list[str], codes: np.nda
                         steps: int, batch_size: int, samples_per_playlist: int) -> dict:
     """Train a fresh tiny TIGER for ``steps`` steps; samples/s as logged by train_tiger."""
     train = corpus[(corpus["split"] == "train") & corpus["title"].fillna("").str.strip().astype(bool)]
-    levels = [int(v) for v in codes.max(axis=0) + 1]
+    levels = code_space_of(codes)
     tokenizer = build_tokenizer(train["title"].tolist(), levels, vocab_size=2000)
     table = CodeTable(song_ids, codes, np.zeros(len(song_ids)))
     dataset = make_training_examples(train["title"].tolist(), train["song_ids"].tolist(), table, tokenizer,
@@ -191,7 +191,7 @@ def main() -> None:
     throughput = [training_throughput(corpus, song_ids, codes, mode, args.train_steps, 64, 4)
                   for mode in ("single", "sequence")]
 
-    mlflow.set_tracking_uri(f"sqlite:///{home}/mlflow.db")
+    registry.connect(home)
     version = registry.alias_version(registry.TIGER_NAME)
     if version is None:
         raise SystemExit(f"{registry.TIGER_NAME} has no @champion in {home}/mlflow.db: run end_to_end.py first")
@@ -241,7 +241,7 @@ def main() -> None:
     write_json(args.name, {
         "home": str(home),
         "semantic_ids": {"songs": len(song_ids), "distinct_codes": len(per_code),
-                         "max_songs_per_code": int(per_code.max()), "levels_used": [int(v) for v in codes.max(0) + 1],
+                         "max_songs_per_code": int(per_code.max()), "levels_used": code_space_of(codes),
                          "note": "candidates = the songs of the generated codes, one code per beam (single-code "
                                  "targets): with one song per code a list holds at most num_beams songs"},
         "threads": 1,

@@ -49,8 +49,9 @@ from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.procedure import tune_weights  # noqa: E402
 from genrank_assets.ml.ranking.baselines import benchmark_queries, reference_title_knn  # noqa: E402
+from genrank_assets.ml.ranking.model import song_text  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
-from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, rank_with_weights, song_text  # noqa: E402
+from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, rank_with_weights  # noqa: E402
 
 log = logging.getLogger("benchmarks.ranker")
 

@@ -122,6 +122,16 @@ def test_pyfunc_predict_from_the_registry(built):
     assert out[out.text == "workout"].song_id.tolist() == [r.song_id for r in direct]
 
 
+def test_registered_models_are_code_not_pickles(built):
+    """All three pyfuncs are logged from code (MLflow models-from-code): nothing to unpickle at load time."""
+    client = mlflow.MlflowClient()
+    for name in (registry.TIGER_NAME, registry.RANKER_NAME, registry.RECOMMENDER_NAME):
+        source = client.get_model_version(name, str(registry.alias_version(name))).source
+        stored = Path(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location.removeprefix("file://"))
+        assert "model_code_path" in (stored / "MLmodel").read_text(), name
+        assert not list(stored.rglob("*.pkl")), name
+
+
 def test_tiger_from_registry_gives_identical_logits(built):
     import torch
 
@@ -164,10 +174,10 @@ def test_cli_recommend_prints_ranked_songs(built):
 
 
 def _new_versions(result) -> dict[str, int]:
-    """The versions this run registered: tiger and ranker from their assets, the recommender from the report."""
+    """The versions this run registered: all three by the evaluation, after the models' blocking checks passed."""
     report = _metadata(result, "evaluation_report")
-    return {registry.TIGER_NAME: _metadata(result, "tiger_model")["version"],
-            registry.RANKER_NAME: _metadata(result, "ranker_model")["version"],
+    return {registry.TIGER_NAME: registry.version_of(report["tiger_model_uri"]),
+            registry.RANKER_NAME: registry.version_of(report["ranker_model_uri"]),
             registry.RECOMMENDER_NAME: registry.version_of(report["recommender_uri"])}
 
 
@@ -282,3 +292,27 @@ def test_cli_similar_and_codes(built):
     unknown = subprocess.run([genrank, "codes", "song", "no-such-song"], env=env, capture_output=True, text=True,
                              timeout=120)
     assert unknown.returncode == 1 and "no semantic ID" in unknown.stderr
+
+
+def _versions(name: str) -> int:
+    return len(mlflow.MlflowClient().search_model_versions(f"name='{name}'"))
+
+
+def test_a_model_that_fails_its_check_is_never_registered(built):
+    """A ranker that did not learn (two steps at a vanishing rate) fails its blocking check: the evaluation does
+    not run, and no genrank-ranker or genrank-recommender version is made from it."""
+    before = {name: _versions(name) for name in MODELS}
+    champions = _champions()
+    ops = ("ranker_model", "evaluation_report", "champion")
+    failed = _run_config(ranker_model={"lr": 1e-12, "max_steps": 2})
+    result = dg.materialize(
+        all_assets + all_asset_checks, resources=build_resources(home=str(built["home"]), data_dir=str(built["data"])),
+        run_config={**failed, "ops": {k: v for k, v in failed["ops"].items() if k in ops}},
+        selection=dg.AssetSelection.assets(*ops), raise_on_error=False,
+    )
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["ranker_model_learned"] is False
+    assert not result.asset_materializations_for_node("evaluation_report")
+    assert {name: _versions(name) for name in MODELS} == before
+    assert _champions() == champions

@@ -47,6 +47,9 @@ def evaluation_report(
         raise ValueError(f"served_method must be one of {SERVED_METHODS}, got {config.served_method!r}")
     mlflow_registry.setup()
     compute.apply_threads()  # evaluation runs on CPU: the models are loaded there, as they are served
+    # Both passed their blocking checks (this step runs only then): now they become registered versions.
+    tiger_model = registry.register_logged(tiger_model, registry.TIGER_NAME).uri
+    ranker_model = registry.register_logged(ranker_model, registry.RANKER_NAME).uri
     tiger_py, ranker_py = registry.load_python_model(tiger_model), registry.load_python_model(ranker_model)
     queries = Queries.of_split(playlist_corpus, config.split, config.max_queries)
     tune = Queries.of_split(playlist_corpus, config.tune_split, config.max_queries)
@@ -83,7 +86,8 @@ def evaluation_report(
         **{f"{r.name}.ndcg@10": round(r.metrics["ndcg@10"], 4) for r in results.results},
         **{f"{r.name}.recall@100": round(r.metrics["recall@100"], 4) for r in results.results},
         "invalid_code_rate": results.invalid_code_rate, "generator_shortfall_per_query": results.generator_shortfall,
-        "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "mlflow_run_id": run.info.run_id,
+        "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
+        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id,
     })
 
 

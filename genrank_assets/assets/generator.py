@@ -7,24 +7,26 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import train_popularity
-from genrank_assets.ml.generator.dataset import build_generator_dataset, examples_from_pairs
+from genrank_assets.ml.generator.dataset import GENERATOR_DATASET, build_generator_dataset, examples_from_pairs
 from genrank_assets.ml.generator.model import TIGER, build_model
 from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator, save_tiger
 from genrank_assets.ml.generator.tokenizer import make_tokenizer
 from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
 from genrank_assets.ml.plots import history_plot, markdown_image
-from genrank_assets.ml.semantic_ids.codes import codes_from_frame
+from genrank_assets.ml.semantic_ids.codes import code_space, codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.training import TrainConfig, judge_training
 from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
 
 
 class GeneratorDatasetConfig(dg.Config):
-    song_order: str = "playlist"  # playlist | popularity
-    max_songs_per_target: int = 20  # the seed used ~127 on GPU
-    windows_per_playlist: int = 1  # >1: long playlists yield several targets (augmentation)
-    include_tags: bool = False
-    seed: int = 0
+    """(title -> codes) pairs; defaults and their meaning: ml.generator.dataset.GeneratorDatasetDefaults."""
+
+    song_order: str = GENERATOR_DATASET.song_order
+    max_songs_per_target: int = GENERATOR_DATASET.max_songs_per_target
+    windows_per_playlist: int = GENERATOR_DATASET.windows_per_playlist
+    include_tags: bool = GENERATOR_DATASET.include_tags
+    seed: int = GENERATOR_DATASET.seed
 
 
 @dg.asset(group_name="generator")
@@ -84,16 +86,18 @@ def tiger_model(
     config: TigerModelConfig,
     generator_dataset: pd.DataFrame,
     semantic_ids: pd.DataFrame,
+    semantic_id_metrics: pd.DataFrame,
     playlist_corpus: pd.DataFrame,
     compute: ComputeResource,
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[str]:
-    """T5 text -> semantic-ID generator, registered as a new version of `genrank-tiger`; value: the model URI."""
+    """T5 text -> semantic-ID generator, logged in MLflow; value: the logged model's URI. It becomes a version of
+    `genrank-tiger` only when the evaluation registers it, after its blocking check passed."""
     resolved = compute.resolve()
     resolved.apply_threads()
     song_ids, codes = codes_from_frame(semantic_ids)
-    levels = [int(v) for v in codes.max(axis=0) + 1]
+    levels = code_space(semantic_id_metrics)
     train = generator_dataset[generator_dataset["split"] == "train"]
     tokenizer = make_tokenizer(config.base_model, train["text"].tolist(), levels, vocab_size=config.vocab_size,
                                max_length=config.max_input_length)
@@ -126,12 +130,11 @@ def tiger_model(
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
-        reg = registry.log_model_dir(out_dir, registered_name=registry.TIGER_NAME, python_model=registry.TigerPyfunc())
-    context.log.info(f"registered {reg.uri} (run {run.info.run_id})")
+        reg = registry.log_model_dir(out_dir, registered_name=None, python_model=registry.TIGER_CODE)
+    context.log.info(f"logged {reg.uri} (run {run.info.run_id}); the evaluation registers it once its checks pass")
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else "no epochs"
     return dg.Output(reg.uri, metadata={
-        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "version": reg.version, "model_dir": str(out_dir),
-        "parameters": n_params, "train_examples": len(train_ds), **summary,
+        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir), "parameters": n_params, "train_examples": len(train_ds), **summary,
         "loss_curve": dg.MetadataValue.md(markdown_image(plot, "loss") + "\n\n" + history_md),
     })
 

@@ -6,26 +6,28 @@ import mlflow
 import pandas as pd
 
 from genrank_assets.ml.plots import history_plot, markdown_image
-from genrank_assets.ml.ranking.examples import build_ranker_examples, generator_proposals
-from genrank_assets.ml.ranking.model import RANKER_DEFAULTS, build_ranker, save_ranker
+from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
+from genrank_assets.ml.ranking.model import RANKER_DEFAULTS, build_ranker, save_ranker, song_text
 from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
-from genrank_assets.ml.serving.recommender import save_song_side, song_text
+from genrank_assets.ml.serving.recommender import save_song_side
 from genrank_assets.ml.training import TrainConfig, judge_training
 from genrank_assets.ml.vectors.song_vectors import from_frame
 from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
 
 
 class RankerDatasetConfig(dg.Config):
-    max_positives_per_playlist: int = 20
-    negatives_per_positive: int = 4
-    random_negative_share: float = 0.5  # the rest: generator proposals and same level-1 cluster songs
-    popularity_weighted: bool = True
-    generator_negatives: bool = True
+    """Cross-encoder examples; the sampling defaults are ml.ranking.examples.RankerExamplesDefaults."""
+
+    max_positives_per_playlist: int = RANKER_EXAMPLES.max_positives_per_playlist
+    negatives_per_positive: int = RANKER_EXAMPLES.negatives_per_positive
+    random_negative_share: float = RANKER_EXAMPLES.random_negative_share
+    popularity_weighted: bool = RANKER_EXAMPLES.popularity_weighted
+    generator_negatives: bool = True  # hard negatives from the trained generator's proposals for the title
     generator_candidates: int = 50
     generator_beams: int = 10
-    seed: int = 0
+    seed: int = RANKER_EXAMPLES.seed
 
 
 def song_texts(raw_songs: pd.DataFrame) -> dict[str, str]:
@@ -116,7 +118,8 @@ def ranker_model(
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[str]:
-    """Cross-encoder (title tokens + projected song vector in one T5 encoder), registered as `genrank-ranker`."""
+    """Cross-encoder (title tokens + projected song vector in one T5 encoder), logged in MLflow; the evaluation
+    registers it as a `genrank-ranker` version after its blocking check passed."""
     sv = from_frame(song_vectors)
     resolved = compute.resolve()
     resolved.apply_threads()
@@ -149,12 +152,12 @@ def ranker_model(
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
-        reg = registry.log_model_dir(out_dir / "ranker", registered_name=registry.RANKER_NAME,
-                                     python_model=registry.RankerPyfunc(),
+        reg = registry.log_model_dir(out_dir / "ranker", registered_name=None,
+                                     python_model=registry.RANKER_CODE,
                                      extra_artifacts={"songs_dir": str(out_dir / "songs")})
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else ""
     return dg.Output(reg.uri, metadata={
-        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "version": reg.version, "model_dir": str(out_dir),
+        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir),
         "init_from": config.init_from, "train_pairs": len(train), "val_pairs": len(val), **summary,
         "curves": dg.MetadataValue.md(markdown_image(plot, "ranker curves") + "\n\n" + history_md),
     })

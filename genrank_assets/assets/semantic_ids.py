@@ -3,7 +3,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame, metrics_frame
+from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import (
     DEFAULT_LEVELS,
     DEFAULT_MIN_CLUSTER_SIZE,
@@ -96,7 +96,7 @@ def semantic_ids(
             },
         )
     if "semantic_id_metrics" in selected:
-        metrics_table = metrics_frame(numeric, levels)
+        metrics_table = metrics_frame(numeric, levels, codes)
         yield dg.Output(metrics_table, "semantic_id_metrics",
                         metadata={"dagster/row_count": len(metrics_table),
                                   "summary": dg.MetadataValue.md(tables["summary"].T.round(4).to_markdown())})
@@ -117,7 +117,7 @@ def semantic_ids_coverage_and_balance(config: SemanticIdGateConfig, semantic_ids
     _, codes = codes_from_frame(semantic_ids)
     coverage = len({tuple(c) for c in codes.tolist()}) / max(1, len(codes))
     # A code space smaller than the catalogue caps coverage: judge against what the codes in use can reach.
-    reachable = min(1.0, float(np.prod((codes.max(axis=0) + 1).astype(float))) / max(1, len(codes)))
+    reachable = min(1.0, float(np.prod(np.array(code_space_of(codes), dtype=float))) / max(1, len(codes)))
     sizes = np.bincount(codes[:, 0])
     sizes = sizes[sizes > 0]
     balance = float(sizes.max() / sizes.mean()) if len(sizes) else 0.0

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -59,17 +60,31 @@ def query_text(title: str, tags: str, include_tags: bool) -> str:
     return title
 
 
+@dataclass(frozen=True)
+class GeneratorDatasetDefaults:
+    """Defaults of `build_generator_dataset`, which the `generator_dataset` asset config reads."""
+
+    song_order: str = "playlist"  # playlist | popularity
+    max_songs_per_target: int = 20  # the seed used ~127 on GPU
+    windows_per_playlist: int = 1  # >1: long playlists yield several targets (augmentation)
+    include_tags: bool = False
+    seed: int = 0
+
+
+GENERATOR_DATASET = GeneratorDatasetDefaults()
+
+
 def build_generator_dataset(
     corpus: pd.DataFrame,
     code_of: dict[str, tuple[int, ...]],
     popularity: dict[str, int],
     *,
     splits: tuple[str, ...] = ("train", "val"),
-    song_order: str = "playlist",
-    max_songs_per_target: int = 20,
-    windows_per_playlist: int = 1,
-    include_tags: bool = False,
-    seed: int = 0,
+    song_order: str = GENERATOR_DATASET.song_order,
+    max_songs_per_target: int = GENERATOR_DATASET.max_songs_per_target,
+    windows_per_playlist: int = GENERATOR_DATASET.windows_per_playlist,
+    include_tags: bool = GENERATOR_DATASET.include_tags,
+    seed: int = GENERATOR_DATASET.seed,
 ) -> tuple[pd.DataFrame, dict]:
     """Rows (playlist_id, split, text, target, n_codes, window).
 

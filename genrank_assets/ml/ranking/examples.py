@@ -129,18 +129,32 @@ def generator_proposals(generator, titles: Sequence[str], n: int, num_beams: int
 _CORPUS_COLUMNS = ("playlist_id", "title", "song_ids", "split")
 
 
+@dataclass(frozen=True)
+class RankerExamplesDefaults:
+    """Defaults of `build_ranker_examples`, which the `ranker_dataset` asset config reads."""
+
+    max_positives_per_playlist: int = 20
+    negatives_per_positive: int = 4
+    random_negative_share: float = 0.5  # the rest: generator proposals and same level-1 cluster songs
+    popularity_weighted: bool = True
+    seed: int = 0
+
+
+RANKER_EXAMPLES = RankerExamplesDefaults()
+
+
 def build_ranker_examples(
     corpus_df: pd.DataFrame,
     song_vectors: SongVectors,
     *,
     split: str | Sequence[str] = "train",
-    max_positives_per_playlist: int = 20,
-    negatives_per_positive: int = 4,
-    random_negative_share: float = 0.5,
-    popularity_weighted: bool = True,
+    max_positives_per_playlist: int = RANKER_EXAMPLES.max_positives_per_playlist,
+    negatives_per_positive: int = RANKER_EXAMPLES.negatives_per_positive,
+    random_negative_share: float = RANKER_EXAMPLES.random_negative_share,
+    popularity_weighted: bool = RANKER_EXAMPLES.popularity_weighted,
     hard_negative_fn: Callable[[str], Sequence[str]] | None = None,
     cluster_of: Callable[[str], object] | Mapping[str, object] | None = None,
-    seed: int = 0,
+    seed: int = RANKER_EXAMPLES.seed,
 ) -> pd.DataFrame:
     """(text, song, label) examples from playlists: the title is the text.
 

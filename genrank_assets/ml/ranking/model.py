@@ -40,6 +40,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def song_text(name: str, singer: str) -> str:
+    """The text the ranker reads for a song; training, the ranker pyfunc and the recommender all use this."""
+    return f"{name} - {singer}"
+
+
 @dataclass
 class RankerConfig:
     """Everything about the ranker that is not the encoder's own T5Config."""

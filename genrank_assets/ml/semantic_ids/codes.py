@@ -21,20 +21,27 @@ def codes_from_frame(df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     return [str(s) for s in df["song_id"]], df[cols].to_numpy(dtype=np.int64)
 
 
-def metrics_frame(summary: dict, levels: pd.DataFrame) -> pd.DataFrame:
-    """The semantic_id_metrics table: (metric, level, value) rows; level 0 holds the summary figures.
+def code_space_of(codes: np.ndarray) -> list[int]:
+    """Codes each column can take: the fitted codebooks' sizes as the codes use them (max code + 1 per level).
 
-    The per-level rows include ``size``, the codebook size of each code column (the code space).
-    """
+    The generator's vocabulary holds one token per (level, code) of this space; it is published once, by the
+    semantic_ids stage (in semantic_id_metrics), and read downstream with `code_space`."""
+    return [int(v) + 1 for v in np.asarray(codes).max(axis=0)]
+
+
+def metrics_frame(summary: dict, levels: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
+    """The semantic_id_metrics table: (metric, level, value) rows; level 0 holds the summary figures, and the
+    per-level rows include ``code_space`` (`code_space_of`)."""
     rows = [{"metric": k, "level": 0, "value": float(v)} for k, v in summary.items()]
     for rec in levels.to_dict("records"):
         rows += [{"metric": k, "level": int(rec["level"]), "value": float(v)} for k, v in rec.items() if k != "level"]
+    rows += [{"metric": "code_space", "level": i + 1, "value": float(n)} for i, n in enumerate(code_space_of(codes))]
     return pd.DataFrame(rows, columns=["metric", "level", "value"])
 
 
 def code_space(metrics: pd.DataFrame) -> list[int]:
-    """Codebook size of each code column, read from the semantic_id_metrics table (the fitted model's levels)."""
-    sizes = metrics[(metrics["metric"] == "size") & (metrics["level"] > 0)].sort_values("level")
-    if sizes.empty:
-        raise ValueError("semantic_id_metrics has no per-level `size` rows: rematerialise semantic_ids")
-    return [int(v) for v in sizes["value"]]
+    """The code space per level, as the semantic_ids stage published it in semantic_id_metrics."""
+    rows = metrics[metrics["metric"] == "code_space"].sort_values("level")
+    if rows.empty:
+        raise ValueError("semantic_id_metrics has no `code_space` rows: rematerialise semantic_ids")
+    return [int(v) for v in rows["value"]]

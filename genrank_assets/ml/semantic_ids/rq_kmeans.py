@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from genrank_assets.ml.compute import check_device
+from genrank_assets.ml.semantic_ids.codes import code_space_of
 
 log = logging.getLogger(__name__)
 
@@ -679,7 +680,7 @@ def semantic_id_tables(metrics: dict) -> dict:
 
 def _column_sizes(codes: np.ndarray, model) -> list[int]:
     """Codebook size of each column: the model's levels, else (and for a disambiguation column) max + 1."""
-    observed = [int(v) + 1 for v in codes.max(axis=0)]
+    observed = code_space_of(codes)
     levels = list(getattr(model, "levels", ()) or ())
     return [max(levels[c], observed[c]) if c < len(levels) else observed[c] for c in range(codes.shape[1])]
 

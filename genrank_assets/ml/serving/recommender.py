@@ -23,6 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.ranking.model import song_text
+
 log = logging.getLogger(__name__)
 
 CANDIDATE_SOURCES = ("generator", "hybrid")
@@ -237,11 +239,6 @@ class Recommender:
                 out.classical.append(self.classical_scores(text, rows) if self.knn is not None else np.zeros(len(rows)))
             self._classical = {}
         return out
-
-
-def song_text(name: str, singer: str) -> str:
-    """The text the ranker reads for a song; training, the ranker pyfunc and the recommender all use this."""
-    return f"{name} - {singer}"
 
 
 def check_text(text) -> str:

@@ -32,6 +32,13 @@ RECOMMENDER_NAME = "genrank-recommender"
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # the latest evaluated recommender, waiting for the gate
 
+# The models-from-code files of the three pyfuncs (see ml/serving/pyfunc/): serving unpickles nothing.
+PYFUNC_CODE_DIR = Path(__file__).resolve().with_name("pyfunc")
+TIGER_CODE = str(PYFUNC_CODE_DIR / "tiger_model.py")
+RANKER_CODE = str(PYFUNC_CODE_DIR / "ranker_model.py")
+RECOMMENDER_CODE = str(PYFUNC_CODE_DIR / "recommender_model.py")
+ALLOW_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+
 # What a pyfunc needs to load in a fresh environment: the installed genrank package brings the rest.
 PIP_REQUIREMENTS = ["genrank", "torch==2.13.0", "transformers", "tokenizers", "pandas", "numpy", "faiss-cpu"]
 
@@ -100,7 +107,7 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
         if missing:
             raise ValueError(f"songs without a vector (cannot be scored): {missing[:5]}")
         vectors = self.song_vectors.vectors[rows]
-        from genrank_assets.ml.serving.recommender import song_text
+        from genrank_assets.ml.ranking.model import song_text
 
         texts = [song_text(*self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
         scores = self.ranker.score_pairs([str(t) for t in model_input["text"]], vectors,
@@ -196,12 +203,16 @@ def version_of(uri: str) -> int:
 def log_model_dir(
     model_dir: str | os.PathLike,
     *,
-    registered_name: str,
-    python_model: mlflow.pyfunc.PythonModel,
+    registered_name: str | None,
+    python_model: str | mlflow.pyfunc.PythonModel,
     artifact_name: str = "model",
     extra_artifacts: dict[str, str] | None = None,
 ) -> RegisteredModel:
-    """Inside an active run: log ``model_dir`` as a pyfunc model and register a new version."""
+    """Inside an active run: log ``model_dir`` as a pyfunc model; with ``registered_name``, also register a new
+    version (else the result's uri is the logged model's `models:/m-<id>` and its version 0, to be registered
+    by `register_logged` once the model passed its checks). ``python_model`` is a models-from-code file
+    (TIGER_CODE, RANKER_CODE, RECOMMENDER_CODE: what genrank logs, no pickle) or a PythonModel instance
+    (pickled by MLflow; tests only)."""
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_model_dir must be called inside mlflow.start_run()")
@@ -210,9 +221,25 @@ def log_model_dir(
         name=artifact_name, python_model=python_model, artifacts=artifacts,
         registered_model_name=registered_name, pip_requirements=PIP_REQUIREMENTS,
     )
+    if registered_name is None:
+        return RegisteredModel("", 0, run.info.run_id, f"models:/{info.model_id}")
     version = int(info.registered_model_version)
     log.info("registered %s version %d (run %s)", registered_name, version, run.info.run_id)
     return RegisteredModel(registered_name, version, run.info.run_id, f"models:/{registered_name}/{version}")
+
+
+def register_logged(logged_uri: str, name: str) -> RegisteredModel:
+    """Register a logged model (`models:/m-<id>`) as a version of ``name``, once: a second call for the same
+    logged model returns the version the first one made. Models are registered only after their run's blocking
+    checks passed (the evaluation does it), so a model that failed them never becomes a version."""
+    client = MlflowClient()
+    source = logged_uri.rstrip("/")
+    for v in client.search_model_versions(f"name='{name}'"):
+        if v.source.rstrip("/") == source:
+            return RegisteredModel(name, int(v.version), v.run_id, f"models:/{name}/{v.version}")
+    mv = mlflow.register_model(source, name)
+    log.info("registered %s version %s from %s", name, mv.version, source)
+    return RegisteredModel(name, int(mv.version), mv.run_id, f"models:/{name}/{mv.version}")
 
 
 def log_history(history: list[dict[str, Any]], step_key: str = "epoch") -> None:
@@ -233,7 +260,15 @@ def _is_number(v) -> bool:
 def load_python_model(uri: str):
     """The unwrapped PythonModel of a registered pyfunc (``models:/name/3`` or ``models:/name@alias``); its
     ``model_uri`` attribute is the URI it was loaded from."""
-    model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    # A pickled python_model.pkl is refused unless the operator allows it (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=
+    # true): genrank logs its models from code, so a pickle in a genrank model was put there by someone else.
+    previous = os.environ.get(ALLOW_PICKLE_ENV)
+    os.environ[ALLOW_PICKLE_ENV] = previous if previous is not None else "false"
+    try:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    finally:
+        if previous is None:
+            del os.environ[ALLOW_PICKLE_ENV]
     model.model_uri = uri
     return model
 
@@ -291,7 +326,7 @@ def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, 
     save_recommender_config(bundle_dir / "config", config)
     save_knn_corpus(bundle_dir / "knn", knn_corpus)
     reg = log_model_dir(
-        tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME, python_model=RecommenderPyfunc(),
+        tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME, python_model=RECOMMENDER_CODE,
         artifact_name="recommender",
         extra_artifacts={"tiger_dir": tiger_py.artifact_paths["model_dir"],
                          "ranker_dir": ranker_py.artifact_paths["model_dir"],

@@ -12,16 +12,8 @@ from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import RecommenderConfig, load_recommender_config
 from genrank_assets_tests.ml.serving.fakes import planted_corpus
 
-
-class ReadsItsDir(mlflow.pyfunc.PythonModel):
-    """A stand-in for the genrank pyfuncs: its state is the text file in the logged model dir."""
-
-    def load_context(self, context):
-        self.artifact_paths = dict(context.artifacts)
-        self.text = (Path(context.artifacts["model_dir"]) / "weights.txt").read_text()
-
-    def predict(self, context, model_input, params=None):
-        return [self.text] * len(model_input)
+# A stand-in for the genrank pyfuncs, logged from code as they are: its state is the text file in its model dir.
+READS_ITS_DIR = str(Path(__file__).with_name("reads_its_dir_model.py"))
 
 
 def model_dir(root: Path, text: str) -> Path:
@@ -40,7 +32,7 @@ def store(genrank_home):
 
 def register(name: str, directory: Path) -> registry.RegisteredModel:
     with mlflow.start_run():
-        return registry.log_model_dir(directory, registered_name=name, python_model=ReadsItsDir())
+        return registry.log_model_dir(directory, registered_name=name, python_model=READS_ITS_DIR)
 
 
 def test_connect_uses_the_store_under_genrank_home(store, monkeypatch):
@@ -56,7 +48,7 @@ def test_connect_uses_the_store_under_genrank_home(store, monkeypatch):
 
 def test_log_register_alias_and_load(store, tmp_path):
     with pytest.raises(RuntimeError, match="inside mlflow.start_run"):
-        registry.log_model_dir(tmp_path, registered_name="genrank-test", python_model=ReadsItsDir())
+        registry.log_model_dir(tmp_path, registered_name="genrank-test", python_model=READS_ITS_DIR)
     v1 = register("genrank-test", model_dir(tmp_path / "v1", "first"))
     v2 = register("genrank-test", model_dir(tmp_path / "v2", "second"))
     assert (v1.version, v2.version) == (1, 2) and v2.uri == "models:/genrank-test/2"
