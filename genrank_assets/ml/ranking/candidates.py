@@ -29,6 +29,7 @@ import pandas as pd
 
 from genrank_assets.ml.ranking.baselines import (
     CoOccurrenceRecommender,
+    Recommender,
     SongCatalogue,
     knn_cooccurrence,
     top_k_indices,
@@ -81,7 +82,7 @@ class QueryPool:
     scores: dict[str, np.ndarray]  # source -> float, the source's score, ABSENT when it cannot score the song
     base_scores: dict[str, np.ndarray]  # "knn", "ridge": the classical bases before the co-occurrence walk
     beams: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # generator codes, best beam first
-    classical_top: list[int] = field(default_factory=list)  # catalogue rows of ridge_cooc's best songs, in order
+    classical_top: list[int] = field(default_factory=list)  # catalogue rows of ridge_cooc's top rank_depth songs
     best_title_similarity: float = 0.0  # highest cosine of the query to a train title
 
     def __len__(self) -> int:
@@ -153,10 +154,12 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
         generator_rank = {s: i for i, s in enumerate(generated)}
         propose("generator", generated)
 
+    # each base once; the co-occurrence walks start from it (the walk of CoOccurrenceRecommender, unchanged)
+    similarities = sources.ridge_cooc.base.title_similarities([text])
+    ridge_base = sources.ridge_cooc.base.scores_from_similarities(similarities)[0]
     knn_base = sources.knn_cooc.base.score_matrix([text])[0]
-    ridge_base = sources.ridge_cooc.base.score_matrix([text])[0]
-    dense = {"knn": knn_base, "knn_cooc": sources.knn_cooc.score_matrix([text])[0],
-             "ridge_cooc": sources.ridge_cooc.score_matrix([text])[0]}
+    dense = {"knn": knn_base, "knn_cooc": _walk(sources.knn_cooc, knn_base),
+             "ridge_cooc": _walk(sources.ridge_cooc, ridge_base)}
     orders = {}
     for source in CLASSICAL_SOURCES:
         orders[source] = top_k_indices(dense[source], min(config.rank_depth, len(dense[source])))
@@ -173,13 +176,32 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
     scores["generator"] = np.array([_generator_score(sources.generator, s, code_score) for s in order],
                                    dtype=np.float64)
     proposed = {s: np.array([song in proposed_by[s] for song in order], dtype=bool) for s in SOURCES}
-    similarities = sources.ridge_cooc.base.title_similarities([text])[0]
     return QueryPool(
         text=text, song_ids=order, catalogue_index=rows, proposed=proposed, ranks=ranks, scores=scores,
         base_scores={"knn": _at(knn_base, rows), "ridge": _at(ridge_base, rows)}, beams=beams,
-        classical_top=[int(i) for i in orders["ridge_cooc"][: config.per_source]],
-        best_title_similarity=float(similarities.max()) if len(similarities) else 0.0,
+        classical_top=[int(i) for i in orders["ridge_cooc"]],
+        best_title_similarity=float(similarities.max()) if similarities.size else 0.0,
     )
+
+
+class _Given(Recommender):
+    """A base recommender whose scores were computed already (one query's row)."""
+
+    def __init__(self, row: np.ndarray, catalogue: SongCatalogue):
+        self.row, self.catalogue = row, catalogue
+
+    def _score_matrix(self, texts: list[str]) -> np.ndarray:
+        return self.row[None, :].copy()  # the walk normalises its base in place
+
+
+def _walk(model: CoOccurrenceRecommender, base_row: np.ndarray) -> np.ndarray:
+    """``model``'s co-occurrence scores of one query from its base's scores (the same walk, parameters and
+    catalogue), so the base is not computed twice."""
+    walk = CoOccurrenceRecommender(_Given(base_row, model.catalogue), n_seeds=model.n_seeds,
+                                   walk_weight=model.walk_weight, seed_popularity_power=model.seed_popularity_power,
+                                   target_popularity_power=model.target_popularity_power)
+    walk.catalogue = model.catalogue
+    return walk.score_matrix(["(given)"])[0]
 
 
 def _generator_score(generator, song_id: str, code_score: Mapping[tuple[int, ...], float]) -> float:

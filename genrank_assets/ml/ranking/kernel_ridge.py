@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from genrank_assets.ml.ranking.baselines import CoOccurrenceRecommender, KernelRidgeRecommender, top_k_indices
 
@@ -61,15 +63,22 @@ class BoundedKernelRidgeRecommender(KernelRidgeRecommender):
         titles = self.title_vectors[near]
         gram = (titles @ titles.T).toarray() ** self.kernel_power
         gram[np.diag_indices_from(gram)] += self.ridge_lambda
-        weights[near] = np.linalg.solve(gram, similarities[near] ** self.kernel_power)
+        # K + lambda I is symmetric positive definite: Cholesky. One BLAS thread: an M x M solve gains nothing
+        # from threads, and OpenBLAS threads beside torch's on 2 busy cores made it ~100x slower (measured).
+        with threadpool_limits(1, user_api="blas"):
+            weights[near] = scipy.linalg.solve(gram, similarities[near] ** self.kernel_power, assume_a="pos",
+                                               check_finite=False)
         return weights
 
     def _score_matrix(self, texts: list[str]) -> np.ndarray:
         if self.neighbours is None:
             return super()._score_matrix(texts)
+        return self.scores_from_similarities(self.title_similarities(texts))
+
+    def scores_from_similarities(self, similarities: np.ndarray) -> np.ndarray:
+        """Song scores (n, n_songs) from the (n, n_train) output of ``title_similarities`` (bounded form)."""
         catalogue = self._require_fit()
-        dual = np.stack([self.dual_weights(row) for row in self.title_similarities(texts)])
-        return catalogue.songs_from_playlists(dual)
+        return catalogue.songs_from_playlists(np.stack([self.dual_weights(row) for row in similarities]))
 
 
 def kernel_ridge_cooccurrence(neighbours: int | None = DEFAULT_NEIGHBOURS, ridge_lambda: float = 200.0,

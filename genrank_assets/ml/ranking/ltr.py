@@ -177,4 +177,18 @@ class LTRRanker:
         return cls(header["feature_names"], LTRParams(**header["params"]), booster, header["n_rounds"], header["cv"])
 
 
-__all__ = ["LTRParams", "LTRRanker", "query_folds"]
+def ranked_with_fill(song_ids: Sequence[str], scores: np.ndarray, fill: Sequence[str], depth: int) -> list[str]:
+    """The pool's songs by score (best first; equal scores keep pool order), then ``fill`` (e.g. a classical
+    ranking) without the pool's songs, up to ``depth`` songs."""
+    ranked = [song_ids[i] for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
+    seen = set(ranked)
+    for song in fill:
+        if len(ranked) >= depth:
+            break
+        if song not in seen:
+            seen.add(song)
+            ranked.append(song)
+    return ranked[:depth]
+
+
+__all__ = ["LTRParams", "LTRRanker", "query_folds", "ranked_with_fill"]
