@@ -8,6 +8,7 @@ from genrank_assets.assets import data, evaluation, generator, ranking, semantic
 from genrank_assets.automation import build_automation
 from genrank_assets.io_managers import WarehouseIOManager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.run_checks import register_config_classes
 
 # Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation -> serving.
 STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation, serving]
@@ -29,6 +30,7 @@ def build_resources(home: str | None = None, data_dir: str | None = None) -> dic
 
 all_assets = dg.load_assets_from_modules(STAGE_MODULES)
 all_asset_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
+register_config_classes([*all_assets, *all_asset_checks])  # a run's config is checked whole before its first step
 automation = build_automation(all_assets)
 
 defs = dg.Definitions(

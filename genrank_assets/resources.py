@@ -6,6 +6,7 @@ import dagster as dg
 
 from genrank_assets import paths
 from genrank_assets.ml.compute import Compute, resolve_compute
+from genrank_assets.run_checks import check_run_config
 
 # Op tags of the steps that train on the compute resource's device. dagster-k8s reads `dagster-k8s/config` when
 # the k8s_job_executor (or celery-k8s) launches a step's pod; `container_config` is merged into its container spec.
@@ -17,6 +18,10 @@ class GenrankPaths(dg.ConfigurableResource):
 
     home: str = ""
     data_dir: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Set up before the run's first step (the ingest needs this resource): a bad value anywhere fails now.
+        check_run_config(context.dagster_run.run_config if context.dagster_run else None)
 
     @property
     def home_path(self) -> Path:
@@ -50,6 +55,12 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (fp16/bf16: CUDA only)
     threads: int = 0  # torch intra-op threads; 0 = auto (CPU: half the cores, at most 4; CUDA: torch's default)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Once per run, before its first step: the whole run config, and the device (`device: cuda` on a machine
+        # without CUDA fails here, not after the ingest, corpus and vectors ran).
+        check_run_config(context.dagster_run.run_config if context.dagster_run else None)
+        self.resolve()
 
     def resolve(self) -> Compute:
         return resolve_compute(self.device, self.precision, self.threads)

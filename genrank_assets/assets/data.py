@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genrank_assets import paths
 from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
@@ -131,7 +131,7 @@ def raw_songs_ids_valid(raw_songs: pd.DataFrame) -> dg.AssetCheckResult:
 
 
 class RejectShareConfig(dg.Config):
-    max_reject_share: float = 0.10
+    max_reject_share: float = Field(default=0.10, ge=0.0, le=1.0)
 
 
 @dg.asset_check(
@@ -149,9 +149,15 @@ def ingest_rejects_share(
     )
 
 class CorpusConfig(dg.Config):
-    min_songs: int = 10
-    max_songs: int = 300
+    min_songs: int = Field(default=10, ge=1)
+    max_songs: int = Field(default=300, ge=1)
     drop_unknown_songs: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.max_songs < self.min_songs:
+            raise ValueError(f"max_songs ({self.max_songs}) must be >= min_songs ({self.min_songs})")
+        return self
 
 
 @dg.asset(group_name="data")
@@ -188,8 +194,8 @@ def playlist_corpus(
 
 class SplitCheckConfig(dg.Config):
     # Expected shares are 0.8/0.1/0.1; small corpora drift, so the tolerance is generous by default.
-    tolerance: float = 0.05
-    min_playlists_for_check: int = 200
+    tolerance: float = Field(default=0.05, ge=0.0, le=1.0)
+    min_playlists_for_check: int = Field(default=200, ge=0)
 
 
 @dg.asset_check(asset=playlist_corpus, blocking=True, description="No empty ids; every playlist within length bounds.")

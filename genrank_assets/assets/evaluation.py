@@ -5,7 +5,9 @@ import time
 import dagster as dg
 import mlflow
 import pandas as pd
+from pydantic import Field, model_validator
 
+from genrank_assets.ml.data.corpus import SPLITS
 from genrank_assets.ml.evaluation.procedure import (
     SERVED_METHODS,
     EvaluationSettings,
@@ -21,13 +23,25 @@ from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegist
 class EvaluationConfig(dg.Config):
     split: str = "test"
     tune_split: str = "val"  # weights of the final score are chosen here, never on the test split
-    n_candidates: int = 100
-    num_beams: int = 0  # 0: the generator's own setting
+    n_candidates: int = Field(default=100, ge=1)
+    num_beams: int = Field(default=0, ge=0)  # 0: the generator's own setting
     popularity_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0]
     classical_grid: list[float] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     served_method: str = "generate_and_rank_hybrid"  # which system is registered and gated
-    latency_queries: int = 50
-    max_queries: int = 0  # 0: all queries of the split
+    latency_queries: int = Field(default=50, ge=0)
+    max_queries: int = Field(default=0, ge=0)  # 0: all queries of the split
+
+    @model_validator(mode="after")
+    def _known_values(self):
+        if self.served_method not in SERVED_METHODS:
+            raise ValueError(f"served_method must be one of {SERVED_METHODS}, got {self.served_method!r}")
+        bad = [s for s in (self.split, self.tune_split) if s not in SPLITS]
+        if bad or self.split == self.tune_split:
+            raise ValueError(f"split and tune_split must be two different splits of {SPLITS}, got "
+                             f"{self.split!r} and {self.tune_split!r}")
+        if not self.popularity_grid or not self.classical_grid:
+            raise ValueError("popularity_grid and classical_grid need at least one weight each")
+        return self
 
 
 @dg.asset(group_name="evaluation", kinds={"mlflow"})
@@ -43,8 +57,6 @@ def evaluation_report(
 ) -> dg.Output[pd.DataFrame]:
     """Popularity, title-kNN, kNN+co-occurrence, generator only, generate-and-rank (+ hybrid) on held-out playlists;
     the served system is registered as `genrank-recommender` under the alias `challenger`."""
-    if config.served_method not in SERVED_METHODS:
-        raise ValueError(f"served_method must be one of {SERVED_METHODS}, got {config.served_method!r}")
     mlflow_registry.setup()
     compute.apply_threads()  # evaluation runs on CPU: the models are loaded there, as they are served
     # Both passed their blocking checks (this step runs only then): now they become registered versions.

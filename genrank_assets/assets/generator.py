@@ -5,10 +5,16 @@ import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from genrank_assets.ml.data.corpus import train_popularity
-from genrank_assets.ml.generator.dataset import GENERATOR_DATASET, build_generator_dataset, examples_from_pairs
-from genrank_assets.ml.generator.model import TIGER, build_model
+from genrank_assets.ml.generator.dataset import (
+    GENERATOR_DATASET,
+    SONG_ORDERS,
+    build_generator_dataset,
+    examples_from_pairs,
+)
+from genrank_assets.ml.generator.model import MODEL_PRESETS, TARGET_MODES, TIGER, build_model
 from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator, save_tiger
 from genrank_assets.ml.generator.tokenizer import make_tokenizer
 from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
@@ -23,10 +29,16 @@ class GeneratorDatasetConfig(dg.Config):
     """(title -> codes) pairs; defaults and their meaning: ml.generator.dataset.GeneratorDatasetDefaults."""
 
     song_order: str = GENERATOR_DATASET.song_order
-    max_songs_per_target: int = GENERATOR_DATASET.max_songs_per_target
-    windows_per_playlist: int = GENERATOR_DATASET.windows_per_playlist
+    max_songs_per_target: int = Field(default=GENERATOR_DATASET.max_songs_per_target, ge=1)
+    windows_per_playlist: int = Field(default=GENERATOR_DATASET.windows_per_playlist, ge=1)
     include_tags: bool = GENERATOR_DATASET.include_tags
-    seed: int = GENERATOR_DATASET.seed
+    seed: int = Field(default=GENERATOR_DATASET.seed, ge=0)
+
+    @model_validator(mode="after")
+    def _known_order(self):
+        if self.song_order not in SONG_ORDERS:
+            raise ValueError(f"song_order must be one of {SONG_ORDERS}, got {self.song_order!r}")
+        return self
 
 
 @dg.asset(group_name="generator")
@@ -73,6 +85,19 @@ class TigerModelConfig(dg.Config):
     max_steps: int = 0  # 0 = no cap
     num_beams: int = TIGER.num_beams
     seed: int = TIGER_TRAINING.seed
+
+    @model_validator(mode="after")
+    def _trainable(self):
+        TrainConfig.from_mapping(self.model_dump(), TIGER_TRAINING)  # the training loop's own argument checks
+        if self.target_mode not in TARGET_MODES:
+            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}")
+        if self.base_model == "from_scratch" and self.preset not in MODEL_PRESETS:
+            raise ValueError(f"preset must be one of {sorted(MODEL_PRESETS)}, got {self.preset!r}")
+        small = {k: getattr(self, k) for k in ("vocab_size", "max_codes", "samples_per_playlist", "max_input_length",
+                                                "num_beams") if getattr(self, k) < 1}
+        if small:
+            raise ValueError(f"must be >= 1: {small}")
+        return self
 
 
 def song_popularity_array(song_ids: list[str], corpus: pd.DataFrame) -> np.ndarray:

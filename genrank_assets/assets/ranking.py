@@ -4,10 +4,11 @@ import time
 import dagster as dg
 import mlflow
 import pandas as pd
+from pydantic import Field, model_validator
 
 from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
-from genrank_assets.ml.ranking.model import RANKER_DEFAULTS, build_ranker, save_ranker, song_text
+from genrank_assets.ml.ranking.model import INIT_FROM, RANKER_DEFAULTS, build_ranker, save_ranker, song_text
 from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
@@ -20,14 +21,14 @@ from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, Ml
 class RankerDatasetConfig(dg.Config):
     """Cross-encoder examples; the sampling defaults are ml.ranking.examples.RankerExamplesDefaults."""
 
-    max_positives_per_playlist: int = RANKER_EXAMPLES.max_positives_per_playlist
-    negatives_per_positive: int = RANKER_EXAMPLES.negatives_per_positive
-    random_negative_share: float = RANKER_EXAMPLES.random_negative_share
+    max_positives_per_playlist: int = Field(default=RANKER_EXAMPLES.max_positives_per_playlist, ge=1)
+    negatives_per_positive: int = Field(default=RANKER_EXAMPLES.negatives_per_positive, ge=0)
+    random_negative_share: float = Field(default=RANKER_EXAMPLES.random_negative_share, ge=0.0, le=1.0)
     popularity_weighted: bool = RANKER_EXAMPLES.popularity_weighted
     generator_negatives: bool = True  # hard negatives from the trained generator's proposals for the title
-    generator_candidates: int = 50
-    generator_beams: int = 10
-    seed: int = RANKER_EXAMPLES.seed
+    generator_candidates: int = Field(default=50, ge=1)
+    generator_beams: int = Field(default=10, ge=1)
+    seed: int = Field(default=RANKER_EXAMPLES.seed, ge=0)
 
 
 def song_texts(raw_songs: pd.DataFrame) -> dict[str, str]:
@@ -104,6 +105,17 @@ class RankerModelConfig(dg.Config):
     checkpoint_every_steps: int = RANKER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
     seed: int = RANKER_TRAINING.seed
+
+    @model_validator(mode="after")
+    def _trainable(self):
+        TrainConfig.from_mapping(self.model_dump(), RANKER_TRAINING)  # the training loop's own argument checks
+        if self.init_from not in INIT_FROM:
+            raise ValueError(f"init_from must be one of {INIT_FROM}, got {self.init_from!r}")
+        if self.init_from == "base_model" and not self.base_model:
+            raise ValueError("init_from=base_model needs base_model (a local path or hub name)")
+        if self.song_positions < 1 or self.max_title_tokens < 1 or self.interaction_dim < 0:
+            raise ValueError("song_positions and max_title_tokens must be >= 1 and interaction_dim >= 0")
+        return self
 
 
 @dg.asset(group_name="ranking", op_tags=GPU_TAGS, kinds={"pytorch", "mlflow"}, io_manager_key="model_io_manager")

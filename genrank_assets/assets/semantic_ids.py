@@ -2,6 +2,7 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import (
@@ -28,12 +29,21 @@ class SemanticIdsConfig(dg.Config):
     normalize_residuals: bool = True
     n_iter: int = DEFAULT_N_ITER
     seed: int = 0
-    metrics_sample_size: int = 5000
+    metrics_sample_size: int = Field(default=5000, ge=2)
+
+    @model_validator(mode="after")
+    def _estimator_accepts_it(self):
+        # The estimator's own argument checks are the rules (levels, n_iter, min_cluster_size, seed, slack).
+        RQKMeans(levels=tuple(self.levels), balanced=self.balanced, unique_codes=self.unique_codes,
+                 normalize_residuals=self.normalize_residuals, n_iter=self.n_iter, seed=self.seed,
+                 min_cluster_size=self.min_cluster_size, balance_slack=self.balance_slack)
+        return self
 
 
 class SemanticIdGateConfig(dg.Config):
-    min_coverage: float = 0.5  # floor on distinct codes / songs, as a share of what the code space can reach
-    max_balance_ratio: float = 3.0  # ceiling on max / mean level-1 cluster size
+    min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)  # floor on distinct codes / songs, as a share of
+    # what the code space can reach
+    max_balance_ratio: float = Field(default=3.0, ge=1.0)  # ceiling on max / mean level-1 cluster size
 
 
 @dg.multi_asset(

@@ -3,6 +3,7 @@ the `champion` of genrank-tiger, genrank-ranker and genrank-recommender only whe
 the current champion's, re-evaluated here on the same test queries."""
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from genrank_assets.ml.evaluation.procedure import Queries, compare_with_champion
 from genrank_assets.ml.serving import registry
@@ -10,7 +11,7 @@ from genrank_assets.resources import ComputeResource, MlflowRegistry
 
 
 class ChampionConfig(dg.Config):
-    promotion_tolerance: float = 0.0  # promote when new NDCG@10 + tolerance >= the champion's
+    promotion_tolerance: float = Field(default=0.0, ge=0.0)  # promote when new NDCG@10 + tolerance >= the champion's
 
 
 @dg.asset(group_name="serving", deps=["evaluation_report"], kinds={"mlflow"}, io_manager_key="model_io_manager")

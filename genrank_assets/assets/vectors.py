@@ -1,6 +1,7 @@
 """Group `vectors`: skip-gram word2vec song vectors trained on the train split only."""
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from genrank_assets.ml.data.corpus import as_song_lists
 from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, to_frame, train_song_vectors
@@ -9,15 +10,15 @@ from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, to_fram
 class SongVectorsConfig(dg.Config):
     """word2vec hyperparameters; the defaults (and why) are `ml.vectors.song_vectors.Word2VecDefaults`."""
 
-    sg: int = W2V.sg
-    vector_size: int = W2V.vector_size
-    window: int = W2V.window
-    min_count: int = W2V.min_count
-    sample: float = W2V.sample
-    epochs: int = W2V.epochs
-    negative: int = W2V.negative
-    workers: int = W2V.workers
-    seed: int = W2V.seed
+    sg: int = Field(default=W2V.sg, ge=0, le=1)  # 1 skip-gram, 0 CBOW
+    vector_size: int = Field(default=W2V.vector_size, ge=1)
+    window: int = Field(default=W2V.window, ge=1)
+    min_count: int = Field(default=W2V.min_count, ge=1)
+    sample: float = Field(default=W2V.sample, ge=0.0)
+    epochs: int = Field(default=W2V.epochs, ge=1)
+    negative: int = Field(default=W2V.negative, ge=0)
+    workers: int = Field(default=W2V.workers, ge=1)
+    seed: int = Field(default=W2V.seed, ge=0)
 
 
 @dg.asset(group_name="vectors")

@@ -60,6 +60,9 @@ def query_text(title: str, tags: str, include_tags: bool) -> str:
     return title
 
 
+SONG_ORDERS = ("playlist", "popularity")  # a target's codes in playlist order, or most popular song first
+
+
 @dataclass(frozen=True)
 class GeneratorDatasetDefaults:
     """Defaults of `build_generator_dataset`, which the `generator_dataset` asset config reads."""
@@ -93,8 +96,8 @@ def build_generator_dataset(
     ``windows_per_playlist > 1`` a long playlist yields several targets: consecutive windows of
     ``max_songs_per_target`` codes (playlist order) or, once the windows run out, seeded random samples.
     """
-    if song_order not in ("playlist", "popularity"):
-        raise ValueError(f"song_order must be 'playlist' or 'popularity', got {song_order!r}")
+    if song_order not in SONG_ORDERS:
+        raise ValueError(f"song_order must be one of {SONG_ORDERS}, got {song_order!r}")
     if max_songs_per_target < 1 or windows_per_playlist < 1:
         raise ValueError("max_songs_per_target and windows_per_playlist must be >= 1")
     rng = np.random.default_rng(seed)
