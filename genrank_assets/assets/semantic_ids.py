@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.ml.plots import code_usage_plot, markdown_image, songs_per_code_plot
 from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import (
     DEFAULT_LEVELS,
@@ -90,6 +91,10 @@ def semantic_ids(
                and v is not None and not (isinstance(v, float) and np.isnan(v))}
     selected = context.op_execution_context.selected_output_names
     if "semantic_ids" in selected:
+        levels_only = codes[:, : len(config.levels)]  # without an l4 disambiguation column
+        plot_dir = genrank_paths.artifacts("semantic_ids")
+        usage_png = code_usage_plot(levels_only, list(config.levels), plot_dir / f"code_usage-{context.run_id[:8]}.png")
+        per_code_png = songs_per_code_plot(levels_only, plot_dir / f"songs_per_code-{context.run_id[:8]}.png")
         yield dg.Output(
             table, "semantic_ids",
             metadata={
@@ -103,6 +108,8 @@ def semantic_ids(
                 "mean_l1_cluster": float(levels.loc[0, "mean_cluster_size"]),
                 "levels": dg.MetadataValue.md(levels.round(4).to_markdown(index=False)),
                 "largest_collisions": dg.MetadataValue.md(collisions.to_markdown(index=False) if len(collisions) else "none"),
+                "code_usage": dg.MetadataValue.md(markdown_image(usage_png, "songs per code value, per level")),
+                "songs_per_code": dg.MetadataValue.md(markdown_image(per_code_png, "songs per semantic ID")),
             },
         )
     if "semantic_id_metrics" in selected:

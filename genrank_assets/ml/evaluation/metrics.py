@@ -183,7 +183,27 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n: int = 1000, seed
     }
 
 
+def bootstrap_mean_ci(values: Sequence[float], n: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """The mean of per-query ``values`` and its bootstrap percentile interval (queries resampled with
+    replacement ``n`` times): ``mean``, ``ci_low``, ``ci_high``."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
+    _check_k(n, "n")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n, dtype=np.float64)
+    for start in range(0, n, 256):
+        stop = min(n, start + 256)
+        means[start:stop] = x[rng.integers(0, len(x), size=(stop - start, len(x)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return {"mean": float(x.mean()), "ci_low": float(np.percentile(means, tail)),
+            "ci_high": float(np.percentile(means, 100 - tail)), "n_queries": len(x), "n_resamples": int(n)}
+
+
 __all__ = [
+    "bootstrap_mean_ci",
     "catalogue_coverage",
     "evaluate_rankings",
     "ndcg_at_k",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -11,8 +12,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap, recall_curve
-from genrank_assets.ml.plots import bar_plot, curves_plot, markdown_image
+from genrank_assets.ml.evaluation.metrics import (
+    bootstrap_mean_ci,
+    catalogue_coverage,
+    evaluate_rankings,
+    paired_bootstrap,
+    recall_curve,
+)
+from genrank_assets.ml.plots import curves_plot, grouped_bar_plot, interval_bar_plot, markdown_image
 
 if TYPE_CHECKING:
     from genrank_assets.ml.evaluation.procedure import EvaluationResults
@@ -63,8 +70,10 @@ def evaluate_method(
     *,
     rank_one: Callable[[str], object] | None = None,
     latency_queries: int = 50,
+    before_timing: Callable[[], object] | None = None,
 ) -> MethodResult:
-    """Rank every query with ``rank_many`` (batched), then time ``rank_one`` on the first queries, one by one."""
+    """Rank every query with ``rank_many`` (batched), then time ``rank_one`` on the first queries, one by one
+    (``before_timing`` is called in between: e.g. to reset stage timers, so they hold single-query times)."""
     t0 = time.perf_counter()
     ranked = rank_many(list(texts))
     seconds = time.perf_counter() - t0
@@ -73,6 +82,8 @@ def evaluate_method(
     metrics["coverage@10"] = catalogue_coverage(rankings, catalogue_size, k=10)
     metrics["recall_curve"] = recall_curve(rankings, truths, RECALL_CURVE_KS)
     latency = []
+    if before_timing is not None:
+        before_timing()
     for text in list(texts)[:latency_queries] if rank_one is not None else []:
         t = time.perf_counter()
         rank_one(text)
@@ -112,6 +123,30 @@ def significance(results: Sequence[MethodResult], reference: str, metric: str = 
     return out
 
 
+STAGE_LABELS = {"generate": "generate (TIGER beam search)", "classical": "classical (kNN + co-occurrence scores)",
+                "rank": "rank (ranker + final score)"}
+TOTAL_LABEL = "whole query (p50)"
+
+
+def latency_groups(results: Sequence[MethodResult]) -> dict[str, dict[str, float]]:
+    """method -> {stage: median ms per query, ..., whole query: p50 ms}: the stages each system ran (timed on
+    the single-query calls, as the p50 is), then the whole call, for every method."""
+    groups = {}
+    for r in results:
+        stages = {STAGE_LABELS.get(k, k): float(v) for k, v in r.stage_ms.items() if np.isfinite(v)}
+        groups[r.name] = {**stages, TOTAL_LABEL: r.row()["latency_p50_ms"]}
+    return groups
+
+
+def ndcg_intervals(results: Sequence[MethodResult], n: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """method -> (NDCG@10, 95% bootstrap low, high) over the queries."""
+    out = {}
+    for r in results:
+        ci = bootstrap_mean_ci(r.metrics["per_query"]["ndcg@10"], n=n, seed=seed)
+        out[r.name] = (ci["mean"], ci["ci_low"], ci["ci_high"])
+    return out
+
+
 def write_report(
     results: Sequence[MethodResult],
     out_dir: Path,
@@ -120,17 +155,25 @@ def write_report(
     context_lines: Sequence[str] = (),
     reference: str | None = None,
     stage_ms: dict[str, float] | None = None,
+    highlight: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Markdown report with a recall@K plot and a latency-per-stage plot, under ``out_dir``."""
+    """Markdown report under ``out_dir`` with three plots: NDCG@10 per method with bootstrap 95% intervals,
+    Recall@K curves, and latency per method (its stages, when it has stages, and the whole query). The stages
+    come from each result's ``stage_ms``; ``stage_ms`` (flat `method:stage` keys) is accepted and ignored."""
+    del stage_ms
     out_dir.mkdir(parents=True, exist_ok=True)
     table = results_table(results)
+    n = len(results[0].rankings) if results else 0
+    ndcg_png = interval_bar_plot(ndcg_intervals(results), out_dir / "ndcg_at_10.png", highlight=highlight,
+                                 title=f"NDCG@10 per method ({n} test queries)",
+                                 xlabel="NDCG@10, with its 95% bootstrap interval (1,000 resamples of the queries)")
     curves = {r.name: r.metrics["recall_curve"] for r in results}
     recall_png = curves_plot(curves, out_dir / "recall_at_k.png", title="Recall@K on the test split",
-                             xlabel="K", ylabel="Recall@K", logx=True)
-    stages = stage_ms or {}
-    latency_png = bar_plot(stages or {r.name: r.row()["latency_p50_ms"] for r in results}, out_dir / "latency.png",
-                           title="Latency per stage (ms/query, p50)" if stages else "Latency per query (p50)",
-                           ylabel="ms")
+                             xlabel="K (songs recommended)", ylabel="Recall@K", logx=True)
+    latency_png = grouped_bar_plot(
+        latency_groups(results), out_dir / "latency.png", title="Latency per query (ms, one query at a time)",
+        ylabel="ms per query", fmt="{:.1f}", series_order=[*STAGE_LABELS.values(), TOTAL_LABEL],
+        note="stages: median over the timed single queries; whole query: p50 of the same calls")
     lines = [f"# {title}", "", *context_lines, "", table.round(4).to_markdown(index=False), ""]
     if reference:
         sig = significance(results, reference)
@@ -140,10 +183,10 @@ def write_report(
             for name, s in sig.items():
                 lines.append(f"| {name} | {s['mean_diff']:+.4f} | [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}] | {s['p_value']:.3f} |")
             lines.append("")
-    lines += ["![recall@K](recall_at_k.png)", "", "![latency](latency.png)", ""]
+    lines += ["![NDCG@10](ndcg_at_10.png)", "", "![recall@K](recall_at_k.png)", "", "![latency](latency.png)", ""]
     md = out_dir / "report.md"
     md.write_text("\n".join(lines))
-    return {"markdown": md, "recall_png": recall_png, "latency_png": latency_png}
+    return {"markdown": md, "ndcg_png": ndcg_png, "recall_png": recall_png, "latency_png": latency_png}
 
 
 def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
@@ -167,17 +210,21 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
         f"Peak RSS of the evaluation process: {peak_rss_mib():.0f} MiB.",
     ]
     paths = write_report(results.results, out_dir, title="genrank evaluation report", context_lines=lines,
-                         reference="title_knn", stage_ms=results.stage_ms)
+                         reference="title_knn", highlight=(served_method,))
     for method, trials in results.weight_trials.items():
         trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
     return paths
 
 
 def report_markdown(paths: dict[str, Path]) -> str:
-    """The report's markdown with its plots inlined (for a UI that cannot read the files beside it)."""
-    md = paths["markdown"].read_text()
-    md = md.replace("![recall@K](recall_at_k.png)", markdown_image(paths["recall_png"], "recall@K"))
-    return md.replace("![latency](latency.png)", markdown_image(paths["latency_png"], "latency"))
+    """The report's markdown with its plots (the PNGs beside it) inlined, for a UI that cannot read the files."""
+    md_path = paths["markdown"]
+
+    def inline(match: re.Match) -> str:
+        png = md_path.parent / match.group(2)
+        return markdown_image(png, match.group(1)) if png.is_file() else match.group(0)
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)/:]+\.png)\)", inline, md_path.read_text())
 
 
 @dataclass

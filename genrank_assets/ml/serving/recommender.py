@@ -68,9 +68,9 @@ class StageTimes:
     total_ms: list[float] = field(default_factory=list)
 
     def medians(self) -> dict[str, float]:
-        """Median ms per query of the stages: generate, classical (the kNN scores), rank."""
-        return {"generate": float(np.median(self.generate_ms)), "classical": float(np.median(self.knn_ms)),
-                "rank": float(np.median(self.rank_ms))}
+        """Median ms per query of the stages that ran: generate, classical (the kNN scores), rank."""
+        stages = {"generate": self.generate_ms, "classical": self.knn_ms, "rank": self.rank_ms}
+        return {name: float(np.median(ms)) for name, ms in stages.items() if ms}
 
 
 def final_scores(logits: np.ndarray, log_popularity: np.ndarray, popularity_weight: float,
@@ -164,7 +164,8 @@ class Recommender:
                 rows += [int(r) for r in self._popular[: k + len(rows)] if int(r) not in have][: k - len(rows)]
             out.append(rows)
             self._times.generate_ms.append(per_query_gen)
-            self._times.knn_ms.append(per_query_knn)
+            if knn is not None:  # a system without the classical stage has no time for it
+                self._times.knn_ms.append(per_query_knn)
         return out
 
     # -- ranking ----------------------------------------------------------------------------------------------

@@ -3,7 +3,16 @@ import numpy as np
 import pytest
 
 from genrank_assets.ml.evaluation.procedure import tune_weights
-from genrank_assets.ml.evaluation.report import decide_promotion, evaluate_method, fill_with, write_report
+from genrank_assets.ml.evaluation.report import (
+    TOTAL_LABEL,
+    decide_promotion,
+    evaluate_method,
+    fill_with,
+    latency_groups,
+    ndcg_intervals,
+    report_markdown,
+    write_report,
+)
 from genrank_assets.ml.serving.recommender import ComponentScores, RecommenderConfig, rank_with_weights
 
 
@@ -49,3 +58,22 @@ def test_report_has_table_and_plots(tmp_path):
     text = paths["markdown"].read_text()
     assert "| perfect" in text and "Paired bootstrap" in text
     assert paths["recall_png"].stat().st_size > 1000 and paths["latency_png"].stat().st_size > 1000
+    assert paths["ndcg_png"].stat().st_size > 1000
+    inlined = report_markdown(paths)  # what the Dagster UI shows: every plot as a data URI, no file name left
+    assert inlined.count("](data:image/png;base64,") == 3 and ".png)" not in inlined
+
+
+def test_stage_times_are_single_query_times_beside_the_whole_query():
+    truths = {"q1": {"a"}, "q2": {"b"}}
+    calls = []
+    result = evaluate_method("sys", lambda ts: (calls.append("batch"), [["a"], ["b"]])[1], ["q1", "q2"],
+                             ["t1", "t2"], truths, 10, rank_one=lambda t: calls.append("one"),
+                             before_timing=lambda: calls.append("reset"))
+    assert calls == ["batch", "reset", "one", "one"]  # stage timers are reset after the batched pass
+    result.stage_ms = {"generate": 3.0, "rank": 2.0}
+    plain = evaluate_method("knn", lambda ts: [["a"], ["x"]], ["q1", "q2"], ["t1", "t2"], truths, 10)
+    groups = latency_groups([plain, result])
+    assert list(groups["knn"]) == [TOTAL_LABEL]  # a method without stages: its whole query only
+    assert [k.split(" ")[0] for k in groups["sys"]] == ["generate", "rank", "whole"]
+    mean, low, high = ndcg_intervals([plain])["knn"]
+    assert mean == pytest.approx(0.5) and low <= mean <= high and (low, high) == (0.0, 1.0)  # one hit in two
