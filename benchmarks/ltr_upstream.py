@@ -1,14 +1,14 @@
 """The upstream models the learning-to-rank benchmark (benchmarks/ltr.py) reads, trained on a dataset's TRAIN
 split with the ``ml/`` functions directly (no Dagster, no registry) and cached under benchmarks/.cache/.
 
-Settings are those of genrank_assets/presets/cpu-real.yaml (the served pipeline's on mpd7k-size data): word2vec
+Settings are read from a preset of genrank_assets/presets/ (``--preset``; cpu-real for mpd7k-size data: word2vec
 dim 64 / window 50 / min_count 2 / 10 epochs; RQ-KMeans [128, 64, 32]; TIGER tiny, BPE 2,000, one code per
-example, 4 samples per playlist, 8 epochs, patience 2; cross-encoder from the TIGER encoder, 8 positives x 3
-negatives per playlist (generator hard negatives from 50 candidates / 10 beams), 2 epochs, no song text.
-As in the pipeline, val playlists only give the early-stopping losses (TIGER val loss, ranker val AUC); they
-train no weight.
+example, 4 samples per playlist, 8 epochs; cross-encoder from the TIGER encoder, 8 positives x 3 negatives per
+playlist with generator hard negatives, 2 epochs, no song text; demo for the embedded demo data). As in the
+pipeline, val playlists only give the early-stopping losses (TIGER val loss, ranker val AUC); they train no
+weight.
 
-    .venv/bin/python benchmarks/ltr_upstream.py [--data DIR] [--cache DIR]
+    .venv/bin/python benchmarks/ltr_upstream.py [--data DIR] [--cache DIR] [--preset cpu-real|demo]
 """
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
 log = logging.getLogger("benchmarks.ltr_upstream")
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "ltr"
+PRESETS = Path(__file__).resolve().parents[1] / "genrank_assets" / "presets"
+
+
+def preset_settings(name: str) -> dict:
+    """The ``ops.<asset>.config`` mappings of a preset YAML, by asset name."""
+    import yaml
+
+    ops = yaml.safe_load((PRESETS / f"{name}.yaml").read_text())["ops"]
+    return {asset: dict(entry.get("config", {})) for asset, entry in ops.items()}
 
 
 @dataclass
@@ -62,8 +71,8 @@ def load_songs(data_dir: Path) -> pd.DataFrame:
     return raw.drop_duplicates("song_id").reset_index(drop=True)
 
 
-def _cache_dir(cache: Path, data_dir: Path) -> Path:
-    tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+def _cache_dir(cache: Path, data_dir: Path, preset: str = "cpu-real") -> Path:
+    tag = hashlib.sha256(f"{data_dir.resolve()}|{preset}".encode()).hexdigest()[:8]
     return cache / f"{data_dir.name}-{tag}"
 
 
@@ -74,35 +83,55 @@ def _timed(seconds: dict, name: str, fn):
     return out
 
 
-def build_upstream(data_dir: Path = DEFAULT_DATA, cache: Path = CACHE, threads: int = 2) -> Upstream:
-    """Train (or load from the cache) every upstream model on the train split of ``data_dir``."""
+def fold_corpus(corpus: pd.DataFrame, fold: int, folds: int) -> pd.DataFrame:
+    """Cross-fitting: the TRAIN playlists only, those of ``fold`` (crc32 of "ltr-fold:" + id, mod ``folds``)
+    relabelled "val" — held out from every model fitted on this corpus, they become ranker training queries (and,
+    as val does in the pipeline, the early-stopping set). The real val and test playlists are left out."""
+    import zlib
+
+    train = corpus[corpus["split"] == "train"].copy()
+    held = np.array([zlib.crc32(f"ltr-fold:{p}".encode()) % folds == fold for p in train["playlist_id"]])
+    train.loc[held, "split"] = "val"
+    return train.reset_index(drop=True)
+
+
+def build_upstream(data_dir: Path = DEFAULT_DATA, cache: Path = CACHE, threads: int = 2, preset: str = "cpu-real",
+                   fold: tuple[int, int] | None = None) -> Upstream:
+    """Train (or load from the cache) every upstream model on the train split of ``data_dir`` (with ``fold`` =
+    (k, K): on the train playlists outside cross-fitting fold k, see ``fold_corpus``)."""
     import torch
 
     from genrank_assets.ml.semantic_ids.codes import codes_from_frame, codes_to_frame
     from genrank_assets.ml.vectors.song_vectors import from_frame, to_frame
 
     torch.set_num_threads(threads)
-    directory = _cache_dir(cache, data_dir)
+    directory = _cache_dir(cache, data_dir, preset)
+    if fold is not None:
+        directory = directory / f"fold{fold[0]}of{fold[1]}"
+    settings = preset_settings(preset)
     directory.mkdir(parents=True, exist_ok=True)
     seconds: dict = json.loads((directory / "seconds.json").read_text()) if (directory / "seconds.json").exists() else {}
     corpus = load_corpus(data_dir)
+    if fold is not None:
+        corpus = fold_corpus(corpus, *fold)
     songs = load_songs(data_dir)
 
     vectors_path = directory / "song_vectors.parquet"
     if not vectors_path.exists():
-        _timed(seconds, "word2vec", lambda: to_frame(_train_vectors(corpus, threads)).to_parquet(vectors_path))
+        _timed(seconds, "word2vec", lambda: to_frame(_train_vectors(corpus, threads, settings["song_vectors"])).to_parquet(vectors_path))
     sv = from_frame(pd.read_parquet(vectors_path))
 
     codes_path = directory / "semantic_ids.parquet"
     if not codes_path.exists():
-        _timed(seconds, "rq_kmeans", lambda: codes_to_frame(sv.song_ids, _fit_codes(sv)).to_parquet(codes_path))
+        _timed(seconds, "rq_kmeans", lambda: codes_to_frame(sv.song_ids, _fit_codes(sv, settings["semantic_ids"])).to_parquet(codes_path))
     song_ids, codes = codes_from_frame(pd.read_parquet(codes_path))
 
     from genrank_assets.ml.generator.tiger import load_tiger
 
     tiger_dir = directory / "tiger"
     if not (tiger_dir / "tiger_config.json").exists():
-        _timed(seconds, "tiger", lambda: _train_tiger(corpus, song_ids, codes, tiger_dir, directory))
+        _timed(seconds, "tiger", lambda: _train_tiger(corpus, song_ids, codes, tiger_dir, directory,
+                                                                settings["tiger_model"]))
     generator = load_tiger(tiger_dir)
 
     from genrank_assets.ml.ranking.model import load_ranker
@@ -110,28 +139,29 @@ def build_upstream(data_dir: Path = DEFAULT_DATA, cache: Path = CACHE, threads: 
     ranker_dir = directory / "ranker"
     if not (ranker_dir / "ranker_config.json").exists():
         _timed(seconds, "cross_encoder", lambda: _train_ranker(corpus, sv, song_ids, codes, generator, ranker_dir,
-                                                               directory))
+                                                               directory, settings))
     ranker = load_ranker(ranker_dir)
     (directory / "seconds.json").write_text(json.dumps(seconds, indent=2))
     return Upstream(corpus, songs, sv, (song_ids, codes), generator, ranker, seconds)
 
 
-def _train_vectors(corpus: pd.DataFrame, threads: int):
+def _train_vectors(corpus: pd.DataFrame, threads: int, config: dict):
     from genrank_assets.ml.data.corpus import as_song_lists
     from genrank_assets.ml.vectors.song_vectors import train_song_vectors
 
     train = corpus[corpus["split"] == "train"]
-    return train_song_vectors(as_song_lists(train["song_ids"]), vector_size=64, window=50, min_count=2, epochs=10,
-                              workers=threads)
+    keys = ("vector_size", "window", "min_count", "epochs")
+    return train_song_vectors(as_song_lists(train["song_ids"]), workers=threads,
+                              **{k: config[k] for k in keys if k in config})
 
 
-def _fit_codes(sv) -> np.ndarray:
+def _fit_codes(sv, config: dict) -> np.ndarray:
     from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans
 
-    return RQKMeans(levels=(128, 64, 32), seed=0).fit_predict(sv.normalized())
+    return RQKMeans(levels=tuple(config["levels"]), seed=0).fit_predict(sv.normalized())
 
 
-def _train_tiger(corpus, song_ids, codes, out_dir: Path, directory: Path) -> None:
+def _train_tiger(corpus, song_ids, codes, out_dir: Path, directory: Path, config: dict) -> None:
     from genrank_assets.ml.generator.dataset import build_generator_dataset, examples_from_pairs
     from genrank_assets.ml.generator.model import build_model
     from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator, save_tiger
@@ -144,19 +174,20 @@ def _train_tiger(corpus, song_ids, codes, out_dir: Path, directory: Path) -> Non
     pairs, _ = build_generator_dataset(corpus, code_of, popularity, max_songs_per_target=20)
     levels = [int(v) for v in codes.max(axis=0) + 1]
     train = pairs[pairs["split"] == "train"]
-    tokenizer = make_tokenizer("from_scratch", train["text"].tolist(), levels, vocab_size=2000)
-    model = build_model(tokenizer, "from_scratch", "tiny", seed=0)
-    settings = dict(mode="single", max_codes=20, max_input_length=64, samples_per_playlist=4)
+    tokenizer = make_tokenizer("from_scratch", train["text"].tolist(), levels, vocab_size=config["vocab_size"])
+    model = build_model(tokenizer, "from_scratch", config.get("preset", "tiny"), seed=0)
+    settings = dict(mode=config.get("target_mode", "single"), max_codes=20, max_input_length=64,
+                    samples_per_playlist=config.get("samples_per_playlist", 4))
     train_ds = examples_from_pairs(train, tokenizer, seed=0, **settings)
     val_ds = examples_from_pairs(pairs[pairs["split"] == "val"], tokenizer, seed=1, **settings)
-    config = TrainConfig.from_mapping({"epochs": 8, "batch_size": 64, "lr": 1e-3, "early_stopping_patience": 2},
-                                      TIGER_TRAINING)
-    train_tiger(model, tokenizer, train_ds, val_ds, config, checkpoint_dir=directory / "ckpt_tiger", log_fn=log.info)
+    train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config, TIGER_TRAINING),
+                checkpoint_dir=directory / "ckpt_tiger", log_fn=log.info)
     table = CodeTable(song_ids, codes, np.array([popularity.get(s, 0) for s in song_ids], dtype=np.float64))
-    save_tiger(TigerGenerator(model.to("cpu"), tokenizer, table, target_mode="single", num_beams=50), out_dir)
+    save_tiger(TigerGenerator(model.to("cpu"), tokenizer, table, target_mode=settings["mode"],
+                              num_beams=config.get("num_beams", 50)), out_dir)
 
 
-def _train_ranker(corpus, sv, song_ids, codes, generator, out_dir: Path, directory: Path) -> None:
+def _train_ranker(corpus, sv, song_ids, codes, generator, out_dir: Path, directory: Path, settings: dict) -> None:
     from genrank_assets.ml.ranking.examples import build_ranker_examples, generator_proposals
     from genrank_assets.ml.ranking.model import build_ranker, save_ranker
     from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
@@ -164,16 +195,17 @@ def _train_ranker(corpus, sv, song_ids, codes, generator, out_dir: Path, directo
 
     titles = corpus.loc[corpus["split"].isin(["train", "val"]), "title"].astype(str)
     titles = sorted({t for t in titles if t.strip()})
-    proposals = generator_proposals(generator, titles, 50, 10, log_fn=log.info)
+    data, model = settings["ranker_dataset"], settings["ranker_model"]
+    proposals = generator_proposals(generator, titles, data.get("generator_candidates", 50),
+                                    data.get("generator_beams", 10), log_fn=log.info)
     cluster_of = dict(zip(song_ids, codes[:, 0].tolist()))
-    frames = [build_ranker_examples(corpus, sv, split=split, max_positives_per_playlist=8, negatives_per_positive=3,
+    frames = [build_ranker_examples(corpus, sv, split=split, max_positives_per_playlist=data["max_positives_per_playlist"],
+                                    negatives_per_positive=data["negatives_per_positive"],
                                     hard_negative_fn=lambda t: proposals.get(t, []), cluster_of=cluster_of, seed=0)
               for split in ("train", "val")]
-    ranker = build_ranker("tiger", sv.dim, generator=generator, use_song_text=False)
-    config = TrainConfig.from_mapping({"epochs": 2, "batch_size": 128, "lr": 1e-3, "early_stopping_patience": 1},
-                                      RANKER_TRAINING)
-    train_ranker(ranker, frames[0], frames[1], sv, None, config, checkpoint_dir=directory / "ckpt_ranker",
-                 log_fn=log.info)
+    ranker = build_ranker("tiger", sv.dim, generator=generator, use_song_text=model.get("use_song_text", False))
+    train_ranker(ranker, frames[0], frames[1], sv, None, TrainConfig.from_mapping(model, RANKER_TRAINING),
+                 checkpoint_dir=directory / "ckpt_ranker", log_fn=log.info)
     save_ranker(ranker.to("cpu"), out_dir)
 
 
@@ -182,10 +214,15 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="cpu-real", help="a preset of genrank_assets/presets/ (cpu-real, demo)")
+    parser.add_argument("--folds", type=int, default=0, help="also train the K cross-fitting fold models")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    up = build_upstream(args.data, args.cache, args.threads)
+    up = build_upstream(args.data, args.cache, args.threads, args.preset)
     print(json.dumps(up.seconds))
+    for k in range(args.folds):
+        up = build_upstream(args.data, args.cache, args.threads, args.preset, fold=(k, args.folds))
+        print(f"fold {k}/{args.folds}:", json.dumps(up.seconds))
     return 0
 
 

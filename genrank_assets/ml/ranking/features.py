@@ -19,7 +19,13 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
 * text match — query vs song name and singer: share of query tokens found, character-bigram Jaccard;
 * same title — how many of the song's train playlists have the query's normalised title, and their share;
 * word2vec — cosine of the song to the centroid of the top classical (ridge + co-occurrence) candidates;
+* singer — how many OTHER songs of the candidate's singer are in ridge + co-occurrence's top 100, and the share
+  of that top 100's ridge + co-occurrence score mass they hold (playlists are artist-coherent);
 * query — length, tokens, best train-title similarity, train playlists with the same normalised title, pool size.
+
+Relative features (gaps, singer votes) are taken against the REFERENCE set, ridge + co-occurrence's top 100 (the
+whole pool when that source ranked fewer in it): it lies in every pool with ``per_source`` >= 100, so a row's
+features do not change when other sources add or remove songs (the ablations, a smaller pool).
 
 Everything is read from the TRAIN playlists (the sources' catalogue) and models fitted on them; no query's own
 playlist can reach its features unless it is a train playlist (``check_not_in_training``).
@@ -46,7 +52,8 @@ GENERATOR_FEATURES = ("generator_rank", "generator_score", "generator_proposed",
 CROSS_ENCODER_FEATURES = ("ce_logit", "ce_gap")
 CLASSICAL_FEATURES = ("knn_rank", "knn_score", "knn_proposed", "knn_cooc_rank", "knn_cooc_score", "knn_cooc_proposed",
                       "ridge_cooc_rank", "ridge_cooc_score", "ridge_cooc_proposed", "knn_base", "ridge_base",
-                      "ridge_base_rel", "same_title_count", "same_title_share", "w2v_centroid_cos")
+                      "ridge_base_rel", "same_title_count", "same_title_share", "w2v_centroid_cos",
+                      "singer_votes_top100", "singer_score_share")
 OTHER_FEATURES = ("n_sources", "log_popularity", "name_token_share", "singer_token_share", "name_bigram_jaccard",
                   "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_playlists",
                   "q_pool_size")
@@ -138,12 +145,14 @@ class FeatureBuilder:
         out["knn_base"] = pool.base_scores["knn"]
         out["ridge_base"] = pool.base_scores["ridge"]
         out["ridge_base_rel"] = _relative(pool.base_scores["ridge"])
-        out.update(self._generator_features(pool))
-        out.update(self._cross_encoder_features(pool))
+        reference = _reference(pool)
+        out.update(self._generator_features(pool, reference))
+        out.update(self._cross_encoder_features(pool, reference))
         out["log_popularity"] = np.where(rows >= 0, self._log_popularity[np.maximum(rows, 0)], 0.0)
         out.update(self._text_features(pool))
         out.update(self._same_title_features(pool))
         out["w2v_centroid_cos"] = self._centroid_cosine(pool)
+        out.update(self._singer_features(pool, reference))
         query_tokens = text_tokens(pool.text)
         out["q_chars"] = np.full(n, float(len(pool.text.strip())))
         out["q_tokens"] = np.full(n, float(len(query_tokens)))
@@ -168,7 +177,7 @@ class FeatureBuilder:
                                                                                           *FEATURES])
 
     # -- parts --------------------------------------------------------------------------------------------
-    def _generator_features(self, pool: QueryPool) -> dict[str, np.ndarray]:
+    def _generator_features(self, pool: QueryPool, reference: np.ndarray) -> dict[str, np.ndarray]:
         n = len(pool)
         names = ("gen_logp_l1", "gen_logp_l12", "gen_logp_code", "gen_logp_code_eos", "gen_logp_gap",
                  "gen_votes_l1", "gen_votes_l12", "gen_song_in_code", "gen_code_size")
@@ -189,7 +198,9 @@ class FeatureBuilder:
         out["gen_logp_l12"][has_code] = logp[:, min(1, depth - 1)]
         out["gen_logp_code"][has_code] = logp[:, depth - 1]
         out["gen_logp_code_eos"][has_code] = logp[:, depth]
-        out["gen_logp_gap"][has_code] = logp[:, depth] - logp[:, depth].max()
+        full = out["gen_logp_code_eos"]
+        top = full[reference & has_code]
+        out["gen_logp_gap"][has_code] = full[has_code] - (top.max() if len(top) else full[has_code].max())
         beam_codes = [code for code, _ in pool.beams]
         l1_votes: dict[tuple, int] = {}
         l12_votes: dict[tuple, int] = {}
@@ -210,7 +221,7 @@ class FeatureBuilder:
             out["gen_code_size"][i] = size
         return out
 
-    def _cross_encoder_features(self, pool: QueryPool) -> dict[str, np.ndarray]:
+    def _cross_encoder_features(self, pool: QueryPool, reference: np.ndarray) -> dict[str, np.ndarray]:
         n = len(pool)
         logits = np.full(n, ABSENT)
         if self.ranker is not None and self.song_vectors is not None and n:
@@ -223,7 +234,10 @@ class FeatureBuilder:
                     song_texts = [song_text(*self.song_info.get(s, ("", ""))) for s, h in zip(pool.song_ids, have)
                                   if h]
                 logits[have] = self.ranker.score(self._clean(pool.text), vectors, song_texts)
-        gap = logits - np.nanmax(logits) if np.isfinite(logits).any() else logits.copy()
+        top = logits[reference & np.isfinite(logits)]
+        if not len(top):
+            top = logits[np.isfinite(logits)]
+        gap = logits - top.max() if len(top) else logits.copy()
         return {"ce_logit": logits, "ce_gap": gap}
 
     def _song_tokens(self, song_id: str) -> tuple[set, set, set, set]:
@@ -257,6 +271,21 @@ class FeatureBuilder:
         share = np.divide(counts, popularity, out=np.zeros_like(counts), where=popularity > 0)
         return {"same_title_count": counts, "same_title_share": share}
 
+    def _singer_features(self, pool: QueryPool, top: np.ndarray) -> dict[str, np.ndarray]:
+        singers = [normalize_title(str(self.song_info.get(s, ("", ""))[1])) for s in pool.song_ids]
+        mass = np.where(top, np.nan_to_num(pool.scores["ridge_cooc"], nan=0.0), 0.0)
+        votes: dict[str, int] = {}
+        singer_mass: dict[str, float] = {}
+        for singer, in_top, m in zip(singers, top, mass):
+            if singer:
+                votes[singer] = votes.get(singer, 0) + int(in_top)
+                singer_mass[singer] = singer_mass.get(singer, 0.0) + float(m)
+        total = float(mass.sum())
+        out_votes = np.array([votes.get(g, 0) - int(t) if g else 0 for g, t in zip(singers, top)], dtype=np.float64)
+        out_share = np.array([(singer_mass.get(g, 0.0) - m) / total if g and total > 0 else 0.0
+                              for g, m in zip(singers, mass)], dtype=np.float64)
+        return {"singer_votes_top100": out_votes, "singer_score_share": out_share}
+
     def _centroid_cosine(self, pool: QueryPool) -> np.ndarray:
         out = np.full(len(pool), ABSENT)
         if self._unit is None:
@@ -274,6 +303,12 @@ class FeatureBuilder:
         if have.any():
             out[have] = self._unit[[r for r in rows if r is not None]] @ (centroid / norm)
         return out
+
+
+def _reference(pool: QueryPool, size: int = 100) -> np.ndarray:
+    """Mask of the reference candidates: ridge + co-occurrence's top ``size`` (the whole pool if none)."""
+    mask = np.nan_to_num(pool.ranks["ridge_cooc"], nan=np.inf) < size
+    return mask if mask.any() else np.ones(len(pool), dtype=bool)
 
 
 def _relative(values: np.ndarray) -> np.ndarray:

@@ -27,8 +27,10 @@ LTR_FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class LTRParams:
-    """LightGBM settings of the ranker (lambdarank, NDCG@``eval_at``), small-data defaults."""
+    """LightGBM settings of the ranker (lambdarank, NDCG@``eval_at``), small-data defaults. ``objective`` may
+    also be LightGBM's other listwise objective, "rank_xendcg"."""
 
+    objective: str = "lambdarank"
     num_leaves: int = 15
     learning_rate: float = 0.05
     min_data_in_leaf: int = 50
@@ -44,6 +46,8 @@ class LTRParams:
     num_threads: int = 2
 
     def __post_init__(self) -> None:
+        if self.objective not in ("lambdarank", "rank_xendcg"):
+            raise ValueError(f"LTRParams.objective must be 'lambdarank' or 'rank_xendcg', got {self.objective!r}")
         if self.folds < 2:
             raise ValueError(f"LTRParams.folds must be >= 2, got {self.folds}")
         for name in ("num_leaves", "max_rounds", "early_stopping_rounds", "eval_at", "min_data_in_leaf"):
@@ -52,7 +56,7 @@ class LTRParams:
 
     def lightgbm(self) -> dict:
         return {
-            "objective": "lambdarank", "metric": "ndcg", "eval_at": [self.eval_at], "num_leaves": self.num_leaves,
+            "objective": self.objective, "metric": "ndcg", "eval_at": [self.eval_at], "num_leaves": self.num_leaves,
             "learning_rate": self.learning_rate, "min_data_in_leaf": self.min_data_in_leaf,
             "feature_fraction": self.feature_fraction, "bagging_fraction": self.bagging_fraction,
             "bagging_freq": self.bagging_freq, "lambda_l2": self.lambda_l2, "seed": self.seed,
@@ -93,10 +97,15 @@ class LTRRanker:
             raise ValueError(f"feature table is missing columns {missing[:5]}")
         return frame[self.feature_names].to_numpy(dtype=np.float64)
 
-    def fit(self, frame: pd.DataFrame, labels: Sequence[float], queries: Sequence) -> LTRRanker:
-        """Cross-validate the number of rounds over query folds, then refit on every query."""
+    def fit(self, frame: pd.DataFrame, labels: Sequence[float], queries: Sequence,
+            validation: tuple[pd.DataFrame, Sequence[float], Sequence] | None = None) -> LTRRanker:
+        """Without ``validation``: cross-validate the number of rounds over query folds, then refit on every query.
+        With ``validation`` = (frame, labels, queries) of other queries: early stopping on them, and the model of
+        the best round is kept (``oof_scores`` are then the validation queries' scores)."""
         import lightgbm as lgb
 
+        if validation is not None:
+            return self._fit_validated(frame, labels, queries, validation)
         X = self._matrix(frame)
         y = np.asarray(labels, dtype=np.float64)
         q = np.asarray(list(queries), dtype=object)
@@ -130,6 +139,28 @@ class LTRRanker:
         self.oof_scores = oof
         dall = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
         self.booster = lgb.train(params, dall, self.n_rounds)
+        return self
+
+    def _fit_validated(self, frame, labels, queries, validation) -> LTRRanker:
+        import lightgbm as lgb
+
+        X, y, q = self._matrix(frame), np.asarray(labels, dtype=np.float64), np.asarray(list(queries), dtype=object)
+        vX, vy = self._matrix(validation[0]), np.asarray(validation[1], dtype=np.float64)
+        vq = np.asarray(list(validation[2]), dtype=object)
+        if set(q.tolist()) & set(vq.tolist()):
+            raise ValueError("validation queries must not be training queries")
+        dtrain = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names, free_raw_data=False)
+        dval = lgb.Dataset(vX, vy, group=_group_sizes(vq), reference=dtrain)
+        record: dict = {}
+        self.booster = lgb.train(self.params.lightgbm(), dtrain, self.params.max_rounds, valid_sets=[dval],
+                                 valid_names=["validation"],
+                                 callbacks=[lgb.early_stopping(self.params.early_stopping_rounds, verbose=False),
+                                            lgb.record_evaluation(record)])
+        self.n_rounds = int(self.booster.best_iteration or self.params.max_rounds)
+        self.booster = self.booster if self.n_rounds == self.booster.current_iteration() else \
+            lgb.Booster(model_str=self.booster.model_to_string(num_iteration=self.n_rounds))
+        self.cv = {"n_rounds": self.n_rounds, "validation_ndcg_curve": record["validation"][f"ndcg@{self.params.eval_at}"]}
+        self.oof_scores = self.predict(validation[0])
         return self
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:

@@ -57,6 +57,18 @@ def test_lambdarank_beats_every_single_feature_and_round_trips(tmp_path):
     assert loaded.rank(one) == ranker.rank(one) and set(loaded.rank(one)) == set(one["song_id"])
 
 
+def test_early_stopping_on_separate_validation_queries():
+    train, y_train = planted(120, seed=3)
+    val, y_val = planted(40, seed=4)
+    val["query"] = "v" + val["query"]
+    params = LTRParams(num_leaves=7, min_data_in_leaf=20, max_rounds=300, early_stopping_rounds=20, num_threads=1)
+    ranker = LTRRanker(FEATURES, params).fit(train, y_train, train["query"], validation=(val, y_val, val["query"]))
+    assert 1 <= ranker.n_rounds < 300 and ranker.booster.current_iteration() == ranker.n_rounds
+    np.testing.assert_array_equal(ranker.oof_scores, ranker.predict(val))
+    with pytest.raises(ValueError, match="validation queries"):
+        LTRRanker(FEATURES, params).fit(train, y_train, train["query"], validation=(train, y_train, train["query"]))
+
+
 def test_ltr_checks_its_inputs(tmp_path):
     frame, labels = planted(6, seed=2)
     shuffled = frame.sample(frac=1.0, random_state=0)
