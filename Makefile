@@ -9,8 +9,9 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PRESET ?= genrank_assets/presets/demo.yaml
 UI_PORT ?= 3000
+MLFLOW_UI_PORT ?= 5000
 
-.PHONY: install install-dev demo test ui bench lint clean dagster-home
+.PHONY: install install-dev demo test test-browser ui mlflow-ui bench lint clean dagster-home
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,8 +36,7 @@ data/gen_playlist_info.csv:
 	$(BIN)/genrank demo-data --out data
 
 demo: install data/gen_playlist_info.csv dagster-home
-	$(BIN)/dagster asset materialize -m genrank_assets.definitions --select '*' -c $(PRESET)
-	$(BIN)/genrank status
+	@$(BIN)/python -m genrank_assets.demo_run -c $(PRESET) $(if $(filter-out 0,$(VERBOSE)),-v)
 	@echo; echo '$$ genrank recommend "适合深夜听的抒情歌曲" -k 10'
 	@$(BIN)/genrank recommend "适合深夜听的抒情歌曲" -k 10
 	@echo; echo '$$ genrank recommend "gym running bgm" -k 10'
@@ -45,8 +45,16 @@ demo: install data/gen_playlist_info.csv dagster-home
 test: install-dev
 	$(BIN)/pytest
 
+# The UI tests alone, in headless Chromium (Debian: apt-get install chromium); screenshots in .artifacts/browser/.
+test-browser: install-dev
+	$(BIN)/pytest -m browser
+
 ui: install dagster-home
 	GENRANK_PRESET=$${GENRANK_PRESET:-demo} $(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
+
+# MLflow's UI on GENRANK_HOME's store (runs, registered models and their aliases): http://127.0.0.1:5000
+mlflow-ui: install
+	$(BIN)/python -m genrank_assets.serve_ui --mlflow --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -32,6 +32,14 @@ def _demo_data(argv: list[str]) -> int:
     return demo_data.main(argv) or 0
 
 
+@command("materialize", "materialise the asset graph with a preset: one line per asset, full logs in a file (-v: all)")
+def _materialize(argv: list[str]) -> int:
+    from genrank_assets import demo_run
+
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO  # main() took -v off argv and set INFO
+    return demo_run.main(argv + (["-v"] if verbose else []))
+
+
 @command("similar", "nearest songs to a song by cosine of its word2vec vector")
 def _similar(argv: list[str]) -> int:
     from genrank_assets.ml.vectors.song_vectors import from_frame
