@@ -27,3 +27,9 @@ def genrank_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GENRANK_HOME", str(home))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    shots = getattr(config, "genrank_screenshots", None)  # set by test_browser_ui when it ran
+    if shots:
+        terminalreporter.write_line(f"browser screenshots: {shots}")

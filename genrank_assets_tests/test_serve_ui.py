@@ -98,13 +98,17 @@ def ui(tmp_path):
         wait_until_loaded(port, proc, log)
         yield port, proc
     finally:
-        # Whatever the test did, leave nothing running: SIGTERM, then SIGKILL for what is left of the group.
-        if not wait_group_gone(proc.pid, timeout=0):
-            signal_group(proc.pid, signal.SIGTERM)
-            if not wait_group_gone(proc.pid, timeout=60):
-                signal_group(proc.pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.wait(timeout=30)
+        stop_group(proc)  # whatever the test did, leave nothing running
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group of ``proc``, then SIGKILL for what is left of it after a minute."""
+    if not wait_group_gone(proc.pid, timeout=0):
+        signal_group(proc.pid, signal.SIGTERM)
+        if not wait_group_gone(proc.pid, timeout=60):
+            signal_group(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(timeout=30)
 
 
 def test_ui_shows_the_asset_graph_sensor_and_schedule(ui):

@@ -1,0 +1,279 @@
+"""What a person sees in the two UIs, checked in a real headless Chromium (Debian's, through Playwright).
+
+One test-preset materialisation (`genrank materialize`, into a temporary GENRANK_HOME whose DAGSTER_HOME holds the
+run) feeds both UIs: `make ui`'s command (`python -m genrank_assets.serve_ui`) and `make mlflow-ui`'s
+(`python -m genrank_assets.serve_ui --mlflow`). Dagster: the global asset graph with every group expanded shows
+every asset and group; `evaluation_report` shows the report (table and its three plots, loaded); a blocking
+check's result; `semantic_ids` shows its code plots; the sensor and the schedule pages load. MLflow: the three
+registered models with the `champion` alias, and the evaluation's metrics on their runs.
+
+Screenshots go to GENRANK_SCREENSHOTS (default `.artifacts/browser/` in the repository; the path is printed at
+the end of the session). Marked `browser`; skipped, saying how to run them, where /usr/bin/chromium is missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genrank_assets.definitions import defs
+from genrank_assets_tests.test_serve_ui import free_port, stop_group, wait_until_loaded
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("GENRANK_CHROMIUM", "/usr/bin/chromium"))
+SHOTS = Path(os.environ.get("GENRANK_SCREENSHOTS") or REPO / ".artifacts" / "browser")
+# Headless Chromium on a machine without network: no background connections, no sandbox as root.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HOW_TO_RUN = ("needs Chromium at /usr/bin/chromium (Debian: `apt-get install chromium`; or set GENRANK_CHROMIUM) "
+              "and the dev extra's playwright; then `make test-browser` (CI's .ci/run installs both)")
+GROUPS = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
+MODELS = ("genrank-tiger", "genrank-ranker", "genrank-recommender")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists() or importlib.util.find_spec("playwright") is None, reason=HOW_TO_RUN),
+]
+
+
+# -- one materialisation, two servers, one browser ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
+    """Environment of a GENRANK_HOME built by `genrank materialize` with the test preset (fewer epochs)."""
+    root = tmp_path_factory.mktemp("browser_home")
+    preset = yaml.safe_load((REPO / "genrank_assets" / "presets" / "test.yaml").read_text())
+    preset["ops"]["tiger_model"]["config"]["epochs"] = 4
+    preset["ops"]["ranker_model"]["config"]["epochs"] = 2
+    (root / "preset.yaml").write_text(yaml.safe_dump(preset))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "GENRANK_PRESET",
+                                                            "GENRANK_RETRAIN_CRON", "GENRANK_VERBOSE")}
+    env.update({"GENRANK_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
+                "GENRANK_DATA_DIR": str(tiny_demo_dir), "HF_HUB_OFFLINE": "1",
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    proc = subprocess.run([sys.executable, "-m", "genrank_assets.demo_run", "-c", str(root / "preset.yaml")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    request.config.genrank_screenshots = SHOTS  # conftest prints where they are at the end of the session
+    return env
+
+
+def _serve(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "genrank_assets.serve_ui", *extra, "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def dagster_url(built, tmp_path_factory):
+    log = tmp_path_factory.mktemp("dagster_ui") / "dagster_dev.log"
+    proc, port = _serve(built, log)
+    try:
+        wait_until_loaded(port, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def mlflow_url(built, tmp_path_factory):
+    log = tmp_path_factory.mktemp("mlflow_ui") / "mlflow_ui.log"
+    proc, port = _serve(built, log, "--mlflow")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow ui exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow ui did not answer within 120 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        stop_group(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page_or_element, name: str) -> Path:
+    path = SHOTS / f"{name}.png"
+    page_or_element.screenshot(path=str(path))
+    return path
+
+
+def dagster_page(page, url: str) -> None:
+    """Open a Dagster UI page and dismiss the one-time community dialog if it comes up."""
+    page.goto(url, wait_until="networkidle")
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(state="visible", timeout=2000)
+        skip.click()
+    except Exception:  # noqa: BLE001 - the dialog shows once per instance, or not at all
+        pass
+
+
+# -- Dagster -------------------------------------------------------------------------------------------------
+
+def label_is(label: str, key: str) -> bool:
+    """A node label names the asset: its name, or the name shortened in the middle (``semantic_…_metrics``)."""
+    if "…" not in label:
+        return label == key
+    head, tail = label.split("…", 1)
+    return key.startswith(head) and key.endswith(tail) and len(key) > len(head) + len(tail)
+
+
+def test_asset_graph_shows_every_asset_and_group(page, dagster_url):
+    dagster_page(page, f"{dagster_url}/asset-groups")
+    page.get_by_text("Materialize all").first.wait_for()
+    page.mouse.click(1100, 800, button="right")  # the graph's context menu
+    page.get_by_role("menuitem", name="Expand all groups").click()
+    keys = sorted(k.to_user_string() for k in defs.resolve_all_asset_keys())
+    nodes = page.locator("[class*='AssetNode_assetName']")
+    page.wait_for_function(f"() => document.querySelectorAll(\"[class*='AssetNode_assetName']\").length >= {len(keys)}")
+    page.wait_for_timeout(1000)
+    shot(page, "dagster-asset-graph")
+    labels = nodes.all_inner_texts()
+    assert len(labels) == len(keys), labels
+    unmatched = [k for k in keys if sum(label_is(label, k) for label in labels) != 1]
+    assert not unmatched, (unmatched, labels)
+    # Every node is drawn as materialised (green) after the build.
+    boxes = page.locator("[class*='AssetNode_minimalAssetNodeBox']")
+    styles = boxes.evaluate_all("els => els.map(e => e.getAttribute('style') || '')")
+    assert len(styles) == len(keys) and all("background-green" in st for st in styles), styles
+    text = page.inner_text("body")
+    assert not [g for g in GROUPS if g not in text], text[:2000]
+
+
+def test_evaluation_report_page_shows_the_table_and_its_plots(page, dagster_url):
+    dagster_page(page, f"{dagster_url}/assets/evaluation_report")
+    page.get_by_text("new_ndcg@10").first.wait_for()
+    shot(page, "dagster-evaluation-report-asset")
+    row = page.locator("tr", has=page.get_by_text("report", exact=True))
+    row.get_by_text("Show Markdown").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("genrank evaluation report").wait_for()
+    table_text = dialog.locator("table").first.inner_text()
+    for method in ("popularity", "title_knn", "generate_and_rank_hybrid"):
+        assert method in table_text
+    images = dialog.locator("img")
+    assert images.count() == 3
+    page.wait_for_function("() => [...document.querySelectorAll('[role=dialog] img')].every(i => i.complete)")
+    loaded = dialog.evaluate("d => [...d.querySelectorAll('img')].map(i => [i.alt, i.naturalWidth, i.naturalHeight])")
+    assert [alt for alt, _, _ in loaded] == ["NDCG@10", "recall@K", "latency"]
+    assert all(w > 300 and h > 200 for _, w, h in loaded), loaded  # real pictures, not broken images
+    shot(dialog, "dagster-evaluation-report-markdown")
+    for i, alt in enumerate(("ndcg", "recall", "latency")):
+        shot(images.nth(i), f"dagster-evaluation-report-plot-{alt}")
+
+
+def test_semantic_ids_page_shows_its_code_plots(page, dagster_url):
+    dagster_page(page, f"{dagster_url}/assets/semantic_ids")
+    for key in ("code_usage", "songs_per_code"):
+        page.locator("tr", has=page.get_by_text(key, exact=True)).get_by_text("Show Markdown").click()
+        image = page.get_by_role("dialog").locator("img").first
+        image.wait_for()
+        page.wait_for_function("() => [...document.querySelectorAll('[role=dialog] img')].every(i => i.complete)")
+        assert image.evaluate("i => i.naturalWidth") > 300
+        shot(page.get_by_role("dialog"), f"dagster-semantic-ids-{key}")
+        page.keyboard.press("Escape")
+        page.get_by_role("dialog").wait_for(state="detached")
+
+
+def test_a_blocking_check_result_is_shown(page, dagster_url):
+    dagster_page(page, f"{dagster_url}/assets/raw_songs?view=checks")
+    page.get_by_text("raw_songs_ids_valid").first.wait_for()
+    page.get_by_text("Passed").first.wait_for()
+    text = page.inner_text("body")
+    assert "blocking" in text and "Passed" in text and "empty_ids" in text
+    shot(page, "dagster-blocking-check")
+
+
+def test_sensor_and_schedule_pages_load(page, dagster_url):
+    dagster_page(page, f"{dagster_url}/locations/genrank/sensors/new_batch_sensor")
+    page.get_by_text("new_batch_job").first.wait_for()
+    assert "new_batch_sensor" in page.inner_text("body")
+    shot(page, "dagster-sensor")
+    dagster_page(page, f"{dagster_url}/locations/genrank/schedules/retrain_schedule")
+    page.get_by_text("retrain_all_job").first.wait_for()
+    text = page.inner_text("body")
+    assert "retrain_schedule" in text and "0 3 * * 1" in text
+    shot(page, "dagster-schedule")
+
+
+# -- MLflow --------------------------------------------------------------------------------------------------
+
+def mlflow_page(page, url: str, ready: str) -> None:
+    """Open an MLflow UI page (it polls, so never network-idle), wait for ``ready``, close its promotions."""
+    page.goto(url, wait_until="load")
+    page.get_by_text(ready).first.wait_for()
+    page.wait_for_timeout(1500)
+    page.keyboard.press("Escape")  # the new-registry-UI dialog, when it shows
+    assistant = page.get_by_role("button", name="Close")
+    for i in range(assistant.count()):  # the assistant panel
+        if assistant.nth(i).is_visible():
+            assistant.nth(i).click(timeout=5000)
+            break
+    page.wait_for_timeout(300)
+
+
+def test_mlflow_lists_the_three_models_with_their_champion(page, mlflow_url):
+    mlflow_page(page, f"{mlflow_url}/#/models", "genrank-recommender")
+    for name in MODELS:
+        row = page.get_by_role("row").filter(has_text=name)
+        assert "champion" in row.first.inner_text(), row.first.inner_text()
+    shot(page, "mlflow-registered-models")
+    mlflow_page(page, f"{mlflow_url}/#/models/genrank-recommender", "Version 1")
+    assert "champion" in page.inner_text("body")
+    shot(page, "mlflow-recommender-versions")
+
+
+def test_mlflow_runs_carry_the_evaluation_metrics(page, mlflow_url, built):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{built['GENRANK_HOME']}/mlflow.db",
+                          registry_uri=f"sqlite:///{built['GENRANK_HOME']}/mlflow.db")
+    for name, metric in (("genrank-tiger", "eval.generate_and_rank_hybrid.ndcg_at_10"),
+                         ("genrank-recommender", "generate_and_rank_hybrid.ndcg_at_10")):
+        version = client.get_model_version_by_alias(name, "champion")
+        run = client.get_run(version.run_id)
+        value = run.data.metrics[metric]
+        mlflow_page(page, f"{mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}", metric)
+        row = page.get_by_role("row").filter(has_text=metric).first
+        assert repr(value)[:6] in row.inner_text(), (row.inner_text(), value)
+        shot(page, f"mlflow-run-{name}")
+
