@@ -36,6 +36,10 @@ PROGRESS = re.compile(r"\bepoch \d+/\d+ step \d+/\d+\b|\b\d+/\d+ .*\beta\b")  # 
 PROGRESS_EVERY_S = 15.0
 POLL_S = 0.5
 TABLE_COLUMNS = ["method", "ndcg@10", "recall@10", "recall@100", "r_precision", "latency_p50_ms"]
+# The log file holds plain lines: no library progress bars (model shards, weights, artifact downloads) unless
+# the environment asks for them.
+PLAIN_LOGS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+              "TQDM_DISABLE": "1"}
 
 
 def verbose_from_env() -> bool:
@@ -255,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         known = {r.run_id for r in instance.get_runs(limit=50)}
         since = datetime.now(timezone.utc) - timedelta(seconds=5)
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**os.environ, "DAGSTER_HOME": str(instance_home)})
+                                env={**PLAIN_LOGS, **os.environ, "DAGSTER_HOME": str(instance_home)})
         pump = threading.Thread(target=_pump, args=(proc.stdout, log_file, args.verbose), daemon=True)
         pump.start()
         follower = RunFollower(progress=not args.verbose)
