@@ -1,6 +1,7 @@
 """Small matplotlib plots (Agg backend) for Dagster metadata and reports."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -139,7 +140,7 @@ def interval_bar_plot(values: dict[str, tuple[float, float, float]], path: str |
         v, _, hi = values[n]
         ax.annotate(fmt.format(v), (hi, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_yticks(ys, names)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(textwrap.fill(xlabel, 50), fontsize=9)  # centred under the axes: long labels wrap, not overflow
     ax.set_xlim(0, max([values[n][2] for n in names] + [1e-9]) * 1.18)
     return _finish(plt, fig, ax, path, title=title, legend=False)
 
