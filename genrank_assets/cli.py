@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -164,12 +166,15 @@ def _generate(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _check_query(args.text)
     _setup_mlflow(args.home)
+    t0 = time.perf_counter()
     generator = registry.load_python_model(_model_uri(registry.TIGER_NAME, args.alias, args.version)).generator
+    t1 = time.perf_counter()
     try:
         cands = generator.generate_candidates(args.text, n=args.n, num_beams=args.beams)
     except ValueError as e:
         print(f"genrank generate: {e}", file=sys.stderr)
         return 2
+    _print_latency(t1 - t0, time.perf_counter() - t1)
     table = generator.code_table
     names = _song_names(args.home)
     print(f"{len(cands.codes)} codes generated (invalid-code rate {generator.invalid_code_rate:.3f}); "
@@ -238,29 +243,63 @@ def _check_query(text: str) -> None:
 
 
 def _load_recommender(args):
+    return _load_recommender_uri(args)[0]
+
+
+def _load_recommender_uri(args):
     from genrank_assets.ml.serving import registry
 
     _setup_mlflow(args.home)
-    return registry.load_python_model(_model_uri(registry.RECOMMENDER_NAME, args.alias, args.version)).recommender
+    uri = _model_uri(registry.RECOMMENDER_NAME, args.alias, args.version)
+    return registry.load_python_model(uri).recommender, uri
 
 
-@command("recommend", "ranked songs for a free-text query, from the registered recommender")
+def _print_latency(load_s: float, query_s: float, stages: dict[str, float] | None = None) -> None:
+    """On stderr, so that stdout holds the answer only."""
+    detail = f" ({', '.join(f'{k} {v:.0f} ms' for k, v in stages.items())})" if stages else ""
+    print(f"latency: model load {load_s:.2f} s, query {query_s * 1000:.0f} ms{detail}", file=sys.stderr)
+
+
+@command("recommend", "ranked songs for a free-text query (--explain: why each one; --json), from the registry")
 def _recommend(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="genrank recommend")
     parser.add_argument("text")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--scores", action="store_true", help="print the score of each song")
+    parser.add_argument("--explain", action="store_true",
+                        help="per song: the candidate sources that proposed it and the parts of its score")
+    parser.add_argument("--json", action="store_true", help="one JSON object: the results with sources and scores")
     _registry_args(parser)
     args = parser.parse_args(argv)
     _check_query(args.text)  # before the model load, which takes seconds
-    rec = _load_recommender(args)
+    t0 = time.perf_counter()
+    rec, uri = _load_recommender_uri(args)
+    t1 = time.perf_counter()
+    rec.reset_stage_times()
     try:
-        results = rec.recommend(args.text, args.k)
+        results = rec.explain(args.text, args.k) if args.explain or args.json else rec.recommend(args.text, args.k)
     except ValueError as e:
         print(f"genrank recommend: {e}", file=sys.stderr)
         return 2
-    for r in results:
-        print(f"{r}{f'  score={r.score:.3f}' if args.scores else ''}")
+    query_s = time.perf_counter() - t1
+    stages = rec.stage_times.medians()
+    _print_latency(t1 - t0, query_s, stages)
+    if args.json:
+        c = rec.config
+        print(json.dumps({
+            "query": args.text, "k": args.k, "model": uri,
+            "config": {"candidate_source": c.candidate_source, "n_candidates": c.n_candidates,
+                       "popularity_weight": c.popularity_weight, "classical_weight": c.classical_weight},
+            "results": [r.to_dict() for r in results],
+            "latency_ms": {"model_load": round((t1 - t0) * 1000, 3), "query": round(query_s * 1000, 3),
+                           **{k: round(v, 3) for k, v in stages.items()}},
+        }, ensure_ascii=False, indent=2))
+    elif args.explain:
+        for r in results:
+            print("\n".join(r.lines()))
+    else:
+        for r in results:
+            print(f"{r}{f'  score={r.score:.3f}' if args.scores else ''}")
     return 0
 
 
@@ -379,6 +418,43 @@ def _print_registered_models(home: str | None) -> None:
         aliases = ", ".join(f"{a}=v{v}" for a, v in (m.aliases or {}).items()) or "no alias"
         latest = max((int(v.version) for v in client.search_model_versions(f"name='{m.name}'")), default=0)
         print(f"  {m.name:<22} latest v{latest} ({aliases})")
+    _print_champion(client)
+
+
+def _print_champion(client) -> None:
+    """The champion recommender: when it was promoted, what its evaluation measured (version tags and run)."""
+    import mlflow
+
+    from genrank_assets.ml.serving import registry
+
+    try:
+        mv = client.get_model_version_by_alias(registry.RECOMMENDER_NAME, registry.CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        print(f"no {registry.RECOMMENDER_NAME}@{registry.CHAMPION} yet (the promotion gate has not promoted one)")
+        return
+    t = mv.tags or {}
+    promoted = t.get("genrank.promoted_at") or "at an unrecorded time (promoted before promoted_at tags)"
+    print(f"champion: {registry.RECOMMENDER_NAME} v{mv.version}, promoted {promoted}")
+    if "genrank.ndcg_at_10" in t:
+        print(f"  serves {t.get('genrank.method', '?')} (tiger v{t.get('genrank.tiger_version', '?')}, ranker "
+              f"v{t.get('genrank.ranker_version', '?')}); NDCG@10 {float(t['genrank.ndcg_at_10']):.4f} on "
+              f"{t.get('genrank.queries', '?')} {t.get('genrank.split', '?')} queries")
+    try:
+        run = client.get_run(mv.run_id) if mv.run_id else None
+    except mlflow.exceptions.MlflowException:
+        run = None
+    if run is None:
+        return
+    metrics = run.data.metrics
+    method = t.get("genrank.method")
+    own = {k.split(".", 1)[1]: v for k, v in metrics.items() if method and k.startswith(f"{method}.")}
+    if own:
+        print("  evaluation: " + ", ".join(f"{k.replace('_at_', '@')} {v:.4f}" for k, v in sorted(own.items())))
+    others = {k.split(".", 1)[0]: v for k, v in metrics.items()
+              if k.endswith(".ndcg_at_10") and not k.startswith(f"{method}.")}
+    if others:
+        print("  NDCG@10 of the other methods: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(others.items())))
+    print(f"  evaluation run {run.info.run_id} ({run.info.run_name})")
 
 
 def main(argv: list[str] | None = None) -> int:

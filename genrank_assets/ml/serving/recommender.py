@@ -18,12 +18,15 @@ import time
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.ranking.model import song_text
+
+if TYPE_CHECKING:
+    from genrank_assets.ml.serving.explain import Explanation
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,17 @@ class StageTimes:
         return {name: float(np.median(ms)) for name, ms in stages.items() if ms}
 
 
+@dataclass
+class ScoreParts:
+    """The parts of candidates' final scores (``final_scores``): ranker logits, log(1 + train popularity), the
+    max-normalised classical scores (None when the classical weight is 0: not computed) and the final scores."""
+
+    logits: np.ndarray
+    log_popularity: np.ndarray
+    classical: np.ndarray | None
+    final: np.ndarray
+
+
 def final_scores(logits: np.ndarray, log_popularity: np.ndarray, popularity_weight: float,
                  classical_weight: float = 0.0, classical: np.ndarray | None = None) -> np.ndarray:
     """The final score of candidates: ranker logit + popularity_weight * log(1 + train popularity)
@@ -106,6 +120,7 @@ class Recommender:
         self._popular = np.argsort(-self.log_popularity, kind="stable")
         self._times = StageTimes()
         self._classical: dict[str, np.ndarray] = {}  # text -> classical score row, between candidates and ranking
+        self._proposals: dict[str, tuple] = {}  # text -> (generator's list, classical top-N or None), for explain
 
     def _check_knn(self, config: RecommenderConfig) -> None:
         if (config.candidate_source == "hybrid" or config.classical_weight) and self.knn is None:
@@ -143,6 +158,7 @@ class Recommender:
         t1 = time.perf_counter()
         knn = None
         self._classical = {}
+        self._proposals = {}
         if self.knn is not None and (c.candidate_source == "hybrid" or c.classical_weight):
             from genrank_assets.ml.ranking.baselines import top_k_indices
 
@@ -157,6 +173,7 @@ class Recommender:
         per_query_knn = (t2 - t1) * 1000 / max(1, len(texts))
         out = []
         for i in range(len(texts)):
+            self._proposals[texts[i]] = (gen[i], knn[i] if knn is not None else None)
             ids = list(gen[i]) + (list(knn[i]) if knn is not None else [])
             rows = self._rows(ids)
             if len(rows) < k:
@@ -171,15 +188,20 @@ class Recommender:
     # -- ranking ----------------------------------------------------------------------------------------------
     def rank_rows(self, text: str, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """(rows sorted best first, their final scores)."""
+        order, parts = self.ranked_parts(text, rows)
+        return np.asarray(rows)[order], parts.final[order]
+
+    def ranked_parts(self, text: str, rows: list[int]) -> tuple[np.ndarray, ScoreParts]:
+        """(the order of ``rows`` best first, the parts of their final scores in the given order)."""
         t0 = time.perf_counter()
         c = self.config
         log_popularity = self.log_popularity[rows]
         classical = self.classical_scores(text, rows) if c.classical_weight else None
-        scores = final_scores(self.ranker_logits(text, rows), log_popularity, c.popularity_weight,
-                              c.classical_weight, classical)
+        logits = self.ranker_logits(text, rows)
+        scores = final_scores(logits, log_popularity, c.popularity_weight, c.classical_weight, classical)
         order = final_order(scores, log_popularity)
         self._times.rank_ms.append((time.perf_counter() - t0) * 1000)
-        return np.asarray(rows)[order], scores[order]
+        return order, ScoreParts(logits, log_popularity, classical, scores)
 
     def classical_scores(self, text: str, rows: list[int]) -> np.ndarray:
         """The classical recommender's scores of the candidates, divided by their max (0 when none scored)."""
@@ -225,6 +247,22 @@ class Recommender:
                 out.append(recs)
             self._times.total_ms.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
             self._classical = {}
+        return out
+
+    def explain(self, text: str, k: int = 10) -> list[Explanation]:
+        """``recommend(text, k)`` with, per song, the candidate sources that proposed it and the parts of its final
+        score (same candidates, same ranking code: the order is the recommended order)."""
+        from genrank_assets.ml.serving.explain import explain_ranked
+
+        text = check_text(text)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        t0 = time.perf_counter()
+        rows = self.candidate_rows([text], k)[0]
+        order, parts = self.ranked_parts(text, rows)
+        out = explain_ranked(self, rows, order[:k], parts, self._proposals.get(text, ([], None)))
+        self._times.total_ms.append((time.perf_counter() - t0) * 1000)
+        self._classical, self._proposals = {}, {}
         return out
 
     def component_scores(self, texts: Sequence[str], k: int = 100) -> ComponentScores:

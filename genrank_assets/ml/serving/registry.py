@@ -355,10 +355,16 @@ def challenger() -> Challenger | None:
 
 
 def promote(candidate: Challenger) -> None:
-    """`champion` -> the challenger's tiger, ranker and recommender versions."""
+    """`champion` -> the challenger's tiger, ranker and recommender versions, each tagged `genrank.promoted_at`
+    (UTC; `genrank status` shows it: an alias has no time of its own)."""
+    from datetime import datetime, timezone
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    client = MlflowClient()
     for name, version in ((TIGER_NAME, candidate.tiger_version), (RANKER_NAME, candidate.ranker_version),
                           (RECOMMENDER_NAME, candidate.version)):
         set_alias(name, version)
+        client.set_model_version_tag(name, str(version), "genrank.promoted_at", when)
 
 
 def log_evaluation_on_models(model_uris, metrics: dict[str, float], report_path: str | os.PathLike,
