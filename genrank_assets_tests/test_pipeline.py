@@ -3,6 +3,7 @@ through the MLflow registry, the pyfunc model, the CLI and the promotion gate.
 
 The module's tests share one built GENRANK_HOME, in any order: what the first build left is recorded by the
 fixture, the gate test moves the champion, and the others read whichever champion there is."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from genrank_assets.ml.serving import registry
 
 PRESET = Path(__file__).resolve().parent.parent / "genrank_assets" / "presets" / "test.yaml"
 TABLES = ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "playlist_corpus", "song_vectors",
-          "semantic_ids", "semantic_id_metrics", "generator_dataset", "ranker_dataset", "evaluation_report"]
+          "semantic_ids", "semantic_id_metrics", "generator_dataset", "ranker_dataset", "candidate_pools", "ranking_features",
+          "evaluation_report"]
 
 
 def _run_config(**overrides) -> dict:
@@ -99,6 +101,26 @@ def test_all_artifacts_exist(built):
     assert (Path(report["report_path"].value).parent / "recall_at_k.png").stat().st_size > 1000
 
 
+def test_learning_to_rank_stage_and_its_ablation(built):
+    pools = next({k: v.value for k, v in m.metadata.items()}
+                 for m in built["result"].asset_materializations_for_node("ltr_tables")
+                 if m.asset_key == dg.AssetKey("candidate_pools"))
+    for split in ("val", "test"):
+        for source in ("generator", "knn", "knn_cooc", "ridge_cooc", "union"):
+            assert 0.0 <= pools[f"{split}.recall_ceiling.{source}"] <= 1.0
+        assert pools[f"{split}.recall_ceiling.union"] >= pools[f"{split}.recall_ceiling.ridge_cooc"]
+    ltr = _metadata(built["result"], "ltr_ranker")
+    assert Path(ltr["model_dir"], "model.txt").exists() and ltr["n_rounds"] >= 1
+    assert 0.0 <= ltr["val_cv_ndcg@10"] <= 1.0 and "data:image/png;base64," in ltr["feature_importance"]
+    report = built["first_report"].set_index("method")
+    for row in ("kernel_ridge_cooccurrence", "ltr", "ltr_no_generator", "ltr_no_cross_encoder", "ltr_no_classical",
+                "pool_recall_ceiling"):
+        assert row in report.index, report.index.tolist()
+    assert report.loc["pool_recall_ceiling", "ndcg@10"] >= report.loc["ltr", "ndcg@10"]
+    ablation = _metadata(built["result"], "evaluation_report")["ablation"]
+    assert "95% CI" in ablation and "ltr_no_generator" in ablation and "Pool recall ceiling" in ablation
+
+
 def test_recommend_through_the_registry(built):
     rec = registry.load_recommender("champion")
     for text in ["适合深夜听的抒情歌曲", "gym running bgm", "🎧🔥 派对 party", "<id_l1_3> sneaky"]:
@@ -166,6 +188,13 @@ def test_cli_recommend_prints_ranked_songs(built):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [l for l in out.stdout.splitlines() if l.strip()]
     assert len(lines) == 5 and lines[0].startswith("1. ") and "(ID: " in lines[0]
+    assert out.stderr.strip().splitlines()[-1].startswith("latency: model load ")  # stdout: the answer only
+    js = subprocess.run([genrank, "recommend", "适合深夜听的抒情歌曲", "-k", "5", "--json"], env=env,
+                        capture_output=True, text=True, timeout=300)
+    assert js.returncode == 0, js.stderr[-2000:]
+    results = json.loads(js.stdout)["results"]  # the explained order is the recommended one
+    assert [f"{r['rank']}. {r['name']} - {r['singer']} (ID: {r['song_id']})" for r in results] == lines
+    assert all(r["sources"] and {"ranker_logit", "log_popularity", "final"} <= set(r["components"]) for r in results)
     demo = subprocess.run([genrank, "demo", "-k", "3"], input="gym running bgm\n\nquit\n", env=env,
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0 and demo.stdout.count("(ID: ") == 3, demo.stdout + demo.stderr[-2000:]

@@ -16,6 +16,7 @@ from genrank_assets.ml.evaluation.procedure import (
     evaluate_methods,
 )
 from genrank_assets.ml.evaluation.report import report_markdown, write_evaluation_report
+from genrank_assets.ml.ranking.ltr import LTRRanker
 from genrank_assets.ml.serving import registry
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
@@ -51,12 +52,15 @@ def evaluation_report(
     playlist_corpus: pd.DataFrame,
     tiger_model: str,
     ranker_model: str,
+    ranking_features: pd.DataFrame,
+    ltr_ranker: str,
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
     compute: ComputeResource,
 ) -> dg.Output[pd.DataFrame]:
-    """Popularity, title-kNN, kNN+co-occurrence, generator only, generate-and-rank (+ hybrid) on held-out playlists;
-    the served system is registered as `genrank-recommender` under the alias `challenger`."""
+    """Popularity, title-kNN, kNN / kernel ridge + co-occurrence, generator only, generate-and-rank (+ hybrid), the
+    LTR system and its ablations (vs ridge + co-occurrence) on held-out playlists; the served system is
+    registered as `genrank-recommender` under the alias `challenger`."""
     mlflow_registry.setup()
     compute.apply_threads()  # evaluation runs on CPU: the models are loaded there, as they are served
     # Both passed their blocking checks (this step runs only then): now they become registered versions.
@@ -69,7 +73,8 @@ def evaluation_report(
     settings = EvaluationSettings(config.n_candidates, config.num_beams or None, config.popularity_grid,
                                   config.classical_grid, config.latency_queries)
     models = TrainedModels(tiger_py.generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
-    results = evaluate_methods(playlist_corpus, models, queries, tune, settings)
+    results = evaluate_methods(playlist_corpus, models, queries, tune, settings,
+                               ltr=(ranking_features, LTRRanker.load(ltr_ranker)))
     served = results.systems[config.served_method].config
     new_ndcg = results.ndcg_at_10(config.served_method)
 
@@ -99,7 +104,8 @@ def evaluation_report(
         **{f"{r.name}.recall@100": round(r.metrics["recall@100"], 4) for r in results.results},
         "invalid_code_rate": results.invalid_code_rate, "generator_shortfall_per_query": results.generator_shortfall,
         "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
-        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id,
+        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_ranker": ltr_ranker,
+        "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
     })
 
 

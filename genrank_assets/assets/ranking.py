@@ -1,13 +1,21 @@
-"""Group `ranking`: (title, song, label) examples with hard negatives, and the cross-encoder in MLflow."""
+"""Group `ranking`: (title, song, label) examples with hard negatives, the cross-encoder in MLflow, and the
+learning-to-rank stage: candidate pools, their features and the LightGBM lambdarank ranker trained on val."""
 import time
+from dataclasses import fields
 
 import dagster as dg
 import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.ml.plots import history_plot, markdown_image
+from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
+from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
+from genrank_assets.ml.ranking.baselines import benchmark_queries
+from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig
 from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
+from genrank_assets.ml.ranking.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr import LTRParams
+from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker
 from genrank_assets.ml.ranking.model import INIT_FROM, RANKER_DEFAULTS, build_ranker, save_ranker, song_text
 from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
@@ -182,3 +190,125 @@ def ranker_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     passed, figures = judge_training(meta["model_dir"], meta, min_auc=0.5)
     return dg.AssetCheckResult(passed=passed, metadata=figures)
+
+
+_POOL, _LTR = PoolConfig(), LTRParams()
+
+
+class CandidatePoolsConfig(dg.Config):
+    """The candidate pool of each val / test query; defaults: ml.ranking.candidates.PoolConfig."""
+
+    generator_songs: int = _POOL.generator_songs
+    num_beams: int = _POOL.num_beams
+    per_source: int = _POOL.per_source
+    rank_depth: int = _POOL.rank_depth
+    sources: list[str] = list(_POOL.sources)
+    max_queries: int = Field(default=0, ge=0)  # per split; 0: every query
+
+    def pool_config(self) -> PoolConfig:
+        return PoolConfig(generator_songs=self.generator_songs, num_beams=self.num_beams, per_source=self.per_source,
+                          rank_depth=self.rank_depth, sources=tuple(self.sources))
+
+    @model_validator(mode="after")
+    def _valid_pool(self):
+        self.pool_config()  # PoolConfig's own checks
+        return self
+
+
+@dg.multi_asset(
+    group_name="ranking",
+    outs={
+        "candidate_pools": dg.AssetOut(description="split, playlist_id, song_id, per source proposed/score/rank "
+                                                   "(NaN: absent) of each val / test query's candidate pool."),
+        "ranking_features": dg.AssetOut(description="The FeatureBuilder features of every (query, candidate) of the "
+                                                    "pools, and the label (the song is in the playlist); val, test."),
+    },
+)
+def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
+               tiger_model: str, ranker_model: str, compute: ComputeResource, mlflow_registry: MlflowRegistry):
+    """Pools from sources fitted on the train split (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence)
+    and their features, for queries no upstream model was fitted on (val, test)."""
+    compute.apply_threads()  # pools are built on CPU, as they are served
+    mlflow_registry.setup()
+    generator = registry.load_python_model(tiger_model).generator
+    ranker_py = registry.load_python_model(ranker_model)
+    sources = CandidateSources.fit(playlist_corpus, generator)
+    builder = FeatureBuilder(sources, playlist_corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
+    queries = {}
+    for split in ("val", "test"):
+        qids, texts, truths = benchmark_queries(playlist_corpus, split=split)
+        if config.max_queries:
+            qids, texts = qids[:config.max_queries], texts[:config.max_queries]
+        queries[split] = (qids, texts, truths)
+    t0 = time.perf_counter()
+    pools, features, ceilings = build_tables(queries, sources, builder, config.pool_config(), log_fn=context.log.info)
+    ms = (time.perf_counter() - t0) * 1000 / max(1, sum(len(q[0]) for q in queries.values()))
+    ceiling_meta = {f"{split}.recall_ceiling.{k}": round(v, 4) for split, c in ceilings.items() for k, v in c.items()}
+    table = pd.DataFrame(ceilings).T.round(4).reset_index(names="split")
+    yield dg.Output(pools, "candidate_pools", metadata={
+        "dagster/row_count": len(pools), "ms_per_query": round(ms, 1), **ceiling_meta,
+        "recall_ceiling": dg.MetadataValue.md(table.to_markdown(index=False))})
+    yield dg.Output(features, "ranking_features", metadata={
+        "dagster/row_count": len(features), "features": len(FEATURES),
+        "positives": int(features["label"].sum()), **{f"{s}_queries": len(q[0]) for s, q in queries.items()}})
+
+
+class LTRRankerConfig(dg.Config):
+    """LightGBM lambdarank settings; defaults: ml.ranking.ltr.LTRParams (seed: LightGBM's, deterministic)."""
+
+    objective: str = _LTR.objective
+    num_leaves: int = _LTR.num_leaves
+    learning_rate: float = _LTR.learning_rate
+    min_data_in_leaf: int = _LTR.min_data_in_leaf
+    feature_fraction: float = _LTR.feature_fraction
+    bagging_fraction: float = _LTR.bagging_fraction
+    bagging_freq: int = _LTR.bagging_freq
+    lambda_l2: float = _LTR.lambda_l2
+    max_rounds: int = _LTR.max_rounds
+    early_stopping_rounds: int = _LTR.early_stopping_rounds
+    eval_at: int = _LTR.eval_at
+    folds: int = _LTR.folds
+    seed: int = _LTR.seed
+    num_threads: int = _LTR.num_threads
+
+    def params(self) -> LTRParams:
+        return LTRParams(**{f.name: getattr(self, f.name) for f in fields(LTRParams)})
+
+    @model_validator(mode="after")
+    def _valid_params(self):
+        self.params()  # LTRParams' own checks
+        return self
+
+
+@dg.asset(group_name="ranking", kinds={"lightgbm", "mlflow"}, io_manager_key="model_io_manager")
+def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranking_features: pd.DataFrame,
+               playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry
+               ) -> dg.Output[str]:
+    """LightGBM lambdarank over the features, trained on the VAL queries (rounds by query-fold CV inside val;
+    test never seen), saved as plain files and logged to MLflow; value: its directory."""
+    val = ranking_features[ranking_features["split"] == "val"].reset_index(drop=True)
+    model = fit_ranker(val, FEATURES, config.params())
+    _, _, truths = benchmark_queries(playlist_corpus, split="val")
+    val_ndcg = val_ndcg_at_10(model, val, truths)
+    out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}")
+    model.save(out_dir / "ltr")
+    curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}
+    curve_png = curves_plot({f"CV NDCG@{config.eval_at} (pool)": curve}, out_dir / "cv_curve.png",
+                            title="LTR: mean held-out-fold NDCG per round (val queries)", xlabel="round",
+                            ylabel=f"NDCG@{config.eval_at}")
+    importance = dict(list(model.feature_importance("gain").items())[:15])
+    importance_png = bar_plot(importance, out_dir / "feature_importance.png", title="LTR feature importance (gain)",
+                              ylabel="total gain")
+    mlflow_registry.setup()
+    with mlflow.start_run(run_name=f"ltr_ranker-{context.run_id[:8]}") as run:
+        mlflow.log_params({**config.model_dump(), "val_queries": int(val["playlist_id"].nunique()),
+                           "n_rounds": model.n_rounds, "dagster_run_id": context.run_id})
+        mlflow.log_metrics({"val_oof_ndcg_at_10": val_ndcg})
+        mlflow.log_artifacts(str(out_dir), "ltr_ranker")
+    return dg.Output(str(out_dir / "ltr"), metadata={
+        "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id, "n_rounds": model.n_rounds,
+        "cv_best_rounds": str(model.cv.get("best_rounds")), "val_cv_ndcg@10": round(val_ndcg, 4),
+        "val_queries": int(val["playlist_id"].nunique()), "val_rows": len(val),
+        "cv_curve": dg.MetadataValue.md(markdown_image(curve_png, "LTR CV curve")),
+        "feature_importance": dg.MetadataValue.md(markdown_image(importance_png, "LTR feature importance")),
+    })

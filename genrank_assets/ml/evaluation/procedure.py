@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
@@ -34,6 +35,7 @@ from genrank_assets.ml.ranking.baselines import (
     knn_cooccurrence,
     reference_title_knn,
 )
+from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 SYSTEMS = {"generate_and_rank": "generator", "generate_and_rank_hybrid": "hybrid"}
 SERVED_METHODS = tuple(SYSTEMS)
 CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
+RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
 MLFLOW_METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms")
 
 
@@ -104,6 +107,8 @@ class EvaluationResults:
     systems: dict[str, Recommender]  # method -> its recommender, weights chosen on ``tune_queries``
     weight_trials: dict[str, pd.DataFrame] = field(default_factory=dict)  # method -> every weight pair tried
     generator_shortfall: float = 0.0  # mean songs short of 100 in the generator's candidates, before the fill
+    ablation: pd.DataFrame | None = None  # the LTR system and its ablations vs ridge + co-occurrence (ablation.py)
+    ablation_lines: list[str] = field(default_factory=list)  # the same as markdown, for the report
 
     def result(self, method: str) -> MethodResult:
         return next(r for r in self.results if r.name == method)
@@ -114,7 +119,8 @@ class EvaluationResults:
     @property
     def invalid_code_rate(self) -> float:
         """The generator's invalid-code rate over every generation of the evaluation."""
-        return float(self.results[-1].invalid_code_rate or 0.0)
+        rates = [r.invalid_code_rate for r in self.results if r.invalid_code_rate is not None]
+        return float(rates[-1] if rates else 0.0)
 
     @property
     def stage_ms(self) -> dict[str, float]:
@@ -132,10 +138,13 @@ class EvaluationResults:
 
 
 def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queries, tune_queries: Queries,
-                     settings: EvaluationSettings | None = None) -> EvaluationResults:
+                     settings: EvaluationSettings | None = None, ltr: tuple[pd.DataFrame, Any] | None = None
+                     ) -> EvaluationResults:
     """Every method on ``queries`` (classical ones fitted on the corpus's train split); the systems' weights are
     chosen on ``tune_queries`` first (none: both weights 0). Rankings are ``queries.depth`` deep; the generator's
-    and the systems' continue with popular songs after their candidates."""
+    and the systems' continue with popular songs after their candidates. With ``ltr`` = (the ranking_features
+    table, the LTRRanker trained on its val rows): the learning-to-rank system and its ablations on the test rows
+    (``ablation.ltr_ablation``), each against kernel ridge + co-occurrence."""
     settings = settings or EvaluationSettings()
     if not len(queries):
         raise ValueError(f"no {queries.split} queries (playlists with a title) in the corpus")
@@ -143,7 +152,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     popularity = PopularityRecommender().fit(corpus)
     knn_cooc = knn_cooccurrence().fit(corpus)
     classical = {"popularity": popularity, "title_knn": reference_title_knn("char_wb").fit(corpus),
-                 "knn_cooccurrence": knn_cooc}
+                 "knn_cooccurrence": knn_cooc, RIDGE: kernel_ridge_cooccurrence().fit(corpus)}
     popular = popularity.recommend("popular", depth)
     results = [evaluate_method(name, lambda ts, m=model: m.recommend_many(ts, depth), queries.qids, queries.texts,
                                queries.truths, catalogue, rank_one=lambda t, m=model: m.recommend(t, 10),
@@ -168,8 +177,15 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
         result.invalid_code_rate = generator.invalid_code_rate
         results.append(result)
         systems[method] = rec
+    ablation = None
+    if ltr is not None:
+        ridge = next(r for r in results if r.name == RIDGE)
+        ltr_results, ablation = ltr_ablation(ltr[0], ltr[1], queries.truths, ridge.rankings, ridge, catalogue, depth,
+                                             val_truths=tune_queries.truths)
+        results.extend(ltr_results)
     return EvaluationResults(queries, tune_queries, results, systems,
-                             {m: t for m, t in trials.items() if t is not None}, shortfall)
+                             {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
+                             [] if ablation is None else ablation_markdown(ablation, RIDGE))
 
 
 def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,

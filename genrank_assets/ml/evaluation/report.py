@@ -213,6 +213,10 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
                          reference="title_knn", highlight=(served_method,))
     for method, trials in results.weight_trials.items():
         trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
+    if results.ablation is not None:
+        results.ablation.to_csv(out_dir / "ablation.csv", index=False)
+        md = paths["markdown"]
+        md.write_text(md.read_text() + "\n" + "\n".join(results.ablation_lines))
     return paths
 
 

@@ -47,7 +47,8 @@ def test_queries_follow_the_protocol_and_identify_themselves(corpus):
 
 
 def test_results_hold_every_method_in_order(results):
-    assert [r.name for r in results.results] == ["popularity", "title_knn", "knn_cooccurrence", "generator",
+    assert [r.name for r in results.results] == ["popularity", "title_knn", "knn_cooccurrence",
+                                                 "kernel_ridge_cooccurrence", "generator",
                                                  *SERVED_METHODS]
     table = results.table()
     assert table["method"].tolist() == [r.name for r in results.results]

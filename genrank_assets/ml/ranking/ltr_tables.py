@@ -1,0 +1,123 @@
+"""Stage `ranking`: the learning-to-rank tables of the pipeline (candidate pools, features) and the ablation
+subsets, from the plain API of ``candidates.py`` / ``features.py`` / ``ltr.py`` (a thin adapter for the assets).
+
+``build_tables`` builds each query's pool once (``build_pool``, one query at a time) and from it both tables:
+
+* pools: split, playlist_id, song_id, then per source ``<source>_proposed`` / ``_score`` / ``_rank`` (NaN when
+  the source did not rank or cannot score the song);
+* features: split, playlist_id, song_id, the ``FEATURES`` columns (the one ``FeatureBuilder.features`` that
+  serving calls too) and ``label`` (the song is in the query's playlist).
+
+Queries must be playlists the sources were not fitted on (``check_not_in_training``): val and test, never train.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from genrank_assets.ml.ranking.candidates import SOURCES, CandidateSources, PoolConfig, build_pool, recall_ceiling
+from genrank_assets.ml.ranking.features import (
+    CLASSICAL_FEATURES,
+    CROSS_ENCODER_FEATURES,
+    FEATURES,
+    GENERATOR_FEATURES,
+    FeatureBuilder,
+    check_not_in_training,
+)
+from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, ranked_with_fill
+
+KEYS = ("split", "playlist_id", "song_id")
+
+# ablation variant -> the features it ranks with (``without_generator`` also drops the generator's candidates)
+VARIANTS = {
+    "ltr": FEATURES,
+    "ltr_no_generator": tuple(f for f in FEATURES if f not in GENERATOR_FEATURES),
+    "ltr_no_cross_encoder": tuple(f for f in FEATURES if f not in CROSS_ENCODER_FEATURES),
+    "ltr_no_classical": tuple(f for f in FEATURES if f not in CLASSICAL_FEATURES),
+}
+
+
+def pool_frame(split: str, playlist_id: str, pool) -> pd.DataFrame:
+    """One query's pool as rows of the candidate_pools table."""
+    n = len(pool)
+    columns: dict[str, object] = {"split": [split] * n, "playlist_id": [str(playlist_id)] * n,
+                                  "song_id": list(pool.song_ids)}
+    for source in SOURCES:
+        columns[f"{source}_proposed"] = np.asarray(pool.proposed[source], dtype=bool)
+        columns[f"{source}_score"] = np.asarray(pool.scores[source], dtype=np.float64)
+        columns[f"{source}_rank"] = np.asarray(pool.ranks[source], dtype=np.float64)
+    return pd.DataFrame(columns)
+
+
+def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mapping[str, set]]],
+                 sources: CandidateSources, builder: FeatureBuilder, config: PoolConfig,
+                 log_fn=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+    """(pools table, features table, recall ceiling per split) for ``queries``: split -> (qids, texts, truths)."""
+    pool_parts, feature_parts, ceilings = [], [], {}
+    for split, (qids, texts, truths) in queries.items():
+        check_not_in_training(qids, sources)  # a playlist must not vote for itself
+        pools = []
+        for i, (qid, text) in enumerate(zip(qids, texts)):
+            pool = build_pool(text, sources, config)
+            pools.append(pool)
+            pool_parts.append(pool_frame(split, qid, pool))
+            frame = builder.features(pool)
+            frame.insert(0, "playlist_id", str(qid))
+            frame.insert(0, "split", split)
+            frame["label"] = np.array([s in truths[qid] for s in pool.song_ids], dtype=np.float64)
+            feature_parts.append(frame)
+            if log_fn is not None and (i + 1) % 200 == 0:
+                log_fn(f"{split}: {i + 1}/{len(qids)} pools")
+        if pools:
+            ceilings[split] = recall_ceiling(pools, [truths[q] for q in qids])
+    if not pool_parts:
+        raise ValueError("no queries to build pools for")
+    return (pd.concat(pool_parts, ignore_index=True), pd.concat(feature_parts, ignore_index=True), ceilings)
+
+
+def without_generator(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows some classical source proposed, n_sources / q_pool_size recounted without the generator (the
+    pool the system would have without its generator; the generator's features are dropped by ``VARIANTS``)."""
+    classical = frame[["knn_proposed", "knn_cooc_proposed", "ridge_cooc_proposed"]].sum(axis=1) > 0
+    out = frame[classical].copy()
+    out["n_sources"] = out["n_sources"] - out["generator_proposed"]
+    out["q_pool_size"] = out.groupby("playlist_id")["song_id"].transform("size").astype(np.float64)
+    return out.reset_index(drop=True)
+
+
+def variant_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the ablation ``name`` ranks."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; one of {tuple(VARIANTS)}")
+    return without_generator(frame) if name == "ltr_no_generator" else frame
+
+
+def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams) -> LTRRanker:
+    """LTRRanker on ``frame`` (one split's feature rows, a query's rows contiguous), rounds by query-fold CV."""
+    if frame.empty or frame["label"].sum() == 0:
+        raise ValueError("no positive (query, candidate) rows to train the ranker on: the pools hold no truth")
+    frame = frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
+    return LTRRanker(list(features), params).fit(frame, frame["label"].to_numpy(), frame["playlist_id"].to_numpy())
+
+
+def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequence[str]] | None = None,
+             depth: int = 100) -> dict[str, list[str]]:
+    """playlist_id -> its pool by score (best first), then its ``fills`` list without the pool's songs."""
+    songs = frame["song_id"].to_numpy()
+    scores = np.asarray(scores, dtype=np.float64)
+    out = {}
+    for qid, rows in frame.groupby("playlist_id", sort=False).indices.items():
+        fill = (fills or {}).get(qid, ())
+        out[qid] = ranked_with_fill(list(songs[rows]), scores[rows], fill, max(depth, len(rows)))
+    return out
+
+
+def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in the order ``fit_ranker`` trained on (``LTRRanker.oof_scores`` are aligned with it)."""
+    return frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
+
+
+__all__ = ["KEYS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame", "rankings",
+           "variant_rows", "without_generator"]
