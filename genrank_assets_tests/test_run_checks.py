@@ -47,3 +47,14 @@ def test_a_missing_cuda_device_fails_the_run_at_once(tiny_demo_dir, genrank_home
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_every_preset_passes_the_checks(preset):
     assert config_errors(yaml.safe_load(preset.read_text())) == []
+
+
+@pytest.mark.parametrize("op, values, expected", [
+    ("ltr_tables", {"per_source": 0}, "PoolConfig.per_source must be a positive integer"),
+    ("ltr_tables", {"sources": ["radio"]}, "PoolConfig.sources must be a non-empty subset"),
+    ("ltr_ranker", {"folds": 1}, "LTRParams.folds must be >= 2"),
+    ("ltr_ranker", {"objective": "regression"}, "LTRParams.objective must be"),
+])
+def test_learning_to_rank_configs_reuse_the_ml_checks(op, values, expected):
+    errors = config_errors({"ops": {op: {"config": values}}})
+    assert len(errors) == 1 and errors[0].startswith(f"ops.{op}.config") and expected in errors[0], errors
