@@ -192,6 +192,8 @@ def main() -> int:
     parser.add_argument("--num-beams", type=int, default=PoolConfig.num_beams)
     parser.add_argument("--val-only", action="store_true", help="development: never touch the test split")
     parser.add_argument("--crossfit", type=int, default=0, help="K: train the ranker on cross-fitted train queries")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help='LTRParams chosen on val by an earlier run (skips the grid), e.g. \'{"objective": ...}\'')
     parser.add_argument("--ltr-per-source", type=int, default=0, help="rank a smaller pool than --per-source built")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "ltr.json")
     args = parser.parse_args()
@@ -287,7 +289,9 @@ def main() -> int:
             train_pair, val_pair = (cframe, label(cframe, crossfit["truths"])), vpair
         else:
             train_pair, val_pair = vpair, None
-        if name == "ltr":
+        if name == "ltr" and args.params:
+            params, tuning[name] = LTRParams(**args.params), "given (--params, chosen on val by an earlier run)"
+        elif name == "ltr":
             params, tuning[name] = choose_params(train_pair, features, val_pair, val["fills"], val["truths"], depth)
         else:
             params = models["ltr"].params  # the full system's hyperparameters; rounds re-chosen
