@@ -71,6 +71,21 @@ def load_songs(data_dir: Path) -> pd.DataFrame:
     return raw.drop_duplicates("song_id").reset_index(drop=True)
 
 
+def load_data(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(corpus, songs). mpd7k through benchmarks/baselines.py's reader (clean files; the loader that reproduces
+    docs/benchmark.md's figures); any other folder through the project's ingest (bad rows quarantined, as in the
+    pipeline), every playlist kept."""
+    if data_dir.resolve() == DEFAULT_DATA.resolve():
+        return load_corpus(data_dir), load_songs(data_dir)
+    from genrank_assets.ml.data.corpus import build_corpus
+    from genrank_assets.ml.data.ingest import read_seed_folder
+
+    raw = read_seed_folder(data_dir)
+    corpus = build_corpus(raw.playlists, raw.playlist_songs, raw.songs, min_songs=1, max_songs=10**6).corpus
+    corpus["song_ids"] = [list(map(str, s)) for s in corpus["song_ids"]]
+    return corpus, raw.songs[["song_id", "song_name", "singer"]].drop_duplicates("song_id").reset_index(drop=True)
+
+
 def _cache_dir(cache: Path, data_dir: Path, preset: str = "cpu-real") -> Path:
     tag = hashlib.sha256(f"{data_dir.resolve()}|{preset}".encode()).hexdigest()[:8]
     return cache / f"{data_dir.name}-{tag}"
@@ -111,10 +126,9 @@ def build_upstream(data_dir: Path = DEFAULT_DATA, cache: Path = CACHE, threads: 
     settings = preset_settings(preset)
     directory.mkdir(parents=True, exist_ok=True)
     seconds: dict = json.loads((directory / "seconds.json").read_text()) if (directory / "seconds.json").exists() else {}
-    corpus = load_corpus(data_dir)
+    corpus, songs = load_data(data_dir)
     if fold is not None:
         corpus = fold_corpus(corpus, *fold)
-    songs = load_songs(data_dir)
 
     vectors_path = directory / "song_vectors.parquet"
     if not vectors_path.exists():
