@@ -36,7 +36,7 @@ def _demo_data(argv: list[str]) -> int:
 
 @command("materialize", "materialise the asset graph with a preset: one line per asset, full logs in a file (-v: all)")
 def _materialize(argv: list[str]) -> int:
-    from genrank_assets import demo_run
+    import genrank_assets.demo_run as demo_run
 
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO  # main() took -v off argv and set INFO
     return demo_run.main(argv + (["-v"] if verbose else []))
@@ -218,7 +218,7 @@ def _song_names(home: str | None) -> dict[str, tuple[str, str]]:
     """song_id -> (name, singer) from the warehouse's raw_songs ({} when it was never built)."""
     import duckdb
 
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
 
     db = paths.warehouse_path(home)
     if not db.exists():
@@ -340,7 +340,7 @@ def _load_table(name: str, home: str | None):
     """Read a table of the DuckDB warehouse (read-only), with a clear error when it was never built."""
     import duckdb
 
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
 
     db = paths.warehouse_path(home)
     if not db.exists():
@@ -356,7 +356,7 @@ def _load_table(name: str, home: str | None):
 
 @command("relocate-home", "after moving or restoring GENRANK_HOME: rewrite the old absolute paths in its MLflow store")
 def _relocate_home(argv: list[str]) -> int:
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
     from genrank_assets.ml.serving.relocate import recorded_home, relocate_home
 
     parser = argparse.ArgumentParser(prog="genrank relocate-home")
@@ -379,7 +379,7 @@ def _relocate_home(argv: list[str]) -> int:
 @command("status", "list what the pipeline has built: warehouse tables and registered models")
 def _status(argv: list[str]) -> int:
 
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
 
     parser = argparse.ArgumentParser(prog="genrank status")
     parser.add_argument("--home", default=None, help="GENRANK_HOME (default: env or ./.genrank)")
@@ -403,7 +403,7 @@ def _status(argv: list[str]) -> int:
 
 
 def _print_registered_models(home: str | None) -> None:
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
 
     if not paths.mlflow_store_exists(home):
         return

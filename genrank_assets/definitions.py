@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
 from genrank_assets.automation import build_automation
 from genrank_assets.io_managers import WarehouseIOManager

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 from genrank_assets.ml.training import format_duration
 
 PACKAGE = Path(__file__).resolve().parent

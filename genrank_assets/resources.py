@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 from genrank_assets.ml.compute import Compute, resolve_compute
 from genrank_assets.run_checks import check_run_config
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     if args.mlflow:
-        from genrank_assets import paths
+        import genrank_assets.paths as paths
 
         store = paths.mlflow_tracking_uri()
         if store.startswith(("http://", "https://", "databricks")):

@@ -1,7 +1,7 @@
 """Where genrank keeps things: an argument wins over the environment, which wins over the defaults."""
 from pathlib import Path
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 
 
 def test_home_and_data_dir_resolution(tmp_path, monkeypatch):

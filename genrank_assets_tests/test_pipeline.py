@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.ml.serving import registry
 

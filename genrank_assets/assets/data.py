@@ -11,7 +11,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
+from genrank_assets.metadata import latest_metadata
 from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
 from genrank_assets.ml.data.corpus import SPLITS, build_corpus
 from genrank_assets.ml.data.ingest import REASONS, refuse_unusable
@@ -201,10 +202,9 @@ class SplitCheckConfig(dg.Config):
 @dg.asset_check(asset=playlist_corpus, blocking=True, description="No empty ids; every playlist within length bounds.")
 def playlist_corpus_valid(context: dg.AssetCheckExecutionContext, playlist_corpus: pd.DataFrame) -> dg.AssetCheckResult:
     # The bounds the asset ran with are in its materialisation metadata (they are run config, not constants).
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("playlist_corpus"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    lo = int(meta["min_songs"].value) if "min_songs" in meta else CorpusConfig().min_songs
-    hi = int(meta["max_songs"].value) if "max_songs" in meta else CorpusConfig().max_songs
+    meta = latest_metadata(context.instance, dg.AssetKey("playlist_corpus"))  # `playlist_corpus` is the frame here
+    lo = int(meta.get("min_songs", CorpusConfig().min_songs))
+    hi = int(meta.get("max_songs", CorpusConfig().max_songs))
     lengths = playlist_corpus["song_ids"].map(len)
     out_of_bounds = int(((lengths < lo) | (lengths > hi)).sum())
     empty_ids = int(playlist_corpus["playlist_id"].eq("").sum())

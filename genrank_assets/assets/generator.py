@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.metadata import latest_metadata
 from genrank_assets.ml.data.corpus import train_popularity
 from genrank_assets.ml.generator.dataset import (
     GENERATOR_DATASET,
@@ -167,7 +168,6 @@ def tiger_model(
 @dg.asset_check(asset=tiger_model, blocking=True, description="Weights all finite; val loss below the untrained "
                 "model's (measured before training). A failure stops the ranker and the evaluation.")
 def tiger_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(tiger_model.key)
-    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    meta = latest_metadata(context.instance, tiger_model.key)
     passed, figures = judge_training(meta["model_dir"], meta)
     return dg.AssetCheckResult(passed=passed, metadata=figures)

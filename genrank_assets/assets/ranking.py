@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.metadata import latest_metadata
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
 from genrank_assets.ml.ranking.baselines import benchmark_queries
@@ -186,8 +187,7 @@ def ranker_model(
 @dg.asset_check(asset=ranker_model, blocking=True, description="Weights all finite; val loss below the untrained "
                 "model's (measured before training); val AUC above 0.5. A failure stops the evaluation.")
 def ranker_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(ranker_model.key)
-    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    meta = latest_metadata(context.instance, ranker_model.key)
     passed, figures = judge_training(meta["model_dir"], meta, min_auc=0.5)
     return dg.AssetCheckResult(passed=passed, metadata=figures)
 

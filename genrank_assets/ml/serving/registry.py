@@ -163,7 +163,7 @@ def connect(home: str | os.PathLike | None = None, tracking_uri: str = "", exper
     (MLFLOW_TRACKING_URI, else sqlite under GENRANK_HOME). With ``experiment`` (GENRANK_HOME made), runs go to it (created with its
     artifacts under GENRANK_HOME when missing; MLflow's default experiment would write ./mlruns of the working
     directory) and its id is returned. Every MLflow user here (assets, CLI, benchmarks) starts with this."""
-    from genrank_assets import paths
+    import genrank_assets.paths as paths
 
     uri = tracking_uri or paths.mlflow_tracking_uri(home)
     if experiment is not None:

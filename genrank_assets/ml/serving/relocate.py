@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 
 EXPERIMENT = "genrank"
 

@@ -7,7 +7,7 @@ import mlflow.pyfunc
 import pytest
 from mlflow import MlflowClient
 
-from genrank_assets import paths
+import genrank_assets.paths as paths
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import RecommenderConfig, load_recommender_config
 from genrank_assets_tests.ml.serving.fakes import planted_corpus
