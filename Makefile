@@ -11,7 +11,7 @@ PRESET ?= genrank_assets/presets/demo.yaml
 UI_PORT ?= 3000
 MLFLOW_UI_PORT ?= 5000
 
-.PHONY: install install-dev demo test test-browser ui mlflow-ui bench lint clean dagster-home
+.PHONY: install install-dev demo test test-services test-browser ui mlflow-ui bench lint clean dagster-home
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,8 +42,13 @@ demo: install data/gen_playlist_info.csv dagster-home
 	@echo; echo '$$ genrank recommend "gym running bgm" -k 10'
 	@$(BIN)/genrank recommend "gym running bgm" -k 10
 
+# SKIP_SERVICES=1: leave out the tests that start services or a browser (CI runs them all).
 test: install-dev
-	$(BIN)/pytest
+	$(if $(filter-out 0,$(SKIP_SERVICES)),GENRANK_SKIP_SERVICES=1) $(BIN)/pytest
+
+# The tests that start real services / worker processes alone.
+test-services: install-dev
+	$(BIN)/pytest -m services
 
 # The UI tests alone, in headless Chromium (Debian: apt-get install chromium); screenshots in .artifacts/browser/.
 test-browser: install-dev

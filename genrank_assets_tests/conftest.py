@@ -29,6 +29,21 @@ def genrank_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+# `make test SKIP_SERVICES=1` (GENRANK_SKIP_SERVICES=1) leaves out the tests that start services or a browser, for a
+# quick local run; CI (.ci/run) runs everything.
+SKIP_SERVICES_ENV = "GENRANK_SKIP_SERVICES"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get(SKIP_SERVICES_ENV, "") not in ("1", "true", "yes"):
+        return
+    skip = pytest.mark.skip(reason=f"{SKIP_SERVICES_ENV}=1: services and browser tests skipped "
+                                   "(run them with `make test-services` / `make test-browser`, or unset it)")
+    for item in items:
+        if "services" in item.keywords or "browser" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_terminal_summary(terminalreporter, config):
     shots = getattr(config, "genrank_screenshots", None)  # set by test_browser_ui when it ran
     if shots:
