@@ -55,6 +55,7 @@ class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | fp16 | bf16 (fp16/bf16: CUDA only)
     threads: int = 0  # torch intra-op threads; 0 = auto (CPU: half the cores, at most 4; CUDA: torch's default)
+    processes: int = 1  # data-parallel training processes per node (torch.distributed); 1 = no DDP
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Once per run, before its first step: the whole run config, and the device (`device: cuda` on a machine
@@ -63,7 +64,7 @@ class ComputeResource(dg.ConfigurableResource):
         self.resolve()
 
     def resolve(self) -> Compute:
-        return resolve_compute(self.device, self.precision, self.threads)
+        return resolve_compute(self.device, self.precision, self.threads, self.processes)
 
     def resolved_device(self) -> str:
         return self.resolve().device

@@ -8,6 +8,8 @@ The rules (``resolve_compute``; the ``compute`` resource of the code location ca
   T5 overflows easily in fp16). ``fp32`` anywhere. ``fp16`` / ``bf16`` (autocast; fp16 adds gradient scaling)
   need a CUDA device: asked for on CPU they are a ``ValueError`` naming ``compute.precision``, never a silent
   fallback; ``bf16`` on a GPU without bf16 is the same error.
+* **processes** — data-parallel training processes on this node (torch.distributed: gloo on CPU, nccl on CUDA);
+  ``1`` trains in the calling process. Must be >= 1.
 * **threads** — torch intra-op threads. ``0`` = auto: on CPU half the cores, at most 4 (small models: one thread
   per job beat two that fight over 2 cores, docs/findings.md); on CUDA torch's default.
 
@@ -61,12 +63,15 @@ class Compute:
     device: str = "cpu"  # cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | fp16 | bf16
     threads: int = 0  # torch intra-op threads; 0 = leave torch's setting alone
+    processes: int = 1  # data-parallel training processes on this node; 1 = train in this process
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "device", check_device(self.device))
         _check_precision(self.precision, self.device, "precision")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
+        if isinstance(self.processes, bool) or int(self.processes) < 1:
+            raise ValueError(f"processes must be >= 1, got {self.processes!r}")
 
     @property
     def torch_device(self):
@@ -99,7 +104,7 @@ class Compute:
 CPU = Compute()
 
 
-def resolve_compute(device: str = "auto", precision: str = "auto", threads: int = 0) -> Compute:
+def resolve_compute(device: str = "auto", precision: str = "auto", threads: int = 0, processes: int = 1) -> Compute:
     """The :class:`Compute` for a ``compute`` resource's settings; errors name the ``compute.*`` field."""
     dev = str(device).strip().lower()
     if dev == "auto":
@@ -115,7 +120,9 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
         raise ValueError(f"compute.threads must be >= 0, got {threads}")
     if threads == 0 and dev == "cpu":
         threads = max(1, min(4, (os.cpu_count() or 1) // 2))
-    return Compute(dev, prec, int(threads))
+    if isinstance(processes, bool) or int(processes) < 1:
+        raise ValueError(f"compute.processes must be >= 1, got {processes!r}")
+    return Compute(dev, prec, int(threads), int(processes))
 
 
 def _has_bf16() -> bool:
