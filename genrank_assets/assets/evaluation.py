@@ -16,7 +16,6 @@ from genrank_assets.ml.evaluation.procedure import (
     evaluate_methods,
 )
 from genrank_assets.ml.evaluation.report import report_markdown, write_evaluation_report
-from genrank_assets.ml.ranking.ltr import LTRRanker
 from genrank_assets.ml.serving import registry
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
@@ -66,7 +65,9 @@ def evaluation_report(
     # Both passed their blocking checks (this step runs only then): now they become registered versions.
     tiger_model = registry.register_logged(tiger_model, registry.TIGER_NAME).uri
     ranker_model = registry.register_logged(ranker_model, registry.RANKER_NAME).uri
+    ltr_model = registry.register_logged(ltr_ranker, registry.LTR_NAME).uri
     tiger_py, ranker_py = registry.load_python_model(tiger_model), registry.load_python_model(ranker_model)
+    ltr_py = registry.load_python_model(ltr_model)
     queries = Queries.of_split(playlist_corpus, config.split, config.max_queries)
     tune = Queries.of_split(playlist_corpus, config.tune_split, config.max_queries)
     context.log.info(f"evaluating on {len(queries)} {queries.split} queries; tuning on {len(tune)} {tune.split} queries")
@@ -74,7 +75,7 @@ def evaluation_report(
                                   config.classical_grid, config.latency_queries)
     models = TrainedModels(tiger_py.generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
     results = evaluate_methods(playlist_corpus, models, queries, tune, settings,
-                               ltr=(ranking_features, LTRRanker.load(ltr_ranker)))
+                               ltr=(ranking_features, ltr_py.ltr))
     served = results.systems[config.served_method].config
     new_ndcg = results.ndcg_at_10(config.served_method)
 
@@ -104,7 +105,7 @@ def evaluation_report(
         **{f"{r.name}.recall@100": round(r.metrics["recall@100"], 4) for r in results.results},
         "invalid_code_rate": results.invalid_code_rate, "generator_shortfall_per_query": results.generator_shortfall,
         "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
-        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_ranker": ltr_ranker,
+        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_model_uri": ltr_model,
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
     })
 

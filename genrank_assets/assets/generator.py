@@ -143,16 +143,16 @@ def tiger_model(
     generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
                                max_codes=config.max_codes, max_input_length=config.max_input_length,
                                num_beams=config.num_beams)
-    out_dir = genrank_paths.artifacts("tiger_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}")
+    out_dir = genrank_paths.artifacts("tiger_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     save_tiger(generator, out_dir)
     plot = history_plot(result.epochs, ["train_loss", "val_loss"], out_dir.parent / f"{out_dir.name}-loss.png",
                         title="TIGER loss")
     summary = result.summary()
 
     mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"tiger_model-{context.run_id[:8]}") as run:
+    with mlflow.start_run(run_name=f"tiger_model-{context.run.run_id[:8]}") as run:
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
-                           "levels": str(levels), "train_examples": len(train_ds), "dagster_run_id": context.run_id})
+                           "levels": str(levels), "train_examples": len(train_ds), "dagster_run_id": context.run.run_id})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")

@@ -160,16 +160,16 @@ def ranker_model(
                           TrainConfig.from_mapping(config.model_dump(), RANKER_TRAINING), resolved,
                           checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info)
     ranker = ranker.to("cpu")
-    out_dir = genrank_paths.artifacts("ranker_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}")
+    out_dir = genrank_paths.artifacts("ranker_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     save_ranker(ranker, out_dir / "ranker")
     save_song_side(out_dir / "songs", sv, raw_songs)
     plot = history_plot(result.epochs, ["train_loss", "val_loss", "val_auc"], out_dir / "curves.png", title="ranker")
     summary = result.summary()
 
     mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"ranker_model-{context.run_id[:8]}"):
+    with mlflow.start_run(run_name=f"ranker_model-{context.run.run_id[:8]}"):
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
-                           "train_pairs": len(train), "dagster_run_id": context.run_id, "tiger_model": tiger_model})
+                           "train_pairs": len(train), "dagster_run_id": context.run.run_id, "tiger_model": tiger_model})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
@@ -285,12 +285,13 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
                playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry
                ) -> dg.Output[str]:
     """LightGBM lambdarank over the features, trained on the VAL queries (rounds by query-fold CV inside val;
-    test never seen), saved as plain files and logged to MLflow; value: its directory."""
+    test never seen), saved as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>`
+    URI); the evaluation registers it as a `genrank-ltr` version."""
     val = ranking_features[ranking_features["split"] == "val"].reset_index(drop=True)
     model = fit_ranker(val, FEATURES, config.params())
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, val, truths)
-    out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}")
+    out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     model.save(out_dir / "ltr")
     curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}
     curve_png = curves_plot({f"CV NDCG@{config.eval_at} (pool)": curve}, out_dir / "cv_curve.png",
@@ -300,13 +301,16 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     importance_png = bar_plot(importance, out_dir / "feature_importance.png", title="LTR feature importance (gain)",
                               ylabel="total gain")
     mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"ltr_ranker-{context.run_id[:8]}") as run:
+    with mlflow.start_run(run_name=f"ltr_ranker-{context.run.run_id[:8]}") as run:
         mlflow.log_params({**config.model_dump(), "val_queries": int(val["playlist_id"].nunique()),
-                           "n_rounds": model.n_rounds, "dagster_run_id": context.run_id})
+                           "n_rounds": model.n_rounds, "dagster_run_id": context.run.run_id})
         mlflow.log_metrics({"val_oof_ndcg_at_10": val_ndcg})
-        mlflow.log_artifacts(str(out_dir), "ltr_ranker")
-    return dg.Output(str(out_dir / "ltr"), metadata={
-        "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id, "n_rounds": model.n_rounds,
+        mlflow.log_artifact(str(curve_png), "plots")
+        mlflow.log_artifact(str(importance_png), "plots")
+        reg = registry.log_model_dir(out_dir / "ltr", registered_name=None, python_model=registry.LTR_CODE)
+    return dg.Output(reg.uri, metadata={
+        "model_uri": reg.uri, "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id,
+        "n_rounds": model.n_rounds,
         "cv_best_rounds": str(model.cv.get("best_rounds")), "val_cv_ndcg@10": round(val_ndcg, 4),
         "val_queries": int(val["playlist_id"].nunique()), "val_rows": len(val),
         "cv_curve": dg.MetadataValue.md(markdown_image(curve_png, "LTR CV curve")),

@@ -77,7 +77,7 @@ def semantic_ids(
         min_cluster_size=config.min_cluster_size,
     )
     codes = model.fit_predict(X)
-    codebook_path = model.save(genrank_paths.artifacts("semantic_ids") / f"rq_kmeans-{context.run_id[:8]}.npz")
+    codebook_path = model.save(genrank_paths.artifacts("semantic_ids") / f"rq_kmeans-{context.run.run_id[:8]}.npz")
     metrics = semantic_id_metrics(X, codes, model, sample_size=config.metrics_sample_size, seed=config.seed)
     tables = semantic_id_tables(metrics)
     summary = tables["summary"].iloc[0].to_dict()
@@ -93,8 +93,8 @@ def semantic_ids(
     if "semantic_ids" in selected:
         levels_only = codes[:, : len(config.levels)]  # without an l4 disambiguation column
         plot_dir = genrank_paths.artifacts("semantic_ids")
-        usage_png = code_usage_plot(levels_only, list(config.levels), plot_dir / f"code_usage-{context.run_id[:8]}.png")
-        per_code_png = songs_per_code_plot(levels_only, plot_dir / f"songs_per_code-{context.run_id[:8]}.png")
+        usage_png = code_usage_plot(levels_only, list(config.levels), plot_dir / f"code_usage-{context.run.run_id[:8]}.png")
+        per_code_png = songs_per_code_plot(levels_only, plot_dir / f"songs_per_code-{context.run.run_id[:8]}.png")
         yield dg.Output(
             table, "semantic_ids",
             metadata={

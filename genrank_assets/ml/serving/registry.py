@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 TIGER_NAME = "genrank-tiger"
 RANKER_NAME = "genrank-ranker"
 RECOMMENDER_NAME = "genrank-recommender"
+LTR_NAME = "genrank-ltr"
 CHAMPION = "champion"
 CHALLENGER = "challenger"  # the latest evaluated recommender, waiting for the gate
 
@@ -37,10 +38,12 @@ PYFUNC_CODE_DIR = Path(__file__).resolve().with_name("pyfunc")
 TIGER_CODE = str(PYFUNC_CODE_DIR / "tiger_model.py")
 RANKER_CODE = str(PYFUNC_CODE_DIR / "ranker_model.py")
 RECOMMENDER_CODE = str(PYFUNC_CODE_DIR / "recommender_model.py")
+LTR_CODE = str(PYFUNC_CODE_DIR / "ltr_model.py")
 ALLOW_PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 # What a pyfunc needs to load in a fresh environment: the installed genrank package brings the rest.
-PIP_REQUIREMENTS = ["genrank", "torch==2.13.0", "transformers", "tokenizers", "pandas", "numpy", "faiss-cpu"]
+PIP_REQUIREMENTS = ["genrank", "torch==2.13.0", "transformers", "tokenizers", "pandas", "numpy", "faiss-cpu",
+                    "lightgbm"]
 
 
 @dataclass
@@ -114,6 +117,23 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
                                          texts if self.ranker.config.use_song_text else None)
         return pd.DataFrame({"text": model_input["text"].to_numpy(), "song_id": model_input["song_id"].to_numpy(),
                              "score": scores})
+
+
+class LTRPyfunc(mlflow.pyfunc.PythonModel):
+    """The learned ranker (LightGBM lambdarank). Input: a DataFrame with its feature columns (``feature_names``;
+    NaN = missing evidence), one row per (query, candidate), as ``FeatureBuilder.features`` makes them; output:
+    the score per row (higher ranks first within a query)."""
+
+    def load_context(self, context):
+        from genrank_assets.ml.ranking.ltr import LTRRanker
+
+        self.artifact_paths = dict(context.artifacts)
+        self.ltr = LTRRanker.load(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame):
+            raise ValueError("genrank-ltr expects a DataFrame of feature columns")
+        return pd.DataFrame({"score": self.ltr.predict(model_input)})
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
