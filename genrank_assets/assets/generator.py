@@ -15,7 +15,7 @@ from genrank_assets.ml.generator.dataset import (
     build_generator_dataset,
     examples_from_pairs,
 )
-from genrank_assets.ml.generator.model import MODEL_PRESETS, TARGET_MODES, TIGER, build_model
+from genrank_assets.ml.generator.model import MODEL_PRESETS, PRIOR_MASSES, TARGET_MODES, TIGER, build_model
 from genrank_assets.ml.generator.tiger import CodeTable, TigerGenerator, save_tiger
 from genrank_assets.ml.generator.tokenizer import make_tokenizer
 from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
@@ -85,6 +85,8 @@ class TigerModelConfig(dg.Config):
     checkpoint_every_steps: int = TIGER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
     num_beams: int = TIGER.num_beams
+    prior_weight: float = Field(default=TIGER.prior_weight, ge=0)  # popularity prior in beam search; 0 = off
+    prior_mass: str = TIGER.prior_mass  # popularity | songs: the prior's mass under a code prefix
     seed: int = TIGER_TRAINING.seed
 
     @model_validator(mode="after")
@@ -92,6 +94,8 @@ class TigerModelConfig(dg.Config):
         TrainConfig.from_mapping(self.model_dump(), TIGER_TRAINING)  # the training loop's own argument checks
         if self.target_mode not in TARGET_MODES:
             raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}")
+        if self.prior_mass not in PRIOR_MASSES:
+            raise ValueError(f"prior_mass must be one of {PRIOR_MASSES}, got {self.prior_mass!r}")
         if self.base_model == "from_scratch" and self.preset not in MODEL_PRESETS:
             raise ValueError(f"preset must be one of {sorted(MODEL_PRESETS)}, got {self.preset!r}")
         small = {k: getattr(self, k) for k in ("vocab_size", "max_codes", "samples_per_playlist", "max_input_length",
@@ -142,7 +146,8 @@ def tiger_model(
     code_table = CodeTable(song_ids=song_ids, codes=codes, popularity=song_popularity_array(song_ids, playlist_corpus))
     generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
                                max_codes=config.max_codes, max_input_length=config.max_input_length,
-                               num_beams=config.num_beams)
+                               num_beams=config.num_beams, prior_weight=config.prior_weight,
+                               prior_mass=config.prior_mass)
     out_dir = genrank_paths.artifacts("tiger_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     save_tiger(generator, out_dir)
     plot = history_plot(result.epochs, ["train_loss", "val_loss"], out_dir.parent / f"{out_dir.name}-loss.png",

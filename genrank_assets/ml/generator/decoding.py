@@ -4,6 +4,12 @@ Beam search runs through HF ``generate``; a :class:`TrieConstraint` is a ``prefi
 :class:`TrieLogitsProcessor` applies the same rules to all beams in one masking op (what the generator uses: HF
 masks beam by beam, slowly). Only prefixes of codes that exist can be extended, so every emitted code maps to
 real songs (invalid-code rate 0).
+
+A **popularity prior** can steer the search (:class:`TrieLogitsProcessor` with ``prior_weight`` > 0): the step that
+extends prefix ``p`` by ``k`` gains ``w * (log(1 + m(p + k)) - log(1 + m(p)))``, where ``m`` is the mass under a
+prefix (:meth:`CodeTrie.mass`: songs, or their train popularity, below it). The gains telescope, so a beam's
+score is ``log P(prefix | text) + w * log(1 + m(prefix))`` up to a constant at every step: beams are pruned and
+codes ranked by the model's probability times a popularity prior (docs/findings.md: the model does not learn it).
 """
 from __future__ import annotations
 
@@ -20,22 +26,32 @@ from genrank_assets.ml.generator.tokenizer import SemanticIdVocab
 
 
 class CodeTrie:
-    """Prefix trie over the distinct codes that exist (rows of an int array (n, L))."""
+    """Prefix trie over the distinct codes that exist (rows of an int array (n, L)).
 
-    def __init__(self, codes: np.ndarray):
+    ``weights`` (one per row, >= 0; default 1: each row a song) give :meth:`mass`, the summed weight of the rows
+    under a prefix, which the popularity prior reads.
+    """
+
+    def __init__(self, codes: np.ndarray, weights: np.ndarray | None = None):
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
             raise ValueError(f"codes must be a non-empty 2-D array (n, levels), got shape {codes.shape}")
         if not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0:
             raise ValueError("codes must be non-negative integers")
-        unique = np.unique(codes.astype(np.int64), axis=0)
+        weights = np.ones(len(codes)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(codes),) or not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError(f"weights must be {len(codes)} finite non-negative numbers, got shape {weights.shape}")
+        unique, inverse = np.unique(codes.astype(np.int64), axis=0, return_inverse=True)
+        per_code = np.bincount(inverse.ravel(), weights=weights, minlength=len(unique))
+        self._mass: dict[tuple[int, ...], float] = {}
         self.depth = int(codes.shape[1])
         self._children: dict[tuple[int, ...], list[int]] = {}
         self._size: dict[tuple[int, ...], int] = Counter()  # number of codes under each prefix
         rows = [tuple(int(v) for v in row) for row in unique]
-        for row in rows:
+        for row, w in zip(rows, per_code.tolist()):
             for d in range(self.depth + 1):
                 self._size[row[:d]] += 1
+                self._mass[row[:d]] = self._mass.get(row[:d], 0.0) + w
         for row in rows:  # rows are sorted, so children lists come out sorted
             for d in range(self.depth):
                 prefix = row[:d]
@@ -56,6 +72,10 @@ class CodeTrie:
 
     def subtree_size(self, prefix: Sequence[int]) -> int:
         return self._size.get(tuple(prefix), 0)
+
+    def mass(self, prefix: Sequence[int]) -> float:
+        """Summed weight of the rows whose code starts with ``prefix`` (0 for an unknown prefix)."""
+        return self._mass.get(tuple(prefix), 0.0)
 
 
 class TrieConstraint:
@@ -132,24 +152,52 @@ class TrieLogitsProcessor(LogitsProcessor):
     writes the mask one beam at a time (~50 µs a beam, a third of a 100-beam query on CPU). Here the allowed ids of
     each recurring set (a trie prefix, "pad", "eos") are cached as a tensor and the mask is set in one indexing op.
     Keep one instance per constraint so the cache lives across queries.
+
+    ``prior_weight`` w > 0 adds the popularity prior (module docstring) to the allowed ID tokens:
+    ``w * (log(1 + mass(prefix + k)) - log(1 + mass(prefix)))``, with the mass of the constraint's trie.
     """
 
-    def __init__(self, constraint: TrieConstraint):
+    def __init__(self, constraint: TrieConstraint, prior_weight: float = 0.0):
+        prior_weight = float(prior_weight)
+        if not math.isfinite(prior_weight) or prior_weight < 0:
+            raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
         self.constraint = constraint
-        self._ids: dict[object, torch.Tensor] = {}
+        self.prior_weight = prior_weight
+        self._ids: dict[object, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-    def _allowed_ids(self, sent: torch.Tensor) -> torch.Tensor:
+    def _allowed_ids(self, sent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         allowed, key = self.constraint.allowed_with_key(sent)
-        ids = self._ids.get(key) if key is not None else None
-        if ids is None:
+        entry = self._ids.get(key) if key is not None else None
+        if entry is None:
             ids = torch.as_tensor(allowed, dtype=torch.long)
+            entry = (ids, self._prior(sent, allowed, key) if self.prior_weight else None)
             if key is not None:
-                self._ids[key] = ids
-        return ids
+                self._ids[key] = entry
+        return entry
+
+    def _prior(self, sent: torch.Tensor, allowed: list[int], key) -> torch.Tensor:
+        """The prior's gain of each allowed token (0 for eos / pad)."""
+        if key in ("pad", "eos"):
+            return torch.zeros(len(allowed))
+        vocab, trie = self.constraint.vocab, self.constraint.trie
+        prefix = key if key is not None else tuple(vocab.parse(sent.tolist()[1:]).partial)
+        base = math.log1p(trie.mass(prefix))
+        gains = []
+        for tid in allowed:
+            code = vocab.id_to_level_code.get(int(tid))
+            gains.append(0.0 if code is None else math.log1p(trie.mass((*prefix, code[1]))) - base)
+        return self.prior_weight * torch.tensor(gains, dtype=torch.float32)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         per_beam = [self._allowed_ids(sent) for sent in input_ids]
-        rows = torch.repeat_interleave(torch.arange(len(per_beam)), torch.tensor([len(ids) for ids in per_beam]))
+        ids = [e[0] for e in per_beam]
+        rows = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([len(i) for i in ids]))
+        cols = torch.cat(ids)
         allowed = torch.zeros(scores.shape, dtype=torch.bool)
-        allowed[rows, torch.cat(per_beam)] = True
-        return scores.masked_fill(~allowed.to(scores.device), -math.inf)
+        allowed[rows, cols] = True
+        out = scores.masked_fill(~allowed.to(scores.device), -math.inf)
+        if self.prior_weight:
+            gain = torch.zeros(scores.shape, dtype=scores.dtype)
+            gain[rows, cols] = torch.cat([e[1] for e in per_beam]).to(scores.dtype)
+            out = out + gain.to(scores.device)
+        return out

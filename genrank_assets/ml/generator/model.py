@@ -15,6 +15,7 @@ import torch
 log = logging.getLogger(__name__)
 
 TARGET_MODES = ("single", "sequence")
+PRIOR_MASSES = ("popularity", "songs")  # the beam prior's mass under a prefix: train popularity or song count
 
 MODEL_PRESETS: dict[str, dict] = {
     # ~1.7M parameters with a 2k-piece vocabulary plus 512 ID tokens (docs/findings.md: 128 samples/s sequence targets,
@@ -38,6 +39,8 @@ class TigerDefaults:
     samples_per_playlist: int = 4  # single mode: examples (random codes) per playlist per epoch
     max_input_length: int = 64  # tokens of the text, eos included
     num_beams: int = 50
+    prior_weight: float = 0.0  # w of the popularity prior in beam search (ml/generator/decoding.py); 0 = off
+    prior_mass: str = "popularity"  # PRIOR_MASSES
 
 
 TIGER = TigerDefaults()

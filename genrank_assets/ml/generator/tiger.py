@@ -24,7 +24,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from genrank_assets.ml.generator.decoding import CodeTrie, TrieConstraint, TrieLogitsProcessor
-from genrank_assets.ml.generator.model import TIGER
+from genrank_assets.ml.generator.model import PRIOR_MASSES, TIGER
 from genrank_assets.ml.generator.tokenizer import SemanticIdVocab, TextEncoder
 
 SAVE_FORMAT_VERSION = 1
@@ -96,7 +96,10 @@ class _CodeStats:
 class TigerGenerator:
     """Text -> semantic-ID codes (trie-constrained beam search) -> candidate songs.
 
-    ``target_mode`` and ``max_codes`` must match how the model was trained. Counters ``codes_generated`` and
+    ``target_mode`` and ``max_codes`` must match how the model was trained. ``prior_weight`` > 0 adds the
+    popularity prior to beam search (``decoding.py``: a beam scores log P(prefix | text) + w log(1 + mass), the
+    mass under a prefix being its songs' train popularity, ``prior_mass="popularity"``, or their number,
+    ``"songs"``); beam scores and code order then include it. Counters ``codes_generated`` and
     ``invalid_codes`` accumulate over calls (``invalid_code_rate``); with the trie (``constrained=True``, the
     default) the invalid count stays 0.
     """
@@ -111,7 +114,14 @@ class TigerGenerator:
         max_codes: int = TIGER.max_codes,
         max_input_length: int = TIGER.max_input_length,
         num_beams: int = TIGER.num_beams,
+        prior_weight: float = TIGER.prior_weight,
+        prior_mass: str = TIGER.prior_mass,
     ):
+        if prior_mass not in PRIOR_MASSES:
+            raise ValueError(f"prior_mass must be one of {PRIOR_MASSES}, got {prior_mass!r}")
+        prior_weight = float(prior_weight)
+        if not math.isfinite(prior_weight) or prior_weight < 0:
+            raise ValueError(f"prior_weight must be a finite number >= 0, got {prior_weight!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.code_table = code_table
@@ -123,10 +133,13 @@ class TigerGenerator:
         too_big = code_table.codes >= np.asarray(self.vocab.levels)[None, :]
         if too_big.any():
             raise ValueError(f"code table holds codes outside the tokenizer's levels {self.vocab.levels}")
-        self.trie = CodeTrie(code_table.codes)
+        self.trie = CodeTrie(code_table.codes, code_table.popularity if prior_mass == "popularity" else None)
         self.max_codes = int(max_codes)
+        self.prior_weight = prior_weight
+        self.prior_mass = prior_mass
         self.constraint = TrieConstraint(self.trie, self.vocab, mode=target_mode, max_codes=max_codes)
-        self._processors = {self.max_codes: TrieLogitsProcessor(self.constraint)}  # by max_codes, caches inside
+        # by (max_codes, prior_weight); each caches its allowed ids inside
+        self._processors = {(self.max_codes, prior_weight): TrieLogitsProcessor(self.constraint, prior_weight)}
         self.encoder = TextEncoder(tokenizer, max_input_length)
         self.target_mode = target_mode
         self.num_beams = int(num_beams)
@@ -140,6 +153,8 @@ class TigerGenerator:
             "max_codes": self.max_codes,
             "max_input_length": self.encoder.max_length,
             "num_beams": self.num_beams,
+            "prior_weight": self.prior_weight,
+            "prior_mass": self.prior_mass,
             "levels": self.vocab.levels,
         }
 
@@ -157,15 +172,18 @@ class TigerGenerator:
     # -- codes ---------------------------------------------------------------------------------------------
 
     def generate_codes(
-        self, text: str, num_beams: int | None = None, max_codes: int | None = None, constrained: bool = True
+        self, text: str, num_beams: int | None = None, max_codes: int | None = None, constrained: bool = True,
+        prior_weight: float | None = None,
     ) -> list[tuple[tuple[int, ...], float]]:
         """Codes for ``text``, best first, each with the log-score of the best beam that holds it.
 
         Order: best beam score, then the number of beams that hold the code, then position in that beam.
         Invalid codes (only possible with ``constrained=False``) are counted and left out. ``max_codes`` caps
         the codes per beam in sequence mode (default: the generator's); single mode emits one code per beam.
+        ``prior_weight`` overrides the generator's (the prior needs the trie: ignored with ``constrained=False``).
         """
-        return self.generate_codes_batch([text], num_beams, max_codes, constrained=constrained)[0]
+        return self.generate_codes_batch([text], num_beams, max_codes, constrained=constrained,
+                                         prior_weight=prior_weight)[0]
 
     def generate_codes_batch(
         self,
@@ -175,13 +193,14 @@ class TigerGenerator:
         *,
         constrained: bool = True,
         batch_size: int = 16,
+        prior_weight: float | None = None,
     ) -> list[list[tuple[tuple[int, ...], float]]]:
         """:meth:`generate_codes` for many texts, ``batch_size`` texts per ``generate`` call."""
         texts = [self._check_text(t, i) for i, t in enumerate(texts)]
         num_beams = int(num_beams or self.num_beams)
         if num_beams < 1 or batch_size < 1:
             raise ValueError("num_beams and batch_size must be >= 1")
-        processor = self._processor(max_codes)
+        processor = self._processor(max_codes, self.prior_weight if prior_weight is None else prior_weight)
         results = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
@@ -191,13 +210,16 @@ class TigerGenerator:
                 results.append(self._rank_codes([sequences[r] for r in rows], [scores[r] for r in rows]))
         return results
 
-    def _processor(self, max_codes: int | None) -> TrieLogitsProcessor:
+    def _processor(self, max_codes: int | None, prior_weight: float) -> TrieLogitsProcessor:
         if self.target_mode == "single" or max_codes is None:
             max_codes = self.max_codes
-        if max_codes not in self._processors:
-            constraint = TrieConstraint(self.trie, self.vocab, mode=self.target_mode, max_codes=max_codes)
-            self._processors[max_codes] = TrieLogitsProcessor(constraint)
-        return self._processors[max_codes]
+        key = (max_codes, float(prior_weight))
+        if key not in self._processors:
+            same = next((p for (m, _), p in self._processors.items() if m == max_codes), None)
+            constraint = same.constraint if same is not None else TrieConstraint(
+                self.trie, self.vocab, mode=self.target_mode, max_codes=max_codes)
+            self._processors[key] = TrieLogitsProcessor(constraint, prior_weight)
+        return self._processors[key]
 
     @torch.no_grad()
     def _beam_search(self, texts, num_beams, processor: TrieLogitsProcessor, constrained: bool):
@@ -327,4 +349,6 @@ def load_tiger(directory: str | Path, device: str | torch.device = "cpu") -> Tig
         max_codes=config["max_codes"],
         max_input_length=config["max_input_length"],
         num_beams=config["num_beams"],
+        prior_weight=config.get("prior_weight", TIGER.prior_weight),  # generators saved before the prior: default
+        prior_mass=config.get("prior_mass", TIGER.prior_mass),
     )
