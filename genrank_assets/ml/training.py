@@ -27,6 +27,14 @@ the rest, one way for both:
 * **Progress** — plain-text lines, the same for both models, to ``log_fn`` (and this module's logger), e.g.
   ``tiger_model epoch 1/4 step 50/1148 (4%) loss 0.5424 lr 1.00e-03 312 samples/s eta 1m12s``: the loss is
   the mean over the steps since the previous line, samples/s counts training steps of this call only.
+* **Data parallel** — with ``compute.processes > 1`` the same loop runs in that many processes
+  (``ml/distributed.py``: spawned here, or torchrun's): DistributedDataParallel, each rank a disjoint part of
+  every global batch of ``batch_size`` rows, the logged loss the whole batch's mean; validation, checkpoints and
+  progress lines are rank 0's; the caller's model ends holding the kept weights, with the same
+  :class:`TrainResult`. The fingerprint does not hold the number of processes: the global batch, the data
+  order and the schedule — the optimisation — are the same, so a checkpoint of a 2-process run can be continued
+  by 1 process (and back). Bit for bit only with the same number: the float reductions are grouped otherwise
+  and each rank draws its own dropout (seed ``seed + rank``; rank 0's is a 1-process run's).
 
 Also here: :func:`nonfinite_weights`, which the blocking checks on the model assets use.
 """
@@ -45,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genrank_assets.ml import distributed
 from genrank_assets.ml.compute import CPU, Compute
 
 log = logging.getLogger(__name__)
@@ -142,7 +151,9 @@ class TrainTask:
 
     name: str  # first word of every progress line (the asset's name)
     n_examples: int
-    batch_loss: Callable[[np.ndarray], torch.Tensor]  # training rows -> mean loss of the batch (under autocast)
+    # (the module to call, training rows) -> mean loss of those rows (under autocast). The module is the model,
+    # or its DistributedDataParallel wrapper: gradients are all-reduced only for a forward through the wrapper.
+    batch_loss: Callable[[torch.nn.Module, np.ndarray], torch.Tensor]
     validate: Callable[[], dict[str, float]] | None  # metrics of the current weights on the val set (no_grad)
     objective: Objective
     fingerprint: str  # the model's architecture and the data: what a checkpoint must match besides the config
@@ -171,6 +182,7 @@ class TrainResult:
     precision: str
     fingerprint: str
     checkpoint_path: str | None = None
+    processes: int = 1  # data-parallel processes that trained
 
     @property
     def epochs(self) -> list[dict]:
@@ -184,7 +196,7 @@ class TrainResult:
             "epochs_run": len(self.epochs), "steps": self.steps, "stop_reason": self.stop_reason,
             "best_epoch": self.best_epoch or 0, "resumed_from_step": self.resumed_from_step or 0,
             "train_seconds": round(self.seconds, 1), "train_samples_per_second": round(self.samples_per_second, 1),
-            "device": self.device, "precision": self.precision,
+            "device": self.device, "precision": self.precision, "processes": self.processes,
         }
         out.update({f"best_{k}": float(v) for k, v in (self.best_val or {}).items()})
         out.update({f"untrained_{k}": float(v) for k, v in (self.initial_val or {}).items()})
@@ -227,16 +239,18 @@ def train(
     if task.n_examples < 1:
         raise ValueError(f"{task.name}: the training set is empty")
     say = _logger(log_fn)
-    run = _Run(model, task, config, compute, checkpoint_dir, say)
     started = time.perf_counter()
-    run.start()
-    while run.state.stop_reason is None and run.state.epoch < config.epochs:
-        run.train_epoch()
-        if run.state.stop_reason == "max_steps":
-            run.save("max_steps")
-            break
-        run.end_epoch()
-    result = run.finish(time.perf_counter() - started)
+    if compute.processes > 1 and distributed.launched_world() is None:
+        values, weights = distributed.spawn(_train_rank, (model, task, config, checkpoint_dir), compute, say)
+        model.load_state_dict(weights)
+        model.to(compute.torch_device).eval()
+        # The caller's wall time (worker start-up included) and device, as a 1-process run reports them.
+        result = TrainResult(**{**values, "seconds": time.perf_counter() - started, "device": compute.device})
+    else:
+        with distributed.joined(compute) as (group, mine):
+            result = _train(group, mine, say if group.main else distributed.quiet, model, task, config,
+                            checkpoint_dir)
+        result.seconds = time.perf_counter() - started
     say(
         f"{task.name} stopped ({result.stop_reason}) at step {result.steps}/{result.total_steps}: "
         f"{result.samples_per_second:.0f} samples/s, {result.seconds:.1f}s"
@@ -244,14 +258,38 @@ def train(
     return result
 
 
+def _train(group: distributed.Group, compute: Compute, say, model, task: TrainTask, config: TrainConfig,
+           checkpoint_dir) -> TrainResult:
+    """The loop, in this process, as rank ``group.rank`` of ``group.world``."""
+    run = _Run(model, task, config, compute, checkpoint_dir, say, group)
+    run.start()
+    while run.state.stop_reason is None and run.state.epoch < config.epochs:
+        run.train_epoch()
+        if run.state.stop_reason == "max_steps":
+            run.save("max_steps")
+            break
+        run.end_epoch()
+    return run.finish()
+
+
+def _train_rank(group: distributed.Group, compute: Compute, say, model, task, config, checkpoint_dir):
+    """One spawned worker's run; rank 0 hands the result and the kept weights back to the caller."""
+    result = _train(group, compute, say, model, task, config, checkpoint_dir)
+    return result.to_dict(), {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+
+
 class _Run:
     """One call of :func:`train`: the optimizer, schedule, checkpoint and position, and the steps between."""
 
-    def __init__(self, model, task: TrainTask, config: TrainConfig, compute: Compute, checkpoint_dir, say):
+    def __init__(self, model, task: TrainTask, config: TrainConfig, compute: Compute, checkpoint_dir, say,
+                 group: distributed.Group = distributed.LOCAL):
         self.model, self.task, self.config, self.compute, self.say = model, task, config, compute, say
+        self.group = group
         self.fingerprint = _fingerprint(task.fingerprint, config, compute.precision)
-        torch.manual_seed(config.seed)  # dropout; a resumed run restores the checkpoint's RNG state instead
+        # Dropout, each rank its own stream; a resumed run restores the checkpoint's RNG states instead.
+        torch.manual_seed(config.seed + group.rank)
         model.to(compute.torch_device)
+        self.net = group.wrap(model, compute.torch_device)  # what batch_loss calls
         self.optimizer = make_optimizer(model, config.lr, config.weight_decay)
         self.steps_per_epoch = math.ceil(task.n_examples / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -276,7 +314,10 @@ class _Run:
             self.optimizer.load_state_dict(loaded["optimizer"])
             self.scheduler.load_state_dict(loaded["scheduler"])
             self.scaler.load_state_dict(loaded["scaler"])
-            _set_rng_state(loaded["rng"])
+            # One state per rank; a run with more processes than the checkpoint's keeps its new ranks' seeds.
+            rng = loaded["rng"] if isinstance(loaded["rng"], list) else [loaded["rng"]]  # older: one dict
+            if self.group.rank < len(rng):
+                _set_rng_state(rng[self.group.rank])
             self.state = _State(**loaded["state"])
             if self.state.stop_reason == "max_steps":  # the budget may have grown since; the loop re-checks it
                 self.state.stop_reason = None
@@ -289,12 +330,13 @@ class _Run:
             f"{self.task.name} training: {self.task.n_examples} examples, {self.steps_per_epoch} steps/epoch x "
             f"{cfg.epochs} epochs = {self.total_steps} steps, warmup {self.warmup}, "
             f"{self.compute.device} {self.compute.precision}"
+            + (f", {self.group.world} data-parallel processes" if self.group.world > 1 else "")
         )
         if self.task.validate is not None and self.state.initial_val is None and self.state.step == 0:
-            self.state.initial_val = self.validate()
+            self.state.initial_val = self.group.from_main(self.validate() if self.group.main else None)
             self.say(f"{self.task.name} untrained: {_metrics_text(self.state.initial_val)}")
 
-    def finish(self, seconds: float) -> TrainResult:
+    def finish(self) -> TrainResult:
         state, objective = self.state, self.task.objective
         history = list(state.history)
         best_epoch, best_value, best_val, keep_current = state.best_epoch, state.best_value, state.best_val, False
@@ -314,10 +356,11 @@ class _Run:
             history=history, objective=objective.metric, best_epoch=best_epoch, best_value=best_value,
             best_val=best_val, initial_val=state.initial_val, steps=state.step, total_steps=self.total_steps,
             samples=self.samples, samples_per_second=self.samples / self.train_seconds if self.train_seconds else 0.0,
-            train_seconds=self.train_seconds, seconds=seconds, stop_reason=state.stop_reason or "epochs",
+            train_seconds=self.train_seconds, seconds=0.0, stop_reason=state.stop_reason or "epochs",
             resumed_from_step=self.resumed_from, device=self.compute.device, precision=self.compute.precision,
             fingerprint=self.fingerprint, checkpoint_path=str(self.path) if self.path else None,
-        )
+            processes=self.group.world,
+        )  # train() sets seconds: the wall time of the whole call
 
     # ---- an epoch ---------------------------------------------------------------------------------------
 
@@ -350,16 +393,18 @@ class _Run:
                 self.save("every")
 
     def step(self, rows: np.ndarray) -> float:
+        """One optimizer step on a global batch; its mean loss."""
+        part, weight = self.group.shard(rows)
         with self.compute.autocast():
-            loss = self.task.batch_loss(rows)
+            loss = self.task.batch_loss(self.net, part)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss if weight == 1.0 else loss * weight).backward()
         self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return float(loss.detach())
+        return self.group.batch_loss(float(loss.detach()), len(part), weight, len(rows))
 
     def end_epoch(self) -> None:
         state, objective, patience = self.state, self.task.objective, self.config.early_stopping_patience
@@ -393,6 +438,9 @@ class _Run:
         return metrics
 
     def epoch_record(self, partial: bool) -> dict:
+        """Rank 0 measures (validation, speed); every rank gets its record, so all decide the same."""
+        if not self.group.main:
+            return self.group.from_main(None)
         state = self.state
         record = {
             "epoch": state.epoch + 1,
@@ -403,7 +451,7 @@ class _Run:
         if self.task.validate is not None:
             record.update(self.validate())
         record["samples_per_second"] = state.epoch_samples / state.epoch_seconds if state.epoch_seconds else 0.0
-        return record
+        return self.group.from_main(record)
 
     # ---- progress lines and checkpoints -----------------------------------------------------------------
 
@@ -444,7 +492,12 @@ class _Run:
         return payload
 
     def save(self, reason: str) -> None:
+        """Rank 0 writes (every rank's RNG state included); the others wait until it is on disk."""
         if self.path is None:
+            return
+        rng = self.group.gather(_get_rng_state())
+        if not self.group.main:
+            self.group.barrier()
             return
         _save_checkpoint(self.path, {
             "fingerprint": self.fingerprint,
@@ -452,11 +505,12 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _get_rng_state(),
+            "rng": rng,
             "state": asdict(self.state),
             "best_weights": self.best_weights,
         })
         log.debug("%s: checkpoint (%s) at step %d", self.task.name, reason, self.state.step)
+        self.group.barrier()
 
 
 def _val_part(record: dict) -> dict:

@@ -48,9 +48,9 @@ def toy_task(model, data=None, *, validate=True, scripted=None, objective=VAL_LO
     x, y = data if data is not None else toy_data()
     calls = []
 
-    def batch_loss(rows):
+    def batch_loss(net, rows):
         rows = torch.as_tensor(rows)
-        return torch.nn.functional.mse_loss(model(x[rows]).squeeze(-1), y[rows])
+        return torch.nn.functional.mse_loss(net(x[rows]).squeeze(-1), y[rows])
 
     def measure():
         calls.append({k: v.clone() for k, v in model.state_dict().items()})  # the weights each call saw

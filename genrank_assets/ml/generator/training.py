@@ -44,10 +44,10 @@ def train_tiger(
     device = compute.torch_device
     val = val_examples if val_examples is not None and len(val_examples) > 0 else None
 
-    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+    def batch_loss(net: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
         batch = collate_examples([train_examples[int(i)] for i in rows], pad_id)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        return model(**batch).loss  # T5 shifts labels right (decoder start = pad) and ignores -100
+        return net(**batch).loss  # T5 shifts labels right (decoder start = pad) and ignores -100
 
     def epoch_order(epoch: int) -> np.ndarray:
         if hasattr(train_examples, "set_epoch"):

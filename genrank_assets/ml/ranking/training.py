@@ -54,9 +54,9 @@ def train_ranker(
         val_pairs = encode_frame(ranker, val_df, song_vectors, song_text_of, "val_df")
     device = compute.torch_device
 
-    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+    def batch_loss(net: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
         input_ids, attention_mask, vectors, labels = train_pairs.batch(ranker, rows, device)
-        return F.binary_cross_entropy_with_logits(ranker(input_ids, attention_mask, vectors).float(), labels)
+        return F.binary_cross_entropy_with_logits(net(input_ids, attention_mask, vectors).float(), labels)
 
     def epoch_order(epoch: int) -> np.ndarray:
         # The ranker's own seeded order (kept from before the shared loop, so trained rankers reproduce).
