@@ -21,6 +21,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from genrank_assets.executors import genrank_executor
 from genrank_assets.liveness import fail_dead_runs
 from genrank_assets.ml.data.batches import incoming_dir, scan_incoming
 from genrank_assets.resources import GenrankPaths
@@ -92,16 +93,16 @@ def build_jobs(assets) -> dict[str, dg.UnresolvedAssetJobDefinition]:
     jobs = {}
     for group in group_names(assets):
         jobs[f"{group}_job"] = dg.define_asset_job(
-            f"{group}_job", selection=dg.AssetSelection.groups(group), executor_def=dg.in_process_executor,
+            f"{group}_job", selection=dg.AssetSelection.groups(group), executor_def=genrank_executor,
             description=f"Materialise the `{group}` group only (its inputs are read from the warehouse).",
         )
     jobs["retrain_all_job"] = dg.define_asset_job(
-        "retrain_all_job", selection=dg.AssetSelection.all(), executor_def=dg.in_process_executor,
+        "retrain_all_job", selection=dg.AssetSelection.all(), executor_def=genrank_executor,
         description="Retrain the whole graph from the ingested data; the evaluation gate decides promotion.",
     )
     jobs["new_batch_job"] = dg.define_asset_job(
         "new_batch_job", selection=dg.AssetSelection.assets(*INGEST_ASSETS).downstream(),
-        executor_def=dg.in_process_executor,
+        executor_def=genrank_executor,
         description="Add the batches named in ops.raw_tables.config.batches, then retrain everything downstream.",
     )
     return jobs

@@ -6,7 +6,8 @@ import dagster as dg
 import genrank_assets.paths as paths
 from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
 from genrank_assets.automation import build_automation
-from genrank_assets.io_managers import WarehouseIOManager
+from genrank_assets.executors import genrank_executor
+from genrank_assets.io_managers import warehouse_io_manager
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 from genrank_assets.run_checks import register_config_classes
 
@@ -14,12 +15,13 @@ from genrank_assets.run_checks import register_config_classes
 STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation, serving]
 
 
-def build_resources(home: str | None = None, data_dir: str | None = None) -> dict:
-    """Resources for one GENRANK_HOME; tests pass a temporary home and data folder."""
+def build_resources(home: str | None = None, data_dir: str | None = None, warehouse: str | None = None) -> dict:
+    """Resources for one GENRANK_HOME; tests pass a temporary home and data folder. `warehouse`: duckdb (one
+    file) or parquet (a file per table), default GENRANK_WAREHOUSE, else duckdb (io_managers.warehouse_kind)."""
     home_path = paths.genrank_home(home)
     home_path.mkdir(parents=True, exist_ok=True)
     return {
-        "io_manager": WarehouseIOManager(database=str(paths.warehouse_path(home_path)), schema="genrank"),
+        "io_manager": warehouse_io_manager(home_path, warehouse),
         "genrank_paths": GenrankPaths(home=str(home_path), data_dir=str(paths.data_dir(data_dir))),
         "compute": ComputeResource(),
         "mlflow_registry": MlflowRegistry(home=str(home_path)),
@@ -40,6 +42,7 @@ defs = dg.Definitions(
     jobs=automation.jobs,
     schedules=automation.schedules,
     sensors=automation.sensors,
-    # One process: DuckDB allows one writer, and the training assets use both cores on their own.
-    executor=dg.in_process_executor,
+    # Multiprocess by default (independent steps at once; one DuckDB writer at a time through the IO manager's
+    # lock wait), in_process or dask per run config: genrank_assets/executors.py.
+    executor=genrank_executor,
 )

@@ -1,4 +1,7 @@
-"""DuckDB warehouse IO manager: the stock pandas one, with whole-table replacement and fixed-size vectors.
+"""The warehouse IO managers: one DuckDB file (the default), or one Parquet file per table for steps that run in
+several processes or on several machines (`GENRANK_WAREHOUSE=parquet`, `warehouse_io_manager`).
+
+The DuckDB one is the stock pandas IO manager, with whole-table replacement and fixed-size vectors.
 
 The stock handler skips empty DataFrames (no table is created, so a downstream load fails even though an
 empty reject table is a perfectly good answer), keeps an existing table's columns (it empties the table and
@@ -8,12 +11,16 @@ arrays becomes `FLOAT[dim]`.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
@@ -22,6 +29,12 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+from pydantic import Field
+
+import genrank_assets.paths as paths
+
+# How long a load or store waits for another process's lock on a DuckDB file before it fails naming that process.
+LOCK_TIMEOUT_S = 120.0
 
 
 class WarehouseLockedError(RuntimeError):
@@ -41,32 +54,39 @@ def lock_holder(message: str) -> str:
     return f"PID {pid}" + (f": {cmdline}" if cmdline else "")
 
 
+def connect_waiting(database: str, timeout_s: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-write connection to a DuckDB file, waiting up to `timeout_s` for another process's lock (with
+    steps in several processes, each holds the file only while it loads or stores one table), then failing
+    with a WarehouseLockedError naming the process that holds it."""
+    config = {"custom_user_agent": "dagster", **(config or {})}
+    deadline = time.monotonic() + float(timeout_s)
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(database=database, read_only=False, config=config)
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise
+            if time.monotonic() + delay > deadline:
+                raise WarehouseLockedError(
+                    f"the warehouse {database} is held by {lock_holder(str(err))}; a reader (a notebook, "
+                    "`genrank status`, a DuckDB shell) must close it before a materialisation can write"
+                ) from err
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
 class _WarehouseClient(DuckDbClient):
     """DuckDB client that waits up to `lock_timeout_s` for another process's lock, then names that process."""
 
-    lock_timeout_s = 120.0
+    lock_timeout_s = LOCK_TIMEOUT_S
 
     @classmethod
     @contextmanager
     def connect(cls, context, _):
-        database = context.resource_config["database"]
-        config = {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
-        deadline = time.monotonic() + float(context.resource_config.get("lock_timeout_s", cls.lock_timeout_s))
-        delay = 0.1
-        while True:
-            try:
-                conn = duckdb.connect(database=database, read_only=False, config=config)
-                break
-            except duckdb.IOException as err:
-                if "lock" not in str(err).lower():
-                    raise
-                if time.monotonic() + delay > deadline:
-                    raise WarehouseLockedError(
-                        f"the warehouse {database} is held by {lock_holder(str(err))}; a reader (a notebook, "
-                        "`genrank status`, a DuckDB shell) must close it before a materialisation can write"
-                    ) from err
-                time.sleep(delay)
-                delay = min(2 * delay, 5.0)
+        conn = connect_waiting(context.resource_config["database"],
+                               context.resource_config.get("lock_timeout_s", cls.lock_timeout_s),
+                               context.resource_config["connection_config"])
         try:
             yield conn
         finally:
@@ -101,7 +121,7 @@ class WarehouseIOManager(DuckDBIOManager):
     """The genrank DuckDB warehouse (one file under GENRANK_HOME)."""
 
     # How long a write waits for a reader's lock before it fails naming the reader.
-    lock_timeout_s: float = 120.0
+    lock_timeout_s: float = LOCK_TIMEOUT_S
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
@@ -117,3 +137,125 @@ class WarehouseIOManager(DuckDBIOManager):
             type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
             io_manager_name="WarehouseIOManager",
         )
+
+
+# --- the Parquet store: one file per table, for steps in several processes or on several machines ------------
+
+PARQUET_ARRAYS_KEY = "genrank.arrays"  # Parquet key-value metadata: JSON {column: dim} of the FLOAT[dim] columns
+
+
+def _array_casts(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """`replace (cast("v" as FLOAT[16]) as "v")` for the fixed-size vector columns a Parquet file records
+    (Parquet has lists only; the metadata keeps the length, so a read gives the DuckDB store's FLOAT[dim])."""
+    rows = con.execute("select value from parquet_kv_metadata(?) where decode(key) = ?",
+                       [str(path), PARQUET_ARRAYS_KEY]).fetchall()
+    dims = json.loads(rows[0][0].decode()) if rows else {}
+    casts = ", ".join(f'cast("{c}" as FLOAT[{int(d)}]) as "{c}"' for c, d in dims.items())
+    return f"replace ({casts})" if casts else ""
+
+
+def _select_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    quoted = str(path).replace("'", "''")
+    return f"select * {_array_casts(con, path)} from read_parquet('{quoted}')"
+
+
+class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
+    """The warehouse as one Parquet file per table, `<root>/<schema>/<table>.parquet`, on a folder every step's
+    process can reach (a shared volume when steps run on several machines).
+
+    A table is written to a temporary file beside its place and renamed over it, so a reader sees the old table
+    or the new one, never half a file, and no step holds a lock while it computes: steps in separate processes
+    store and load at once. Types are DuckDB's (a frame goes through an in-memory DuckDB on both ways, and
+    FLOAT[dim] vectors keep their length), so the frames a step loads equal the DuckDB store's.
+
+    `catalog` (default: GENRANK_HOME/warehouse.duckdb) is a DuckDB file of views over the Parquet files, for
+    what reads the warehouse by SQL: the CLI, a notebook, and the ingest, which reads its ledger
+    `ingested_batches` from it. Each store replaces one view, holding that file for milliseconds through the
+    same bounded lock wait as the DuckDB store. "" leaves it out (then the ingest finds no ledger)."""
+
+    root: str
+    schema_: str = Field(default="genrank", alias="schema")
+    catalog: str = ""
+    lock_timeout_s: float = LOCK_TIMEOUT_S
+
+    def table_path(self, asset_key: dg.AssetKey) -> Path:
+        return Path(self.root) / self.schema_ / f"{asset_key.path[-1]}.parquet"
+
+    def _refuse_partitions(self, context) -> None:
+        if context.has_asset_partitions:
+            raise ValueError(f"{context.asset_key.to_user_string()}: the Parquet warehouse stores whole tables; "
+                             "partitioned assets need the duckdb warehouse (GENRANK_WAREHOUSE=duckdb)")
+
+    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+        self._refuse_partitions(context)
+        name = context.asset_key.to_user_string()
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{name}: the warehouse stores pandas DataFrames, got {type(obj).__name__}")
+        path = self.table_path(context.asset_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        dims = _vector_columns(obj)
+        con = duckdb.connect()
+        try:
+            con.register("obj", obj)
+            con.execute("create table t as select * from obj")
+            for column, dim in dims.items():
+                con.execute(f'alter table t alter "{column}" type FLOAT[{dim}]')
+            metadata = str(json.dumps(dims)).replace("'", "''")
+            con.execute(f"copy t to '{tmp}' (format parquet, kv_metadata {{'{PARQUET_ARRAYS_KEY}': '{metadata}'}})")
+            os.replace(tmp, path)
+        finally:
+            con.close()
+            tmp.unlink(missing_ok=True)
+        if self.catalog:
+            self._publish_view(path)
+        context.add_output_metadata({"dagster/row_count": len(obj), "dagster/storage_kind": "parquet",
+                                     "path": dg.MetadataValue.path(str(path))})
+
+    def _publish_view(self, path: Path) -> None:
+        con = connect_waiting(self.catalog, self.lock_timeout_s)
+        try:
+            con.execute(f'create schema if not exists "{self.schema_}"')
+            kind = con.execute("select table_type from information_schema.tables where table_schema = ? and "
+                               "table_name = ?", [self.schema_, path.stem]).fetchall()
+            if kind and kind[0][0] != "VIEW":
+                raise ValueError(f"the catalog {self.catalog} holds a table {self.schema_}.{path.stem} of the duckdb "
+                                 "warehouse; give the Parquet warehouse its own GENRANK_HOME (or catalog)")
+            con.execute(f'create or replace view "{self.schema_}"."{path.stem}" as {_select_parquet(con, path)}')
+        finally:
+            con.close()
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+        self._refuse_partitions(context)
+        path = self.table_path(context.asset_key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{context.asset_key.to_user_string()}: no table at {path}; materialise it first")
+        con = duckdb.connect()
+        try:
+            return con.execute(_select_parquet(con, path)).fetchdf()
+        finally:
+            con.close()
+
+
+# --- which store -----------------------------------------------------------------------------------------------
+
+WAREHOUSE_ENV = "GENRANK_WAREHOUSE"
+WAREHOUSE_KINDS = ("duckdb", "parquet")
+DEFAULT_WAREHOUSE = "duckdb"  # one file, the simplest thing on one machine; parquet for steps on several
+
+
+def warehouse_kind(kind: str | None = None) -> str:
+    """`kind`, else GENRANK_WAREHOUSE, else duckdb; anything else is an error naming the variable."""
+    value = (kind if kind not in (None, "") else os.environ.get(WAREHOUSE_ENV, "")).strip().lower() or DEFAULT_WAREHOUSE
+    if value not in WAREHOUSE_KINDS:
+        raise ValueError(f"{WAREHOUSE_ENV}={value!r}: the warehouse is one of {list(WAREHOUSE_KINDS)}")
+    return value
+
+
+def warehouse_io_manager(home: Path, kind: str | None = None, schema: str = "genrank") -> dg.IOManagerDefinition:
+    """The warehouse IO manager of one GENRANK_HOME: the DuckDB file, or Parquet files under home/warehouse/
+    with the DuckDB file as their catalog of views."""
+    database = str(paths.warehouse_path(home))
+    if warehouse_kind(kind) == "parquet":
+        return ParquetWarehouseIOManager(root=str(Path(home) / "warehouse"), schema=schema, catalog=database)
+    return WarehouseIOManager(database=database, schema=schema)

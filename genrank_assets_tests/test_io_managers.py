@@ -1,4 +1,5 @@
-"""The DuckDB warehouse IO manager on a real file: FLOAT[dim] vectors, empty tables, tables replaced whole."""
+"""The warehouse IO managers on real files: FLOAT[dim] vectors, empty tables, tables replaced whole; the Parquet
+store loads what the DuckDB store loads; writers in several processes at once."""
 from pathlib import Path
 
 import dagster as dg
@@ -7,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrank_assets.io_managers import WarehouseIOManager
+import genrank_assets.paths as paths
+from genrank_assets.io_managers import (
+    WAREHOUSE_ENV,
+    ParquetWarehouseIOManager,
+    WarehouseIOManager,
+    warehouse_io_manager,
+)
 
 
 def warehouse(path: Path) -> dict:
@@ -108,3 +115,119 @@ def test_a_new_run_replaces_the_table_with_its_own_columns(db):
                                          "vector": "FLOAT[2]"}
     back = read(db, "songs")
     assert back.song_id.tolist() == ["a"] and back.song_name.tolist() == ["one"]
+
+
+# --- the Parquet store, and both stores with writers in several processes ------------------------------------
+
+def parquet_store(home: Path) -> dict:
+    return {"io_manager": warehouse_io_manager(home, "parquet")}
+
+
+def mixed_frame() -> pd.DataFrame:
+    """Every kind of column the pipeline stores: strings, ints, floats with NaN, tz-aware times, lists, vectors."""
+    return pd.DataFrame({
+        "song_id": ["a", "b", "c"], "count": [3, 2, 1], "score": [0.5, float("nan"), 2.0],
+        "at": pd.to_datetime(["2024-06-01 10:00", "2024-06-02 11:30", "2024-06-03 00:00"]).tz_localize("UTC"),
+        "song_ids": [["s1", "s2"], ["s3"], []], "vector": list(VECTORS),
+    })
+
+
+def test_parquet_store_loads_what_the_duckdb_store_loads(tmp_path):
+    """The same frames through both stores: the loaded frames are equal, and the catalog's view has FLOAT[4]."""
+    @dg.asset
+    def vectors() -> pd.DataFrame:
+        return mixed_frame()
+
+    _, from_duckdb = materialize_and_load(vectors, tmp_path / "duckdb_warehouse.duckdb")
+    seen = {}
+
+    @dg.asset(ins={"upstream": dg.AssetIn(vectors.key)})
+    def downstream(upstream: pd.DataFrame) -> None:
+        seen["frame"] = upstream
+
+    home = tmp_path / "parquet_home"
+    result = dg.materialize([vectors, downstream], resources=parquet_store(home))
+    assert result.success
+    pd.testing.assert_frame_equal(seen["frame"], from_duckdb)
+    assert (home / "warehouse" / "genrank" / "vectors.parquet").is_file()
+    catalog = paths.warehouse_path(home)
+    assert column_types(catalog, "vectors")["vector"] == "FLOAT[4]"
+    pd.testing.assert_frame_equal(read(catalog, "vectors"), from_duckdb)
+    meta = result.asset_materializations_for_node("vectors")[0].metadata
+    assert meta["dagster/row_count"].value == 3 and meta["dagster/storage_kind"].value == "parquet"
+
+
+def test_parquet_store_empty_frame_and_replacement(tmp_path):
+    frames = [pd.DataFrame({"file": pd.Series(dtype=str), "line_no": pd.Series(dtype="int64")}),
+              pd.DataFrame({"file": ["x"], "reason": ["empty_id"]})]
+    for frame in frames:
+        @dg.asset(name="ingest_rejects")
+        def ingest_rejects() -> pd.DataFrame:
+            return frame  # noqa: B023 - materialised before the next iteration rebinds it
+
+        assert dg.materialize([ingest_rejects], resources=parquet_store(tmp_path)).success
+        pd.testing.assert_frame_equal(read(paths.warehouse_path(tmp_path), "ingest_rejects"), frame)
+    assert not list((tmp_path / "warehouse" / "genrank").glob(".*tmp"))  # no temporary file left behind
+
+
+def test_parquet_store_errors_name_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv(WAREHOUSE_ENV, "sqlite")
+    with pytest.raises(ValueError, match="GENRANK_WAREHOUSE='sqlite'"):
+        warehouse_io_manager(tmp_path)
+    monkeypatch.setenv(WAREHOUSE_ENV, "Parquet")
+    assert isinstance(warehouse_io_manager(tmp_path), ParquetWarehouseIOManager)
+
+    @dg.asset(name="raw_songs")
+    def raw_songs() -> pd.DataFrame:
+        return pd.DataFrame({"song_id": ["a"]})
+
+    @dg.asset(ins={"raw_songs": dg.AssetIn("raw_songs")})
+    def reader(raw_songs: pd.DataFrame) -> None:
+        pass
+
+    with pytest.raises(FileNotFoundError, match="raw_songs: no table at .*raw_songs.parquet"):
+        dg.materialize([raw_songs.to_source_asset(), reader], resources=parquet_store(tmp_path))
+    # A home whose DuckDB file holds the duckdb store's tables is not silently turned into views.
+    assert dg.materialize([raw_songs], resources={"io_manager": warehouse_io_manager(tmp_path, "duckdb")}).success
+    with pytest.raises(ValueError, match="holds a table genrank.raw_songs of the duckdb warehouse"):
+        dg.materialize([raw_songs], resources=parquet_store(tmp_path))
+
+
+WRITER = """
+import sys
+import dagster as dg
+import pandas as pd
+from pathlib import Path
+from genrank_assets.io_managers import warehouse_io_manager
+
+home, kind, name, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+store = {"io_manager": warehouse_io_manager(home, kind)}
+for i in range(n):
+    @dg.asset(name=f"{name}_{i}")
+    def table() -> pd.DataFrame:
+        return pd.DataFrame({"writer": [name] * 2000, "i": range(2000)})
+
+    assert dg.materialize([table], resources=store).success
+print("ok")
+"""
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_writers_in_separate_processes_all_land(tmp_path, kind):
+    """Three processes store tables at the same moment (as parallel steps do): with the DuckDB file each waits
+    for the others' lock, with Parquet each writes its own file (and the catalog, briefly); every table lands."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), kind, f"w{k}", "6"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(3)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    catalog = paths.warehouse_path(tmp_path)
+    for k in range(3):
+        for i in range(6):
+            back = read(catalog, f"w{k}_{i}")
+            assert len(back) == 2000 and set(back.writer) == {f"w{k}"}
