@@ -1,11 +1,14 @@
-"""Dagster resources: where things live, which device trains, and the MLflow registry."""
+"""Dagster resources: where things live, which device trains, and the MLflow registry; the per-asset device
+fields and the device-dependent defaults of the asset configs that compute on a device."""
 
+import dataclasses
 from pathlib import Path
 
 import dagster as dg
+from pydantic import field_validator
 
 import genrank_assets.paths as paths
-from genrank_assets.ml.compute import Compute, resolve_compute
+from genrank_assets.ml.compute import Compute, check_asset_settings, resolve_compute
 from genrank_assets.run_checks import check_run_config
 
 # Op tags of the steps that train on the compute resource's device. dagster-k8s reads `dagster-k8s/config` when
@@ -21,7 +24,7 @@ class GenrankPaths(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Set up before the run's first step (the ingest needs this resource): a bad value anywhere fails now.
-        check_run_config(context.dagster_run.run_config if context.dagster_run else None)
+        check_run_config(context.run.run_config if context.run else None)
 
     @property
     def home_path(self) -> Path:
@@ -58,19 +61,63 @@ class ComputeResource(dg.ConfigurableResource):
     processes: int = 1  # data-parallel training processes per node (torch.distributed); 1 = no DDP
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Once per run, before its first step: the whole run config, and the device (`device: cuda` on a machine
-        # without CUDA fails here, not after the ingest, corpus and vectors ran).
-        check_run_config(context.dagster_run.run_config if context.dagster_run else None)
+        # Once per run, before its first step: the whole run config, the device (`device: cuda` on a machine
+        # without CUDA fails here, not after the ingest, corpus and vectors ran) and every asset's own device
+        # over this resource's settings (`ops.tiger_model.config.device: cuda:1` on a one-GPU machine).
+        check_run_config(context.run.run_config if context.run else None, compute=self.settings())
         self.resolve()
 
-    def resolve(self) -> Compute:
-        return resolve_compute(self.device, self.precision, self.threads, self.processes)
+    def settings(self) -> dict:
+        return {"device": self.device, "precision": self.precision, "threads": self.threads,
+                "processes": self.processes}
+
+    def resolve(self, device: str = "", precision: str = "", *, where: str = "") -> Compute:
+        """This resource's compute; with an asset config's own ``device`` / ``precision`` (empty: this
+        resource's) that asset's, whose errors name ``{where}.device`` (``ops.tiger_model.config``)."""
+        return resolve_compute(**self.settings(), asset_device=device, asset_precision=precision, where=where)
+
+    def for_asset(self, op: str, config: "DeviceConfig") -> Compute:
+        """The compute of asset op ``op``, whose config (a :class:`DeviceConfig`) may name its own device."""
+        return self.resolve(config.device, getattr(config, "precision", ""), where=f"ops.{op}.config")
 
     def resolved_device(self) -> str:
         return self.resolve().device
 
     def apply_threads(self) -> None:
         self.resolve().apply_threads()
+
+
+class DeviceConfig(dg.Config):
+    """The config of an asset that computes on a device: its own ``device`` (empty = the compute resource's)."""
+
+    device: str = ""  # "" (the compute resource's) | auto | cpu | cuda | cuda:N
+
+    @field_validator("device")
+    @classmethod
+    def _device_format(cls, value: str) -> str:
+        check_asset_settings(device=value)  # whether it exists on this machine: run_checks, before the first step
+        return value
+
+
+class TrainingDeviceConfig(DeviceConfig):
+    """The config of an asset that trains: its own ``device`` and ``precision`` (empty = the resource's)."""
+
+    precision: str = ""  # "" (the compute resource's; fp32 when this asset's own device is cpu) | auto | fp32 | fp16 | bf16
+
+    @field_validator("precision")
+    @classmethod
+    def _precision_format(cls, value: str) -> str:
+        check_asset_settings(precision=value)
+        return value
+
+
+def fill_device_defaults(config: dg.Config, defaults) -> tuple[dg.Config, dict]:
+    """``config`` with each field left at None ("auto") set to ``defaults``' value of that name (a dataclass
+    of ``ml.device_defaults``, for the asset's resolved device); and the values filled in, for the metadata.
+    An explicit value in the run config is never None, so it always wins."""
+    filled = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)
+              if getattr(config, f.name) is None}
+    return config.model_copy(update=filled), filled
 
 
 class MlflowRegistry(dg.ConfigurableResource):

@@ -61,3 +61,34 @@ def test_fp32_has_no_autocast_and_no_gradient_scaling():
         assert not torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     assert not CPU.grad_scaler().is_enabled()
+
+
+def test_an_assets_own_device_wins_over_the_resources():
+    # Resource cuda + fp16 (a GPU machine's settings): an asset with `device: cpu` runs on CPU in fp32, with the CPU
+    # thread rule, and the resource's CUDA device is not asked for (this works on a machine without CUDA).
+    cpu_threads = max(1, min(4, (os.cpu_count() or 1) // 2))
+    gpu_resource = ComputeResource(device="cuda", precision="fp16", processes=2)
+    assert gpu_resource.resolve("cpu", where="ops.semantic_ids.config") == Compute("cpu", "fp32", cpu_threads, 2)
+    assert ComputeResource(device="cpu").resolve("", "") == ComputeResource(device="cpu").resolve()
+    # An asset's explicit precision is its own, and its errors name its key.
+    with pytest.raises(ValueError, match=r"ops\.ranker_model\.config\.precision='bf16' needs a CUDA device"):
+        gpu_resource.resolve("cpu", "bf16", where="ops.ranker_model.config")
+
+
+@no_cuda
+def test_an_assets_own_cuda_device_is_checked_and_named():
+    with pytest.raises(ValueError, match=r"ops\.tiger_model\.config\.device='cuda:1' but CUDA is not available"):
+        ComputeResource(device="cpu").resolve("cuda:1", where="ops.tiger_model.config")
+    with pytest.raises(ValueError, match=r"^compute\.device='cuda'"):  # the resource's own value: its own name
+        ComputeResource(device="cuda").resolve("", "fp32", where="ops.tiger_model.config")
+
+
+def test_for_asset_reads_the_config_and_names_the_op():
+    from genrank_assets.assets.generator import TigerModelConfig
+    from genrank_assets.assets.semantic_ids import SemanticIdsConfig
+
+    resource = ComputeResource(device="cpu")
+    assert resource.for_asset("semantic_ids", SemanticIdsConfig(device="cpu")).device == "cpu"
+    assert resource.for_asset("semantic_ids", SemanticIdsConfig()) == resource.resolve()  # empty: the resource's
+    with pytest.raises(ValueError, match=r"ops\.tiger_model\.config\.precision="):
+        resource.for_asset("tiger_model", TigerModelConfig(precision="fp16"))

@@ -15,12 +15,13 @@ from genrank_assets.ml.semantic_ids.rq_kmeans import (
     semantic_id_tables,
 )
 from genrank_assets.ml.vectors.song_vectors import from_frame
-from genrank_assets.resources import ComputeResource, GenrankPaths
+from genrank_assets.resources import ComputeResource, DeviceConfig, GenrankPaths
 
 
-class SemanticIdsConfig(dg.Config):
+class SemanticIdsConfig(DeviceConfig):
     """Defaults are the seed's [128, 128, 256]. Keep prod(levels[:2]) well below the catalogue size, or level 2
-    already gives most songs their own cluster (the demo preset uses [32, 16, 8] for 6,000 songs)."""
+    already gives most songs their own cluster (the demo preset uses [32, 16, 8] for 6,000 songs). ``device``
+    (empty: the compute resource's): where RQ-KMeans runs, e.g. ``cpu`` while the models train on CUDA."""
 
     levels: list[int] = list(DEFAULT_LEVELS)
     balanced: bool = True
@@ -67,8 +68,9 @@ def semantic_ids(
 ):
     sv = from_frame(song_vectors)
     X = sv.normalized()  # cosine geometry, as word2vec neighbours are judged
-    device = compute.resolved_device()
-    compute.apply_threads()
+    resolved = compute.for_asset("semantic_ids", config)
+    device = resolved.device
+    resolved.apply_threads()
     context.log.info(f"fitting RQ-KMeans {config.levels} on {len(sv)} songs (dim {sv.dim}) on {device}")
     model = RQKMeans(
         levels=tuple(config.levels), balanced=config.balanced, unique_codes=config.unique_codes,

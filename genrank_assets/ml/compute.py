@@ -12,6 +12,12 @@ The rules (``resolve_compute``; the ``compute`` resource of the code location ca
   ``1`` trains in the calling process. Must be >= 1.
 * **threads** — torch intra-op threads. ``0`` = auto: on CPU half the cores, at most 4 (small models: one thread
   per job beat two that fight over 2 cores, docs/findings.md); on CUDA torch's default.
+* **per asset** — an asset config's ``device`` / ``precision`` (``asset_device`` / ``asset_precision`` here;
+  empty = the resource's) win over the resource's for that asset alone, so one run can train TIGER on
+  ``cuda:0``, the ranker on ``cuda:1`` and fit RQ-KMeans on CPU. An asset that sets only ``device`` takes the
+  resource's precision, except on CPU, where it runs fp32: the resource's fp16 / bf16 is meant for its CUDA
+  device, and refusing it would make ``device: cpu`` for one asset need a second setting. Errors about an
+  asset's own value name it (``ops.tiger_model.config.device``), the resource's ``compute.*``.
 
 The trainers, ``RQKMeans`` and the generator's beam search take the resolved :class:`Compute` (or its device)
 and do not resolve anything again.
@@ -104,18 +110,26 @@ class Compute:
 CPU = Compute()
 
 
-def resolve_compute(device: str = "auto", precision: str = "auto", threads: int = 0, processes: int = 1) -> Compute:
-    """The :class:`Compute` for a ``compute`` resource's settings; errors name the ``compute.*`` field."""
-    dev = str(device).strip().lower()
+def resolve_compute(device: str = "auto", precision: str = "auto", threads: int = 0, processes: int = 1, *,
+                    asset_device: str = "", asset_precision: str = "", where: str = "") -> Compute:
+    """The :class:`Compute` for a ``compute`` resource's settings, or for one asset's ``asset_device`` /
+    ``asset_precision`` over them (rules: the module docstring). Errors name the ``compute.*`` field, or
+    ``{where}.device`` / ``{where}.precision`` for the asset's own values."""
+    own_device, own_precision = str(asset_device or "").strip(), str(asset_precision or "").strip()
+    device_name = f"{where}.device" if own_device else "compute.device"
+    precision_name = f"{where}.precision" if own_precision else "compute.precision"
+    dev = (own_device or str(device)).strip().lower()
     if dev == "auto":
         import torch
 
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = check_device(dev, name="compute.device")
-    prec = str(precision).strip().lower()
+    dev = check_device(dev, name=device_name)
+    prec = (own_precision or str(precision)).strip().lower()
+    if own_device and not own_precision and dev == "cpu":
+        prec = "fp32"  # an asset moved to CPU runs fp32 whatever the resource's (CUDA) precision
     if prec == "auto":
         prec = "fp32" if dev == "cpu" else ("bf16" if _has_bf16() else "fp32")
-    _check_precision(prec, dev, "compute.precision")
+    _check_precision(prec, dev, precision_name)
     if threads < 0:
         raise ValueError(f"compute.threads must be >= 0, got {threads}")
     if threads == 0 and dev == "cpu":
@@ -123,6 +137,16 @@ def resolve_compute(device: str = "auto", precision: str = "auto", threads: int 
     if isinstance(processes, bool) or int(processes) < 1:
         raise ValueError(f"compute.processes must be >= 1, got {processes!r}")
     return Compute(dev, prec, int(threads), int(processes))
+
+
+def check_asset_settings(device: str = "", precision: str = "", *, where: str = "") -> None:
+    """The format of an asset config's own ``device`` / ``precision`` (empty: the resource's), without asking
+    whether the device exists: the run's checks do that against this machine before the first step."""
+    if str(device or "").strip() and str(device).strip().lower() != "auto":
+        check_device(device, name=f"{where}device", require_available=False)
+    prec = str(precision or "").strip().lower()
+    if prec and prec != "auto" and prec not in PRECISIONS:
+        raise ValueError(f"{where}precision must be auto, fp32, fp16 or bf16, got {precision!r}")
 
 
 def _has_bf16() -> bool:
