@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from genrank_assets.metadata import latest_metadata
 from genrank_assets.ml.data.corpus import train_popularity
+from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.generator.dataset import (
     GENERATOR_DATASET,
     SONG_ORDERS,
@@ -23,7 +24,14 @@ from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.semantic_ids.codes import code_space, codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.training import TrainConfig, judge_training
-from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.resources import (
+    GPU_TAGS,
+    ComputeResource,
+    GenrankPaths,
+    MlflowRegistry,
+    TrainingDeviceConfig,
+    fill_device_defaults,
+)
 
 
 class GeneratorDatasetConfig(dg.Config):
@@ -65,8 +73,9 @@ def generator_dataset(
                                    "target_length_histogram": dg.MetadataValue.md(hist_md)})
 
 
-class TigerModelConfig(dg.Config):
-    """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING."""
+class TigerModelConfig(TrainingDeviceConfig):
+    """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING;
+    None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA)."""
 
     base_model: str = TIGER.base_model  # or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)
     preset: str = TIGER.preset  # from_scratch size: tiny | small | base
@@ -75,7 +84,7 @@ class TigerModelConfig(dg.Config):
     max_codes: int = TIGER.max_codes
     samples_per_playlist: int = TIGER.samples_per_playlist
     max_input_length: int = TIGER.max_input_length
-    epochs: int = TIGER_TRAINING.epochs
+    epochs: int | None = None  # None: ml.device_defaults for the device
     batch_size: int = TIGER_TRAINING.batch_size
     lr: float = TIGER_TRAINING.lr
     warmup_ratio: float = TIGER_TRAINING.warmup_ratio
@@ -84,14 +93,15 @@ class TigerModelConfig(dg.Config):
     gradient_checkpointing: bool = False
     checkpoint_every_steps: int = TIGER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
-    num_beams: int = TIGER.num_beams
+    num_beams: int | None = None  # None: ml.device_defaults for the device
     prior_weight: float = Field(default=TIGER.prior_weight, ge=0)  # popularity prior in beam search; 0 = off
     prior_mass: str = TIGER.prior_mass  # popularity | songs: the prior's mass under a code prefix
     seed: int = TIGER_TRAINING.seed
 
     @model_validator(mode="after")
     def _trainable(self):
-        TrainConfig.from_mapping(self.model_dump(), TIGER_TRAINING)  # the training loop's own argument checks
+        # The training loop's own argument checks, on what is set (None: a device default, valid by construction).
+        TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, TIGER_TRAINING)
         if self.target_mode not in TARGET_MODES:
             raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}")
         if self.prior_mass not in PRIOR_MASSES:
@@ -99,7 +109,7 @@ class TigerModelConfig(dg.Config):
         if self.base_model == "from_scratch" and self.preset not in MODEL_PRESETS:
             raise ValueError(f"preset must be one of {sorted(MODEL_PRESETS)}, got {self.preset!r}")
         small = {k: getattr(self, k) for k in ("vocab_size", "max_codes", "samples_per_playlist", "max_input_length",
-                                                "num_beams") if getattr(self, k) < 1}
+                                                "num_beams") if (getattr(self, k) or 1) < 1}
         if small:
             raise ValueError(f"must be >= 1: {small}")
         return self
@@ -124,8 +134,10 @@ def tiger_model(
 ) -> dg.Output[str]:
     """T5 text -> semantic-ID generator, logged in MLflow; value: the logged model's URI. It becomes a version of
     `genrank-tiger` only when the evaluation registers it, after its blocking check passed."""
-    resolved = compute.resolve()
+    resolved = compute.for_asset("tiger_model", config)
     resolved.apply_threads()
+    config, auto = fill_device_defaults(config, for_device(resolved.device).tiger_model)
+    context.log.info(f"{resolved.device} defaults for the fields left unset: {auto}" if auto else "no device defaults used")
     song_ids, codes = codes_from_frame(semantic_ids)
     levels = code_space(semantic_id_metrics)
     train = generator_dataset[generator_dataset["split"] == "train"]
@@ -157,6 +169,7 @@ def tiger_model(
     mlflow_registry.setup()
     with mlflow.start_run(run_name=f"tiger_model-{context.run.run_id[:8]}") as run:
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
+                           "device_defaults": ",".join(auto) or "none",
                            "levels": str(levels), "train_examples": len(train_ds), "dagster_run_id": context.run.run_id})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
@@ -166,6 +179,8 @@ def tiger_model(
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else "no epochs"
     return dg.Output(reg.uri, metadata={
         "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir), "parameters": n_params, "train_examples": len(train_ds), **summary,
+        "device": resolved.device, "precision": resolved.precision, "epochs_configured": config.epochs,
+        "num_beams": config.num_beams, "device_defaults": dg.MetadataValue.json(auto),
         "loss_curve": dg.MetadataValue.md(markdown_image(plot, "loss") + "\n\n" + history_md),
     })
 

@@ -20,8 +20,15 @@ def test_defaults_are_the_asset_configs():
     from genrank_assets.assets.generator import TigerModelConfig
     from genrank_assets.ml.generator.training import TIGER_TRAINING
 
+    from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
+
     config = TigerModelConfig()
     for name, value in vars(TIGER).items():
-        assert getattr(config, name) == value, name
-    for name in ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "early_stopping_patience", "seed"):
+        if name != "num_beams":
+            assert getattr(config, name) == value, name
+    for name in ("batch_size", "lr", "warmup_ratio", "weight_decay", "early_stopping_patience", "seed"):
         assert getattr(config, name) == getattr(TIGER_TRAINING, name), name
+    # Device-dependent: None in the config ("auto"); on CUDA they are the package defaults.
+    assert (config.epochs, config.num_beams) == (None, None)
+    assert (CUDA_DEFAULTS.tiger_model.epochs, CUDA_DEFAULTS.tiger_model.num_beams) == (TIGER_TRAINING.epochs,
+                                                                                       TIGER.num_beams)

@@ -1,0 +1,76 @@
+"""Defaults whose best value depends on the device that computes: one set for CPU, one for CUDA.
+
+An asset config leaves these fields at ``None`` ("auto"); the asset fills them with the set of its resolved
+device (``for_device``) before it uses them, and writes the values to its metadata and MLflow params. An explicit
+value in the run config always wins (the presets set theirs, so their runs do not change).
+
+The CUDA set is the package's defaults (``TIGER``, ``TIGER_TRAINING``, ``RANKER_DEFAULTS``, ``RANKER_TRAINING``),
+read from where they are defined. The CPU set is sized for a person pointing GENRANK_DATA_DIR at a few hundred
+to a few thousand playlists on a laptop: issue 13 measured a 634-playlist run with the CUDA-sized values on 2
+cores at over half an hour (the ranker alone ~26 min: 4 epochs with song text) and a served p50 of 528 ms. The
+CPU values are the demo preset's, which keeps the whole graph within minutes and the served p50 near the 100 ms
+goal: the ranker reads no song text (8x cheaper scoring; no gain measured, docs/findings.md), trains 2 epochs
+at batch 128, and the generator decodes 30 beams, not 50.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genrank_assets.ml.compute import check_device
+from genrank_assets.ml.generator.model import TIGER
+from genrank_assets.ml.generator.training import TIGER_TRAINING
+from genrank_assets.ml.ranking.model import RANKER_DEFAULTS
+from genrank_assets.ml.ranking.training import RANKER_TRAINING
+
+
+@dataclass(frozen=True)
+class TigerDeviceDefaults:
+    """``tiger_model``: training epochs and the beams the generator decodes (generation and serving)."""
+
+    epochs: int
+    num_beams: int
+
+
+@dataclass(frozen=True)
+class RankerDatasetDeviceDefaults:
+    """``ranker_dataset``: the generator's proposals per title that hard negatives come from, and their beams."""
+
+    generator_candidates: int
+    generator_beams: int
+
+
+@dataclass(frozen=True)
+class RankerDeviceDefaults:
+    """``ranker_model``: whether the ranker reads song text, its epochs and batch size."""
+
+    use_song_text: bool
+    epochs: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """One device's defaults, by asset."""
+
+    tiger_model: TigerDeviceDefaults
+    ranker_dataset: RankerDatasetDeviceDefaults
+    ranker_model: RankerDeviceDefaults
+
+
+CUDA_DEFAULTS = DeviceDefaults(
+    tiger_model=TigerDeviceDefaults(epochs=TIGER_TRAINING.epochs, num_beams=TIGER.num_beams),
+    ranker_dataset=RankerDatasetDeviceDefaults(generator_candidates=50, generator_beams=10),
+    ranker_model=RankerDeviceDefaults(use_song_text=RANKER_DEFAULTS["use_song_text"], epochs=RANKER_TRAINING.epochs,
+                                      batch_size=RANKER_TRAINING.batch_size),
+)
+
+CPU_DEFAULTS = DeviceDefaults(
+    tiger_model=TigerDeviceDefaults(epochs=6, num_beams=30),
+    ranker_dataset=RankerDatasetDeviceDefaults(generator_candidates=30, generator_beams=8),
+    ranker_model=RankerDeviceDefaults(use_song_text=False, epochs=2, batch_size=128),
+)
+
+
+def for_device(device: str) -> DeviceDefaults:
+    """The defaults for a resolved device (``cpu``, ``cuda``, ``cuda:N``)."""
+    return CPU_DEFAULTS if check_device(device, require_available=False) == "cpu" else CUDA_DEFAULTS
