@@ -7,6 +7,10 @@
   starts a new code, so no separator is needed; ``<sep>`` stays reserved in the vocabulary); "single" mode
   (TIGER style) — one code per example, a seeded random code of the playlist each time the playlist is sampled.
   :func:`collate_examples` pads a batch (labels with -100, which the loss ignores).
+* **Index pairs** (DSI-style, optional): texts that teach the model words titles rarely hold — "song name - singer"
+  -> the song's code (``index_songs``) and singer -> the codes of the singer's songs (``index_singers``), from the
+  song catalogue, for songs that have a code (train songs). They are train rows with ``source`` "song" / "singer"
+  (playlists: "playlist") and give ``index_samples`` examples per epoch each.
 """
 from __future__ import annotations
 
@@ -61,6 +65,7 @@ def query_text(title: str, tags: str, include_tags: bool) -> str:
 
 
 SONG_ORDERS = ("playlist", "popularity")  # a target's codes in playlist order, or most popular song first
+SOURCES = ("playlist", "song", "singer")  # where a pair comes from (the ``source`` column)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class GeneratorDatasetDefaults:
     max_songs_per_target: int = 20  # the seed used ~127 on GPU
     windows_per_playlist: int = 1  # >1: long playlists yield several targets (augmentation)
     include_tags: bool = False
+    index_songs: int = 0  # DSI index pairs "name - singer" -> code for the most popular coded songs; 0 = none
+    index_singers: int = 0  # singer -> codes of their songs, for the singers with most coded songs; 0 = none
+    max_codes_per_singer: int = 20  # a singer's target: the codes of their most popular songs
+    index_samples: int = 1  # training examples per index pair per epoch (playlists: samples_per_playlist)
     seed: int = 0
 
 
@@ -87,24 +96,34 @@ def build_generator_dataset(
     max_songs_per_target: int = GENERATOR_DATASET.max_songs_per_target,
     windows_per_playlist: int = GENERATOR_DATASET.windows_per_playlist,
     include_tags: bool = GENERATOR_DATASET.include_tags,
+    songs: pd.DataFrame | None = None,
+    index_songs: int = GENERATOR_DATASET.index_songs,
+    index_singers: int = GENERATOR_DATASET.index_singers,
+    max_codes_per_singer: int = GENERATOR_DATASET.max_codes_per_singer,
     seed: int = GENERATOR_DATASET.seed,
 ) -> tuple[pd.DataFrame, dict]:
-    """Rows (playlist_id, split, text, target, n_codes, window).
+    """Rows (playlist_id, split, text, target, n_codes, window, source).
 
     Only playlists of ``splits`` are used (test never reaches training). A playlist's songs without a code are
     skipped; repeated codes (songs sharing a concept cluster) are kept once, first occurrence. With
     ``windows_per_playlist > 1`` a long playlist yields several targets: consecutive windows of
     ``max_songs_per_target`` codes (playlist order) or, once the windows run out, seeded random samples.
+    With ``songs`` (song_id, song_name, singer) and ``index_songs`` / ``index_singers`` > 0, index pairs are
+    appended as "train" rows (:func:`index_pairs`; only when "train" is in ``splits``).
     """
     if song_order not in SONG_ORDERS:
         raise ValueError(f"song_order must be one of {SONG_ORDERS}, got {song_order!r}")
     if max_songs_per_target < 1 or windows_per_playlist < 1:
         raise ValueError("max_songs_per_target and windows_per_playlist must be >= 1")
+    if min(index_songs, index_singers) < 0 or max_codes_per_singer < 1:
+        raise ValueError("index_songs and index_singers must be >= 0, max_codes_per_singer >= 1")
+    if (index_songs or index_singers) and songs is None:
+        raise ValueError("index_songs / index_singers need the song catalogue (songs=)")
     rng = np.random.default_rng(seed)
     rows = []
     stats = {"playlists_in": 0, "no_text": 0, "no_coded_songs": 0, "songs_without_code": 0}
     part = corpus[corpus["split"].isin(splits)]
-    for pid, title, tags, split, songs in zip(
+    for pid, title, tags, split, playlist_songs in zip(
         part["playlist_id"], part["title"], part["tags"], part["split"], as_song_lists(part["song_ids"])
     ):
         stats["playlists_in"] += 1
@@ -113,9 +132,9 @@ def build_generator_dataset(
             stats["no_text"] += 1
             continue
         if song_order == "popularity":
-            songs = sorted(dict.fromkeys(songs), key=lambda s: -popularity.get(s, 0))
+            playlist_songs = sorted(dict.fromkeys(playlist_songs), key=lambda s: -popularity.get(s, 0))
         codes, seen = [], set()
-        for s in songs:
+        for s in playlist_songs:
             c = code_of.get(s)
             if c is None:
                 stats["songs_without_code"] += 1
@@ -127,11 +146,55 @@ def build_generator_dataset(
             stats["no_coded_songs"] += 1
             continue
         for w, window in enumerate(_windows(codes, max_songs_per_target, windows_per_playlist, rng)):
-            rows.append((pid, split, text, " ".join(code_tokens(c) for c in window), len(window), w))
-    df = pd.DataFrame(rows, columns=["playlist_id", "split", "text", "target", "n_codes", "window"])
+            rows.append((pid, split, text, " ".join(code_tokens(c) for c in window), len(window), w, "playlist"))
+    if "train" in splits and (index_songs or index_singers):
+        rows.extend(index_pairs(songs, code_of, popularity, index_songs=index_songs, index_singers=index_singers,
+                                max_codes_per_singer=max_codes_per_singer))
+    df = pd.DataFrame(rows, columns=["playlist_id", "split", "text", "target", "n_codes", "window", "source"])
     stats["pairs"] = len(df)
     stats.update({f"pairs_{s}": int((df["split"] == s).sum()) for s in splits})
+    stats.update({f"pairs_{s}": int((df["source"] == s).sum()) for s in SOURCES[1:]})
     return df, stats
+
+
+def index_pairs(
+    songs: pd.DataFrame,
+    code_of: dict[str, tuple[int, ...]],
+    popularity: dict[str, int],
+    *,
+    index_songs: int = GENERATOR_DATASET.index_songs,
+    index_singers: int = GENERATOR_DATASET.index_singers,
+    max_codes_per_singer: int = GENERATOR_DATASET.max_codes_per_singer,
+) -> list[tuple]:
+    """DSI-style index rows (playlist_id, "train", text, target, n_codes, 0, source) from the song catalogue.
+
+    Songs: the ``index_songs`` most popular songs that have a code (ties: song id) -> "name - singer" (or the name
+    alone when the singer is blank) -> that song's code; id ``song:<song_id>``. Singers: the ``index_singers``
+    singers with the most coded songs (ties: their summed popularity, then name) -> the distinct codes of their
+    ``max_codes_per_singer`` most popular songs; id ``singer:<name>``. Deterministic; blank names are skipped.
+    """
+    missing = {"song_id", "song_name", "singer"} - set(songs.columns)
+    if missing:
+        raise ValueError(f"songs lacks columns {sorted(missing)}")
+    catalogue = songs.drop_duplicates("song_id")
+    coded = [(str(sid), str(name).strip(), str(singer).strip())
+             for sid, name, singer in zip(catalogue["song_id"], catalogue["song_name"], catalogue["singer"])
+             if str(sid) in code_of]
+    coded.sort(key=lambda r: (-popularity.get(r[0], 0), r[0]))
+    rows = []
+    for sid, name, singer in [r for r in coded if r[1]][:index_songs]:
+        text = f"{name} - {singer}" if singer else name
+        rows.append((f"song:{sid}", "train", text, code_tokens(code_of[sid]), 1, 0, "song"))
+    by_singer: dict[str, list[str]] = {}
+    for sid, _, singer in coded:  # most popular first
+        if singer:
+            by_singer.setdefault(singer, []).append(sid)
+    ranked = sorted(by_singer, key=lambda g: (-len(by_singer[g]), -sum(popularity.get(s, 0) for s in by_singer[g]), g))
+    for singer in ranked[:index_singers]:
+        codes = list(dict.fromkeys(code_of[s] for s in by_singer[singer][:max_codes_per_singer]))
+        rows.append((f"singer:{singer}", "train", singer, " ".join(code_tokens(c) for c in codes), len(codes), 0,
+                     "singer"))
+    return rows
 
 
 def _windows(codes: list, size: int, n: int, rng: np.random.Generator) -> list[list]:
@@ -186,6 +249,7 @@ class TigerDataset(torch.utils.data.Dataset):
         samples_per_playlist: int = TIGER.samples_per_playlist,
         max_input_length: int = TIGER.max_input_length,
         seed: int = 0,
+        samples: Sequence[int] | None = None,
     ):
         if mode not in TARGET_MODES:
             raise ValueError(f"mode must be one of {TARGET_MODES}, got {mode!r}")
@@ -193,10 +257,18 @@ class TigerDataset(torch.utils.data.Dataset):
             raise ValueError(f"texts ({len(texts)}) and playlist_codes ({len(playlist_codes)}) differ in length")
         if max_codes < 1 or samples_per_playlist < 1:
             raise ValueError("max_codes and samples_per_playlist must be >= 1")
+        if samples is not None and (len(samples) != len(texts) or min(samples, default=1) < 1):
+            raise ValueError(f"samples must hold one count >= 1 per text ({len(texts)})")
         self.vocab = SemanticIdVocab(tokenizer)
         self.mode = mode
         self.max_codes = int(max_codes)
         self.samples_per_playlist = int(samples_per_playlist) if mode == "single" else 1
+        # examples per row per epoch (single mode); the rows' examples are laid out one after another
+        per_row = np.full(len(texts), self.samples_per_playlist, dtype=np.int64)
+        if samples is not None and mode == "single":
+            per_row = np.asarray(samples, dtype=np.int64)
+        self._uniform = samples is None or mode != "single"
+        self._starts = np.concatenate([[0], np.cumsum(per_row)])
         self.seed = int(seed)
         self.epoch = 0
         self.codes: list[np.ndarray] = []
@@ -218,10 +290,16 @@ class TigerDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return len(self.codes) * self.samples_per_playlist
+        return int(self._starts[-1])
 
     def __getitem__(self, i: int) -> dict[str, list[int]]:
-        playlist, slot = divmod(int(i), self.samples_per_playlist)
+        if self._uniform:
+            playlist, slot = divmod(int(i), self.samples_per_playlist)
+        else:
+            if not 0 <= int(i) < len(self):
+                raise IndexError(i)
+            playlist = int(np.searchsorted(self._starts, int(i), side="right")) - 1
+            slot = int(i) - int(self._starts[playlist])
         if self._sequence_targets is not None:
             labels = self._sequence_targets[playlist]
         else:
@@ -234,6 +312,8 @@ class TigerDataset(torch.utils.data.Dataset):
         """A short hash of everything that decides the examples (for checkpoint compatibility)."""
         h = hashlib.sha256()
         h.update(json.dumps([self.mode, self.max_codes, self.samples_per_playlist, self.seed]).encode())
+        if not self._uniform:
+            h.update(np.diff(self._starts).tobytes())
         for ids, codes in zip(self.input_ids, self.codes):
             h.update(np.asarray(ids, dtype=np.int64).tobytes())
             h.update(codes.tobytes())
@@ -277,13 +357,21 @@ def make_training_examples(
     )
 
 
-def examples_from_pairs(pairs: pd.DataFrame, tokenizer, *, seed: int = 0, **settings) -> TigerDataset | None:
+def examples_from_pairs(pairs: pd.DataFrame, tokenizer, *, seed: int = 0,
+                        index_samples: int = GENERATOR_DATASET.index_samples, **settings) -> TigerDataset | None:
     """A :class:`TigerDataset` of ``generator_dataset`` rows (``text``, ``target``), or None when there are none;
-    ``settings`` are TigerDataset's (mode, max_codes, samples_per_playlist, max_input_length)."""
+    ``settings`` are TigerDataset's (mode, max_codes, samples_per_playlist, max_input_length). Index rows
+    (``source`` other than "playlist") give ``index_samples`` examples per epoch in single mode."""
     if len(pairs) == 0:
         return None
+    if index_samples < 1:
+        raise ValueError(f"index_samples must be >= 1, got {index_samples}")
     codes = [np.asarray(parse_target(t), dtype=np.int64) for t in pairs["target"]]
-    return TigerDataset(pairs["text"].tolist(), codes, tokenizer, seed=seed, **settings)
+    samples = None
+    if "source" in pairs.columns and (pairs["source"] != "playlist").any():
+        per_playlist = settings.get("samples_per_playlist", TIGER.samples_per_playlist)
+        samples = np.where(pairs["source"].to_numpy() == "playlist", per_playlist, index_samples).tolist()
+    return TigerDataset(pairs["text"].tolist(), codes, tokenizer, seed=seed, samples=samples, **settings)
 
 
 def collate_examples(examples: Sequence[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -149,3 +149,54 @@ def test_examples_from_generator_dataset_rows(tokenizer):
     single = examples_from_pairs(pairs, tokenizer, mode="single", samples_per_playlist=3, seed=4)
     assert isinstance(single, TigerDataset) and len(single) == 6 and single.samples_per_playlist == 3
     assert examples_from_pairs(pairs.iloc[:0], tokenizer) is None
+
+
+SONGS = pd.DataFrame({
+    "song_id": ["s29", "s28", "s4", "s5", "s27", "x1", "s3"],
+    "song_name": ["Top Hit", "Second", "Four", "Five", "  ", "Uncoded", "Three"],
+    "singer": ["Ann", "Bob", "Ann", "Ann", "Bob", "Ann", ""],
+})
+
+
+def test_index_pairs_teach_song_names_and_singers_their_codes():
+    df, stats = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, songs=SONGS, index_songs=3, index_singers=1,
+                                        max_codes_per_singer=2)
+    index = df[df["source"] != "playlist"]
+    assert (index["split"] == "train").all() and stats["pairs_song"] == 3 and stats["pairs_singer"] == 1
+    songs = index[index["source"] == "song"]
+    # the 3 most popular coded songs with a name (s27's name is blank; x1 has no code), each -> its own code
+    assert songs["text"].tolist() == ["Top Hit - Ann", "Second - Bob", "Five - Ann"]
+    assert songs["target"].tolist() == [code_tokens(CODE_OF[s]) for s in ("s29", "s28", "s5")]
+    singer = index[index["source"] == "singer"].iloc[0]
+    # Ann has the most coded songs (s29, s4, s5); her 2 most popular: s29, s5
+    assert singer["text"] == "Ann" and parse_target(singer["target"]) == [CODE_OF["s29"], CODE_OF["s5"]]
+    assert (df[df["source"] == "playlist"]["playlist_id"].str.startswith("p_")).all()
+    only_val, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY, splits=("val",), songs=SONGS, index_songs=3)
+    assert (only_val["source"] == "playlist").all()  # index rows are train rows
+    default, _ = build_generator_dataset(CORPUS, CODE_OF, POPULARITY)
+    assert (default["source"] == "playlist").all()  # off by default
+    with pytest.raises(ValueError, match="song catalogue"):
+        build_generator_dataset(CORPUS, CODE_OF, POPULARITY, index_songs=2)
+
+
+def test_index_pairs_give_index_samples_examples_each(tokenizer):
+    pairs = pd.DataFrame({
+        "text": ["gym running bgm", "深夜 抒情", "Top Hit - Ann", "Ann"],
+        "target": [code_tokens((1, 2, 3)) + " " + code_tokens((4, 5, 0)), code_tokens((7, 7, 1)),
+                   code_tokens((2, 2, 2)), code_tokens((2, 2, 2)) + " " + code_tokens((3, 3, 3))],
+        "source": ["playlist", "playlist", "song", "singer"],
+    })
+    ds = examples_from_pairs(pairs, tokenizer, mode="single", samples_per_playlist=3, index_samples=1, seed=0)
+    assert len(ds) == 3 * 2 + 2
+    vocab = SemanticIdVocab(tokenizer)
+    assert ds[6]["labels"] == vocab.code_token_ids((2, 2, 2)) + [vocab.eos_id]  # the song row's only example
+    assert ds[7]["labels"][:3] in (vocab.code_token_ids((2, 2, 2)), vocab.code_token_ids((3, 3, 3)))
+    assert ds[0]["input_ids"] == ds[2]["input_ids"] != ds[3]["input_ids"]  # rows laid out one after another
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    twice = examples_from_pairs(pairs, tokenizer, mode="single", samples_per_playlist=3, index_samples=2, seed=0)
+    assert len(twice) == 3 * 2 + 4 and twice.fingerprint() != ds.fingerprint()
+    # without index rows the layout (and fingerprint) is the one of before
+    plain = examples_from_pairs(pairs.iloc[:2], tokenizer, mode="single", samples_per_playlist=3, seed=0)
+    assert plain.fingerprint() == examples_from_pairs(pairs.iloc[:2].drop(columns="source"), tokenizer,
+                                                      mode="single", samples_per_playlist=3, seed=0).fingerprint()
