@@ -11,7 +11,8 @@ PRESET ?= genrank_assets/presets/demo.yaml
 UI_PORT ?= 3000
 MLFLOW_UI_PORT ?= 5000
 
-.PHONY: install install-dev demo test test-services test-browser ui mlflow-ui bench lint clean dagster-home
+.PHONY: install install-dev demo test test-services test-browser ui mlflow-ui bench lint clean dagster-home \
+        team-stack team-stack-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -60,6 +61,14 @@ ui: install dagster-home
 # MLflow's UI on GENRANK_HOME's store (runs, registered models and their aliases): http://127.0.0.1:5000
 mlflow-ui: install
 	$(BIN)/python -m genrank_assets.serve_ui --mlflow --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+
+# The team stack under GENRANK_HOME/team: PostgreSQL 15 (Debian's postgresql-15), `mlflow server` on it, and
+# Dagster's daemon and UI with run/event storage in it (genrank_assets/team_stack.py). PIDs in team/pids/.
+team-stack: install
+	@$(BIN)/python -m genrank_assets.team_stack start
+
+team-stack-stop:
+	@$(BIN)/python -m genrank_assets.team_stack stop
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
