@@ -105,6 +105,7 @@ def semantic_ids(
                 "code_columns": codes.shape[1],
                 "codebook_path": str(codebook_path),
                 "device": device,
+                "kmeans_backend": model.kmeans_backend,  # faiss-cpu | faiss-gpu | torch
                 **numeric,
                 "max_l1_cluster": int(levels.loc[0, "max_cluster_size"]),
                 "mean_l1_cluster": float(levels.loc[0, "mean_cluster_size"]),

@@ -133,6 +133,11 @@ class RQKMeans:
 
     # ------------------------------------------------------------------ public API
     @property
+    def kmeans_backend(self) -> str:
+        """The k-means this estimator runs on its device (see :func:`kmeans_backend`)."""
+        return kmeans_backend(self.device)
+
+    @property
     def n_levels(self) -> int:
         """Columns of a code: the quantization levels plus the disambiguation level when ``unique_codes``."""
         return len(self.levels) + int(self.unique_codes)
@@ -415,7 +420,9 @@ class RQKMeans:
         config = self._config()
         for key in ("unique_codes", "verbose", "device"):
             config.pop(key)
-        config["backend"] = "cuda" if self.device.startswith("cuda") else "cpu"
+        # The k-means that ran: faiss-gpu's and the torch loop's centroids differ, so their checkpoints do too
+        # ("cpu" / "cuda" as before for the two backends that existed first).
+        config["backend"] = {"faiss-cpu": "cpu", "torch": "cuda", "faiss-gpu": "cuda-faiss"}[self.kmeans_backend]
         digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         digest.update(np.asarray(X.shape, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
@@ -486,16 +493,53 @@ def balanced_assign(sq_distances: np.ndarray, capacity: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- numeric backends
-def _kmeans(points: np.ndarray, k: int, n_iter: int, seed: int, device: str) -> np.ndarray:
-    """Seeded k-means centroids: faiss on CPU, a plain torch Lloyd loop on CUDA."""
-    if device == "cpu":
-        import faiss
+def faiss_gpus() -> int:
+    """How many GPUs faiss can use: 0 with faiss-cpu (its ``get_num_gpus`` says 0) or a build without the call."""
+    import faiss
 
-        km = faiss.Kmeans(points.shape[1], k, niter=n_iter, seed=seed, min_points_per_centroid=1)
-        with _faiss_threads(1 if len(points) * k < _SMALL_FAISS_WORK else None):
-            km.train(np.ascontiguousarray(points, dtype=np.float32))
-        return np.asarray(km.centroids, dtype=np.float32)
-    return _torch_kmeans(points, k, n_iter, seed, device)
+    get_num_gpus = getattr(faiss, "get_num_gpus", None)
+    return int(get_num_gpus()) if callable(get_num_gpus) else 0
+
+
+def kmeans_backend(device: str) -> str:
+    """The k-means for a resolved device: ``faiss-cpu`` on CPU; on ``cuda`` / ``cuda:N`` faiss's GPU k-means
+    (``faiss-gpu``, the `gpu` extra) when faiss sees GPU N, else ``torch`` (a plain Lloyd loop on that GPU)."""
+    device = check_device(device, require_available=False)
+    if device == "cpu":
+        return "faiss-cpu"
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return "faiss-gpu" if faiss_gpus() > index else "torch"
+
+
+_GPU_RESOURCES: dict[int, object] = {}  # one faiss StandardGpuResources per GPU: each reserves scratch memory
+
+
+def _faiss_gpu_index(dim: int, device: str):
+    """A flat L2 index on GPU ``device`` for faiss's k-means to search with (Kmeans(gpu=...) would use them all)."""
+    import faiss
+
+    gpu = int(device.split(":")[1]) if ":" in device else 0
+    if gpu not in _GPU_RESOURCES:
+        _GPU_RESOURCES[gpu] = faiss.StandardGpuResources()
+    config = faiss.GpuIndexFlatConfig()
+    config.device = gpu
+    return faiss.GpuIndexFlatL2(_GPU_RESOURCES[gpu], dim, config)
+
+
+def _kmeans(points: np.ndarray, k: int, n_iter: int, seed: int, device: str) -> np.ndarray:
+    """Seeded k-means centroids: faiss on CPU, and on CUDA with faiss-gpu (the same Kmeans, its nearest-centroid
+    search on that GPU); a plain torch Lloyd loop on CUDA without faiss-gpu."""
+    backend = kmeans_backend(device)
+    if backend == "torch":
+        return _torch_kmeans(points, k, n_iter, seed, device)
+    import faiss
+
+    km = faiss.Kmeans(points.shape[1], k, niter=n_iter, seed=seed, min_points_per_centroid=1)
+    if backend == "faiss-gpu":
+        km.index = _faiss_gpu_index(points.shape[1], device)
+    with _faiss_threads(1 if len(points) * k < _SMALL_FAISS_WORK else None):
+        km.train(np.ascontiguousarray(points, dtype=np.float32))
+    return np.asarray(km.centroids, dtype=np.float32)
 
 
 @contextlib.contextmanager
