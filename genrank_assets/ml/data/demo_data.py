@@ -705,7 +705,7 @@ def _open_output(path: Path, compress: bool):
 
 
 def _write_playlist_info(fh: BinaryIO, plan: PlaylistPlan, seed: int, ins: _Insertions, fresh_playlist_id,
-                         counts: dict[str, int]) -> int:
+                         counts: dict[str, int], advance=lambda n: None) -> int:
     """Header, one row per planned playlist (plan order), malformed rows after their planned rows."""
     rng = _rng(seed, _STREAM_INFO)
     bad = _rng(seed, _STREAM_BAD_INFO)
@@ -747,6 +747,7 @@ def _write_playlist_info(fh: BinaryIO, plan: PlaylistPlan, seed: int, ins: _Inse
                                                               int(bad.integers(0, 10**5)))
                 sink.raw(_malformed_info_line(kind, fields, bad))
             counts[kind] += 1
+        advance(stop - start)
     sink.flush()
     return sink.lines
 
@@ -800,7 +801,7 @@ def _sample_playlist_rows(rng: np.random.Generator, sampler: _ThemeSampler, n_so
 
 
 def _write_playlist_songs(fh: BinaryIO, plan: PlaylistPlan, cat: SongCatalog, seed: int, rate: float,
-                          fresh_playlist_id, counts: dict[str, int]) -> tuple[int, int]:
+                          fresh_playlist_id, counts: dict[str, int], advance=lambda n: None) -> tuple[int, int]:
     """Rows grouped by playlist, playlists in byte order of their ids (like `sort`); returns (rows, lines).
 
     The number of well-formed rows is only known once a chunk is sampled, so malformed rows are planned per
@@ -850,6 +851,7 @@ def _write_playlist_songs(fh: BinaryIO, plan: PlaylistPlan, cat: SongCatalog, se
             counts[kind] += 1
         sink.text("".join(lines[cursor:]), len(lines) - cursor)
         sink.flush()
+        advance(stop - start)
     return good_rows, sink.lines
 
 
@@ -916,10 +918,13 @@ def generate_demo_data(
     seed: int = 0,
     malformed_rate: float = 0.02,
     compress: bool = False,
+    progress: bool | None = False,
 ) -> dict:
     """Write the three seed-format files into ``out_dir`` (``.gz`` appended with ``compress``); return stats.
 
-    Same arguments give byte-identical files. Stats: ``playlists``, ``songs``, ``playlist_song_rows`` (the
+    ``progress``: a tqdm bar on stderr while the playlist files are written — True always, False never (the
+    default: a library call, e.g. from a test or an asset, prints nothing), None when stderr is a terminal (what
+    ``genrank demo-data`` passes). Same arguments give byte-identical files. Stats: ``playlists``, ``songs``, ``playlist_song_rows`` (the
     well-formed counts), ``lines`` per file (header included), ``malformed[file][reason]``, ``malformed_rows``,
     ``leading_zero_ids``, ``files`` (paths written) and ``seconds``.
     """
@@ -958,12 +963,17 @@ def generate_demo_data(
 
     malformed = {name: {kind: 0 for kind in MALFORMED_KINDS[name]} for name in FILES}
     lines = {}
-    with _open_output(paths[PLAYLIST_INFO_FILE], compress) as fh:
-        lines[PLAYLIST_INFO_FILE] = _write_playlist_info(
-            fh, plan, seed, info_ins, fresh_playlist_id, malformed[PLAYLIST_INFO_FILE])
-    with _open_output(paths[PLAYLIST_SONG_FILE], compress) as fh:
-        good_rows, lines[PLAYLIST_SONG_FILE] = _write_playlist_songs(
-            fh, plan, cat, seed, float(malformed_rate), fresh_playlist_id, malformed[PLAYLIST_SONG_FILE])
+    # The playlist files are the long part (the song file is one vectorised pass): a bar over their playlists.
+    with _progress_bar(progress, 2 * n_playlists) as bar:
+        with _open_output(paths[PLAYLIST_INFO_FILE], compress) as fh:
+            bar.set_description(PLAYLIST_INFO_FILE)
+            lines[PLAYLIST_INFO_FILE] = _write_playlist_info(
+                fh, plan, seed, info_ins, fresh_playlist_id, malformed[PLAYLIST_INFO_FILE], bar.update)
+        with _open_output(paths[PLAYLIST_SONG_FILE], compress) as fh:
+            bar.set_description(PLAYLIST_SONG_FILE)
+            good_rows, lines[PLAYLIST_SONG_FILE] = _write_playlist_songs(
+                fh, plan, cat, seed, float(malformed_rate), fresh_playlist_id, malformed[PLAYLIST_SONG_FILE],
+                bar.update)
     with _open_output(paths[SONG_INFO_FILE], compress) as fh:
         lines[SONG_INFO_FILE] = _write_song_info(fh, cat, seed, song_ins, fresh_song_ids, malformed[SONG_INFO_FILE])
 
@@ -985,6 +995,15 @@ def generate_demo_data(
     return stats
 
 
+def _progress_bar(progress: bool | None, total: int):
+    """A tqdm bar on stderr over ``total`` playlists. ``progress``: True always, False never, None only when
+    stderr is a terminal (tqdm's ``disable=None``), so logs and pipes get the one summary line and no bar."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="playlists", unit_scale=True, leave=False, disable=None if progress is None
+                else not progress, mininterval=0.5, dynamic_ncols=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``genrank demo-data``: write a synthetic seed-format dataset and print its stats as JSON."""
     parser = argparse.ArgumentParser(prog="genrank demo-data", description=main.__doc__)
@@ -999,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         stats = generate_demo_data(args.out, n_playlists=args.playlists, n_songs=args.songs, seed=args.seed,
-                                   malformed_rate=args.malformed_rate, compress=args.gzip)
+                                   malformed_rate=args.malformed_rate, compress=args.gzip, progress=None)
     except ValueError as err:
         parser.error(str(err))
     print(json.dumps(stats, ensure_ascii=False, indent=2))
