@@ -10,8 +10,9 @@ executor does before the first step (the compute resource also resolves the devi
 
 An asset config with its own ``device`` / ``precision`` (resources.DeviceConfig) is also resolved here against
 the compute resource's settings, so ``ops.tiger_model.config.device: cuda:1`` on a machine without a second GPU
-fails the run at once, naming that key. The in-process executor runs every step on this machine, so this
-machine is the one to ask.
+fails the run at once, naming that key. The in-process and multiprocess executors run every step on this
+machine, so this machine is the one to ask; under an executor whose steps run on other machines (`dask`) only
+the values' format is checked here, and the asset's step resolves its device where it runs.
 """
 from __future__ import annotations
 
@@ -55,12 +56,18 @@ def config_errors(run_config: dict | None, compute: dict | None = None) -> list[
                 errors.append(f"ops.{op}.config{'.' + where if where else ''}: {e['msg']}")
             continue
         device, precision = getattr(cfg, "device", ""), getattr(cfg, "precision", "")
-        if device or precision:
+        if (device or precision) and _steps_run_here(run_config):
             try:  # does this machine have the asset's own device, and does its precision fit it?
                 resolve_compute(**compute, asset_device=device, asset_precision=precision, where=f"ops.{op}.config")
             except ValueError as err:
                 errors.append(str(err))
     return errors
+
+
+def _steps_run_here(run_config: dict | None) -> bool:
+    """Whether the run's executor runs its steps on this machine (no `execution` config: the default executor)."""
+    engines = set((((run_config or {}).get("execution") or {}).get("config") or {}))
+    return engines <= {"in_process", "multiprocess"}
 
 
 def check_run_config(run_config: dict | None, compute: dict | None = None) -> None:

@@ -58,3 +58,42 @@ def test_every_preset_passes_the_checks(preset):
 def test_learning_to_rank_configs_reuse_the_ml_checks(op, values, expected):
     errors = config_errors({"ops": {op: {"config": values}}})
     assert len(errors) == 1 and errors[0].startswith(f"ops.{op}.config") and expected in errors[0], errors
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 1, reason="this machine has a second CUDA device")
+def test_an_assets_own_missing_cuda_device_fails_the_run_at_once_naming_its_key(tiny_demo_dir, genrank_home):
+    # The compute resource is fine (auto); only tiger_model asks for a device this machine lacks.
+    result = _run(genrank_home, tiny_demo_dir, {"ops": {"tiger_model": {"config": {"device": "cuda:1"}}}})
+    assert not result.success
+    assert "ops.tiger_model.config.device='cuda:1' but" in _failure_text(result)
+    assert not result.get_asset_materialization_events()  # not even the ingest ran
+    assert not (genrank_home / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("op, values, expected", [
+    ("semantic_ids", {"device": "gpu"}, "ops.semantic_ids.config.device: Value error, device must be 'cpu', 'cuda'"),
+    ("tiger_model", {"precision": "fp8"}, "ops.tiger_model.config.precision: Value error, precision must be auto"),
+    # An asset's own fp16 on an asset's own CPU device is refused, not quietly run in fp32.
+    ("tiger_model", {"device": "cpu", "precision": "fp16"}, "ops.tiger_model.config.precision='fp16' needs a CUDA"),
+])
+def test_an_assets_own_device_and_precision_are_checked(op, values, expected):
+    errors = config_errors({"ops": {op: {"config": values}}})
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+def test_an_asset_on_cpu_passes_under_a_cuda_resource_it_does_not_use():
+    # A GPU machine's run config (resource cuda + fp16) with RQ-KMeans and the ranker's beam search moved to CPU:
+    # the assets' own checks resolve to cpu / fp32 without asking this machine for CUDA.
+    run_config = {"resources": {"compute": {"config": {"device": "cuda", "precision": "fp16"}}},
+                  "ops": {"semantic_ids": {"config": {"device": "cpu"}}, "ranker_dataset": {"config": {"device": "cpu"}}}}
+    assert config_errors(run_config) == []
+
+
+def test_an_assets_own_device_is_asked_of_this_machine_only_when_its_steps_run_here():
+    missing = {"ops": {"tiger_model": {"config": {"device": f"cuda:{torch.cuda.device_count() + 1}"}}}}
+    assert len(config_errors(missing)) == 1
+    assert len(config_errors({**missing, "execution": {"config": {"multiprocess": {}}}})) == 1
+    # Dask workers may be other machines: the step resolves its device where it runs; the format is still checked.
+    dask = {"execution": {"config": {"dask": {"cluster": {"existing": {"address": "tcp://127.0.0.1:8786"}}}}}}
+    assert config_errors({**missing, **dask}) == []
+    assert len(config_errors({"ops": {"tiger_model": {"config": {"device": "gpu"}}}, **dask})) == 1
