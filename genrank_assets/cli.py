@@ -285,11 +285,8 @@ def _recommend(argv: list[str]) -> int:
     stages = rec.stage_times.medians()
     _print_latency(t1 - t0, query_s, stages)
     if args.json:
-        c = rec.config
         print(json.dumps({
-            "query": args.text, "k": args.k, "model": uri,
-            "config": {"candidate_source": c.candidate_source, "n_candidates": c.n_candidates,
-                       "popularity_weight": c.popularity_weight, "classical_weight": c.classical_weight},
+            "query": args.text, "k": args.k, "model": uri, "config": rec.describe(),
             "results": [r.to_dict() for r in results],
             "latency_ms": {"model_load": round((t1 - t0) * 1000, 3), "query": round(query_s * 1000, 3),
                            **{k: round(v, 3) for k, v in stages.items()}},

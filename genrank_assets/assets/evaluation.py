@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from genrank_assets.ml.data.corpus import SPLITS
 from genrank_assets.ml.evaluation.procedure import (
+    LTR,
     SERVED_METHODS,
     EvaluationSettings,
     Queries,
@@ -27,14 +28,15 @@ class EvaluationConfig(dg.Config):
     num_beams: int = Field(default=0, ge=0)  # 0: the generator's own setting
     popularity_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0]
     classical_grid: list[float] = [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
-    served_method: str = "generate_and_rank_hybrid"  # which system is registered and gated
+    # Which system is registered and gated: one of SERVED_METHODS, or auto (the best NDCG@10 on tune_split).
+    served_method: str = "auto"
     latency_queries: int = Field(default=50, ge=0)
     max_queries: int = Field(default=0, ge=0)  # 0: all queries of the split
 
     @model_validator(mode="after")
     def _known_values(self):
-        if self.served_method not in SERVED_METHODS:
-            raise ValueError(f"served_method must be one of {SERVED_METHODS}, got {self.served_method!r}")
+        if self.served_method not in (*SERVED_METHODS, "auto"):
+            raise ValueError(f"served_method must be auto or one of {SERVED_METHODS}, got {self.served_method!r}")
         bad = [s for s in (self.split, self.tune_split) if s not in SPLITS]
         if bad or self.split == self.tune_split:
             raise ValueError(f"split and tune_split must be two different splits of {SPLITS}, got "
@@ -76,23 +78,28 @@ def evaluation_report(
     models = TrainedModels(tiger_py.generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
     results = evaluate_methods(playlist_corpus, models, queries, tune, settings,
                                ltr=(ranking_features, ltr_py.ltr))
-    served = results.systems[config.served_method].config
-    new_ndcg = results.ndcg_at_10(config.served_method)
+    method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
+    served = results.systems[method]
+    new_ndcg = results.ndcg_at_10(method)
+    context.log.info(f"serving {method} ({'chosen on ' + tune.split if config.served_method == 'auto' else 'configured'}"
+                     f"; {tune.split} NDCG@10: {results.tune_ndcg})")
 
     report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run.run_id[:8]}"
-    paths = write_evaluation_report(results, report_dir, models=(tiger_model, ranker_model),
-                                    served_method=config.served_method)
+    models = (tiger_model, ranker_model, ltr_model)
+    paths = write_evaluation_report(results, report_dir, models=models, served_method=method)
     metrics = results.mlflow_metrics()
     with mlflow.start_run(run_name=f"evaluation-{context.run.run_id[:8]}") as run:
-        mlflow.log_params({"tiger_model": tiger_model, "ranker_model": ranker_model, "split": config.split,
-                           "queries": len(queries), "served_method": config.served_method,
-                           "popularity_weight": served.popularity_weight, "classical_weight": served.classical_weight})
+        mlflow.log_params({"tiger_model": tiger_model, "ranker_model": ranker_model, "ltr_model": ltr_model,
+                           "split": config.split, "queries": len(queries), "served_method": method,
+                           **{f"served.{k}": v for k, v in served.describe().items()}})
         mlflow.log_metrics(metrics)
+        is_ltr = method == LTR
         challenger = registry.register_recommender(
-            tiger_py, ranker_py, served, playlist_corpus, report_dir / "recommender", method=config.served_method,
-            split=queries.split, queries=len(queries), queries_fingerprint=queries.fingerprint, ndcg_at_10=new_ndcg)
+            tiger_py, ranker_py, None if is_ltr else served.config, playlist_corpus, report_dir / "recommender",
+            method=method, split=queries.split, queries=len(queries), queries_fingerprint=queries.fingerprint,
+            ndcg_at_10=new_ndcg, ltr_py=ltr_py if is_ltr else None)
         mlflow.log_artifacts(str(report_dir), "report")
-    registry.log_evaluation_on_models((tiger_model, ranker_model), metrics, paths["markdown"], run.info.run_id)
+    registry.log_evaluation_on_models(models, metrics, paths["markdown"], run.info.run_id)
     context.log.info(f"{challenger.uri} is the challenger (NDCG@10 {new_ndcg:.4f}); the `champion` step gates it")
 
     table = results.table()
@@ -104,6 +111,7 @@ def evaluation_report(
         **{f"{r.name}.ndcg@10": round(r.metrics["ndcg@10"], 4) for r in results.results},
         **{f"{r.name}.recall@100": round(r.metrics["recall@100"], 4) for r in results.results},
         "invalid_code_rate": results.invalid_code_rate, "generator_shortfall_per_query": results.generator_shortfall,
+        "served_method": method, **{f"{m}.tune_ndcg@10": round(v, 4) for m, v in results.tune_ndcg.items()},
         "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
         "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_model_uri": ltr_model,
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),

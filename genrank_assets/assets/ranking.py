@@ -1,7 +1,7 @@
 """Group `ranking`: (title, song, label) examples with hard negatives, the cross-encoder in MLflow, and the
 learning-to-rank stage: candidate pools, their features and the LightGBM lambdarank ranker trained on val."""
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import dagster as dg
 import mlflow
@@ -193,6 +193,7 @@ def ranker_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 
 
 _POOL, _LTR = PoolConfig(), LTRParams()
+POOL_CONFIG_KEY = "pool_config"  # ranking_features metadata: the PoolConfig its pools were built with
 
 
 class CandidatePoolsConfig(dg.Config):
@@ -250,6 +251,7 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         "recall_ceiling": dg.MetadataValue.md(table.to_markdown(index=False))})
     yield dg.Output(features, "ranking_features", metadata={
         "dagster/row_count": len(features), "features": len(FEATURES),
+        POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.pool_config())),
         "positives": int(features["label"].sum()), **{f"{s}_queries": len(q[0]) for s, q in queries.items()}})
 
 
@@ -289,6 +291,11 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     URI); the evaluation registers it as a `genrank-ltr` version."""
     val = ranking_features[ranking_features["split"] == "val"].reset_index(drop=True)
     model = fit_ranker(val, FEATURES, config.params())
+    # Serving builds its pools as the training pools were built: the ranker carries their PoolConfig.
+    pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)
+    if not pool_config:
+        raise ValueError("ranking_features has no recorded pool_config: materialise ltr_tables again")
+    model.pool_config = asdict(PoolConfig.from_dict(pool_config))  # checked: known fields, valid values
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, val, truths)
     out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")

@@ -38,8 +38,7 @@ def champion(
     context.log.info(f"promotion gate: {decision.reason}")
     if decision.promote:
         registry.promote(candidate)
-        context.log.info(f"champion -> tiger v{candidate.tiger_version}, ranker v{candidate.ranker_version}, "
-                         f"recommender v{candidate.version}")
+        context.log.info("champion -> " + ", ".join(f"{name} v{v}" for name, v in candidate.bundled()))
     before_uri = None if before is None else f"models:/{registry.RECOMMENDER_NAME}/{before}"
     note = decision.gate_markdown(candidate.uri, before_uri)
     registry.record_gate(candidate, decision.promote, decision.reason, decision.champion_ndcg, note)

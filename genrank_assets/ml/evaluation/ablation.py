@@ -42,18 +42,24 @@ def val_ndcg_at_10(model: LTRRanker, val_rows: pd.DataFrame, truths: Mapping[str
 
 def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, set],
                  fills: Mapping[str, Sequence[str]], baseline: MethodResult, catalogue: int, depth: int,
-                 val_truths: Mapping[str, set] | None = None) -> tuple[list[MethodResult], pd.DataFrame]:
+                 val_truths: Mapping[str, set] | None = None, served: MethodResult | None = None
+                 ) -> tuple[list[MethodResult], pd.DataFrame]:
     """The ablation rows on the test rows of ``features`` (``model``: the full system, trained on val; the others
-    are trained here on val with its parameters) and the table with the CI against ``baseline``."""
+    are trained here on val with its parameters) and the table with the CI against ``baseline``. ``served``: the
+    full system's result measured through the served recommender (``LTRRecommender``), used as the ``ltr`` row
+    (it is not returned again); without it the ``ltr`` row ranks the table's test rows."""
     val = features[features["split"] == "val"].reset_index(drop=True)
     test = features[(features["split"] == "test") & features["playlist_id"].isin(set(truths))].reset_index(drop=True)
     results, rows = [], []
     for name, names in VARIANTS.items():
         ranker = model if name == "ltr" else fit_ranker(variant_rows(name, val), names, model.params)
-        rows_t = variant_rows(name, test)
-        ranked = rankings(rows_t, ranker.predict(rows_t), fills, depth) if len(rows_t) else {}
-        ranked = {q: ranked.get(q) or fill_with([], fills.get(q, ()), depth) for q in truths}
-        result = result_of(name, ranked, truths, catalogue)
+        if name == "ltr" and served is not None:
+            result = served
+        else:
+            rows_t = variant_rows(name, test)
+            ranked = rankings(rows_t, ranker.predict(rows_t), fills, depth) if len(rows_t) else {}
+            ranked = {q: ranked.get(q) or fill_with([], fills.get(q, ()), depth) for q in truths}
+            result = result_of(name, ranked, truths, catalogue)
         val_ndcg = np.nan
         if name != "ltr" and val_truths is not None and ranker.oof_scores is not None:
             val_ndcg = val_ndcg_at_10(ranker, variant_rows(name, val), val_truths)
@@ -75,7 +81,7 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
         row.update({"ndcg@10": result.metrics["ndcg@10"], "recall@100": result.metrics["recall@100"],
                     "r_precision": result.metrics["r_precision"], f"diff_vs_{baseline.name}": ci["mean_diff"],
                     "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "p_value": ci["p_value"]})
-    return results, pd.DataFrame(rows)
+    return results if served is None else results[1:], pd.DataFrame(rows)
 
 
 def ablation_markdown(table: pd.DataFrame, baseline: str) -> list[str]:

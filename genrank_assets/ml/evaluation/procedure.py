@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation
+from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_ndcg_at_10
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
@@ -36,13 +36,15 @@ from genrank_assets.ml.ranking.baselines import (
     reference_title_knn,
 )
 from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
+from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 
 log = logging.getLogger(__name__)
 
-# The generate-and-rank systems, by the candidate source of their recommender; either can be served.
+# The generate-and-rank systems, by the candidate source of their recommender.
 SYSTEMS = {"generate_and_rank": "generator", "generate_and_rank_hybrid": "hybrid"}
-SERVED_METHODS = tuple(SYSTEMS)
+LTR = "ltr"  # the learning-to-rank system (ml.serving.ltr_recommender), evaluated when its ranker is given
+SERVED_METHODS = (*SYSTEMS, LTR)  # any of them can be served; "auto": the best on the tuning split
 CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
 RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
 MLFLOW_METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms")
@@ -109,6 +111,13 @@ class EvaluationResults:
     generator_shortfall: float = 0.0  # mean songs short of 100 in the generator's candidates, before the fill
     ablation: pd.DataFrame | None = None  # the LTR system and its ablations vs ridge + co-occurrence (ablation.py)
     ablation_lines: list[str] = field(default_factory=list)  # the same as markdown, for the report
+    tune_ndcg: dict[str, float] = field(default_factory=dict)  # system -> NDCG@10 on the tuning split
+
+    def best_on_tuning_split(self) -> str:
+        """The system with the best NDCG@10 on the tuning (val) split: what ``served_method: auto`` serves."""
+        if not self.tune_ndcg:
+            raise ValueError("no system was measured on the tuning split")
+        return max(self.tune_ndcg, key=lambda m: (self.tune_ndcg[m], -SERVED_METHODS.index(m)))
 
     def result(self, method: str) -> MethodResult:
         return next(r for r in self.results if r.name == method)
@@ -163,7 +172,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     generator.reset_counters()
     generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
     results.append(generated)
-    systems, trials = {}, {}
+    systems, trials, tune_ndcg = {}, {}, {}
     for method, source in SYSTEMS.items():
         rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
                           RecommenderConfig(n_candidates=settings.n_candidates, candidate_source=source,
@@ -171,6 +180,8 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                           knn=knn_cooc if source == "hybrid" else None)
         grid = settings.classical_grid if source == "hybrid" else [0.0]
         trials[method] = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
+        if trials[method] is not None:
+            tune_ndcg[method] = float(trials[method]["val_ndcg@10"].max())
         log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
                  rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries), tune_queries.split)
         result = evaluate_system(method, rec, queries, popular, catalogue, settings.latency_queries)
@@ -179,13 +190,22 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
         systems[method] = rec
     ablation = None
     if ltr is not None:
+        features, ltr_model = ltr
+        # The served LTR system, through the serving code path (pools and features built live, query by query).
+        rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors, models.song_info,
+                                 ltr_model)
+        served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
+        systems[LTR] = rec
+        val_rows = features[features["split"] == tune_queries.split]
+        if len(val_rows) and ltr_model.oof_scores is not None and len(ltr_model.oof_scores) == len(val_rows):
+            tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, val_rows.reset_index(drop=True), tune_queries.truths)
         ridge = next(r for r in results if r.name == RIDGE)
-        ltr_results, ablation = ltr_ablation(ltr[0], ltr[1], queries.truths, ridge.rankings, ridge, catalogue, depth,
-                                             val_truths=tune_queries.truths)
-        results.extend(ltr_results)
+        ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge, catalogue,
+                                             depth, val_truths=tune_queries.truths, served=served)
+        results.extend([served, *ltr_results])
     return EvaluationResults(queries, tune_queries, results, systems,
                              {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
-                             [] if ablation is None else ablation_markdown(ablation, RIDGE))
+                             [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg)
 
 
 def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,

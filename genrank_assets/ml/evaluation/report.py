@@ -193,7 +193,9 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
                             served_method: str) -> dict[str, Path]:
     """The evaluation stage's report (``write_report`` with the protocol's context) and, per system, the weight
     pairs tried on the tuning split (``weights_<method>.csv``)."""
-    q, tune, served = results.queries, results.tune_queries, results.systems[served_method].config
+    q, tune = results.queries, results.tune_queries
+    served = ", ".join(f"{k}={v}" for k, v in results.systems[served_method].describe().items() if k != "method")
+    on_tune = ", ".join(f"`{m}` {v:.4f}" for m, v in results.tune_ndcg.items())
     lines = [
         f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
         f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",
@@ -202,8 +204,8 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
         f"popular songs after their candidates (generator shortfall for 100: {results.generator_shortfall:.1f} songs "
         f"per query).",
         "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
-        f"Served system: `{served_method}` (popularity_weight={served.popularity_weight}, "
-        f"classical_weight={served.classical_weight}).",
+        f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
+        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}.",
         f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
         f"{results.ndcg_at_10(served_method):.4f}) with the current champion re-evaluated on these queries; its "
         f"decision is that step's metadata, `gate.md` beside this report in MLflow and the run's `genrank.*` tags.",

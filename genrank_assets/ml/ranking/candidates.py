@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.baselines import (
     CoOccurrenceRecommender,
     Recommender,
@@ -68,6 +69,17 @@ class PoolConfig:
         unknown = set(self.sources) - set(SOURCES)
         if unknown or not self.sources:
             raise ValueError(f"PoolConfig.sources must be a non-empty subset of {SOURCES}, got {self.sources!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> PoolConfig:
+        """The config of ``dataclasses.asdict(config)`` (e.g. read back from JSON); unknown keys are an error."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"PoolConfig has no field(s) {sorted(unknown)}")
+        values = dict(values)
+        if "sources" in values:
+            values["sources"] = tuple(values["sources"])
+        return cls(**values)
 
 
 @dataclass
@@ -148,11 +160,8 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
 
     beams: list[tuple[tuple[int, ...], float]] = []
     generator_rank: dict[str, int] = {}
-    if use_generator:
-        beams = sources.generator.generate_codes(text, num_beams=config.num_beams)
-        generated = sources.generator.candidates_from_codes(beams, config.generator_songs)
-        generator_rank = {s: i for i, s in enumerate(generated)}
-        propose("generator", generated)
+    # the beam search in the side thread while this one computes the classical scores (ml/overlap.py)
+    searched = beside(sources.generator.generate_codes, text, config.num_beams) if use_generator else None
 
     # each base once; the co-occurrence walks start from it (the walk of CoOccurrenceRecommender, unchanged)
     similarities = sources.ridge_cooc.base.title_similarities([text])
@@ -160,6 +169,12 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
     knn_base = sources.knn_cooc.base.score_matrix([text])[0]
     dense = {"knn": knn_base, "knn_cooc": _walk(sources.knn_cooc, knn_base),
              "ridge_cooc": _walk(sources.ridge_cooc, ridge_base)}
+
+    if searched is not None:
+        beams = searched.result()
+        generated = sources.generator.candidates_from_codes(beams, config.generator_songs)
+        generator_rank = {s: i for i, s in enumerate(generated)}
+        propose("generator", generated)
     orders = {}
     for source in CLASSICAL_SOURCES:
         orders[source] = top_k_indices(dense[source], min(config.rank_depth, len(dense[source])))

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.baselines import normalize_title, train_playlists
 from genrank_assets.ml.ranking.candidates import ABSENT, SOURCES, CandidateSources, QueryPool
 from genrank_assets.ml.ranking.model import song_text
@@ -146,8 +147,10 @@ class FeatureBuilder:
         out["ridge_base"] = pool.base_scores["ridge"]
         out["ridge_base_rel"] = _relative(pool.base_scores["ridge"])
         reference = _reference(pool)
-        out.update(self._generator_features(pool, reference))
+        # the generator's log-probabilities in the side thread beside the cross-encoder (ml/overlap.py)
+        generator_part = beside(self._generator_features, pool, reference)
         out.update(self._cross_encoder_features(pool, reference))
+        out.update(generator_part.result())
         out["log_popularity"] = np.where(rows >= 0, self._log_popularity[np.maximum(rows, 0)], 0.0)
         out.update(self._text_features(pool))
         out.update(self._same_title_features(pool))

@@ -90,6 +90,8 @@ class LTRRanker:
     n_rounds: int = 0
     cv: dict = field(default_factory=dict)
     oof_scores: np.ndarray | None = None
+    # The PoolConfig fields of the pools it was trained on: serving must build pools the same way.
+    pool_config: dict = field(default_factory=dict)
 
     def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_names if c not in frame.columns]
@@ -169,6 +171,14 @@ class LTRRanker:
         return np.asarray(self.booster.predict(self._matrix(frame), num_threads=self.params.num_threads),
                           dtype=np.float64)
 
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per row, each feature's additive part of the score (LightGBM's SHAP values, ``pred_contrib``):
+        shape (rows, features + 1), the last column the bias; a row's parts sum to its ``predict`` score."""
+        if self.booster is None:
+            raise ValueError("LTRRanker is not fitted: call fit or load")
+        return np.asarray(self.booster.predict(self._matrix(frame), pred_contrib=True,
+                                               num_threads=self.params.num_threads), dtype=np.float64)
+
     def rank(self, frame: pd.DataFrame) -> list[str]:
         """One query's candidates (column ``song_id``) best first; equal scores keep the table's order."""
         scores = self.predict(frame)
@@ -189,7 +199,8 @@ class LTRRanker:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / "model.txt"))
         header = {"format": LTR_FORMAT, "version": LTR_FORMAT_VERSION, "feature_names": self.feature_names,
-                  "params": asdict(self.params), "n_rounds": self.n_rounds, "cv": self.cv}
+                  "params": asdict(self.params), "n_rounds": self.n_rounds, "cv": self.cv,
+                  "pool_config": self.pool_config}
         (directory / "ltr.json").write_text(json.dumps(header, indent=2))
         return directory
 
@@ -205,7 +216,8 @@ class LTRRanker:
         if header.get("format") != LTR_FORMAT or header.get("version") != LTR_FORMAT_VERSION:
             raise ValueError(f"{header_path}: format {header.get('format')!r} v{header.get('version')}")
         booster = lgb.Booster(model_file=str(directory / "model.txt"))
-        return cls(header["feature_names"], LTRParams(**header["params"]), booster, header["n_rounds"], header["cv"])
+        return cls(header["feature_names"], LTRParams(**header["params"]), booster, header["n_rounds"], header["cv"],
+                   pool_config=dict(header.get("pool_config") or {}))
 
 
 def ranked_with_fill(song_ids: Sequence[str], scores: np.ndarray, fill: Sequence[str], depth: int) -> list[str]:

@@ -12,6 +12,9 @@ import numpy as np
 GENERATOR = "generator"
 CLASSICAL = "classical"  # title-kNN + co-occurrence (the hybrid's second candidate source)
 POPULAR = "popular"  # filled in from the most popular songs when the sources proposed fewer than k
+FILL = "fill"  # the LTR recommender's fill after its pool: ridge + co-occurrence's ranking, then popularity
+# The learning-to-rank pool's classical sources (ml.ranking.candidates) as people read them.
+POOL_SOURCE_NAMES = {"knn": "title-kNN", "knn_cooc": "kNN + co-occurrence", "ridge_cooc": "kernel ridge + co-occurrence"}
 
 
 @dataclass
@@ -35,6 +38,10 @@ class Source:
             return f"generator (song {self.rank} of {self.of}{code})"
         if self.name == CLASSICAL:
             return f"title-kNN + co-occurrence (rank {self.rank} of {self.of})"
+        if self.name in POOL_SOURCE_NAMES:
+            return f"{POOL_SOURCE_NAMES[self.name]} (rank {self.rank})"
+        if self.name == FILL:
+            return f"after the pool (fill #{self.rank})"
         return f"popularity fill-in (most popular #{self.rank})"
 
 
@@ -58,6 +65,20 @@ class ScoreComponents:
 
 
 @dataclass
+class LTRComponents:
+    """score = bias + the sum of every feature's contribution (SHAP); ``top``: the largest ones by size, as
+    (feature, its value (None: missing), its contribution)."""
+
+    score: float
+    bias: float
+    top: list[tuple[str, float | None, float]]
+
+    def describe(self) -> str:
+        parts = [f"{name}={'n/a' if value is None else f'{value:.3g}'} {c:+.3f}" for name, value, c in self.top]
+        return f"LTR score {self.score:.3f} = bias {self.bias:.3f} + " + ", ".join(parts) + " + …"
+
+
+@dataclass
 class Explanation:
     rank: int
     song_id: str
@@ -65,7 +86,7 @@ class Explanation:
     singer: str
     score: float
     sources: list[Source] = field(default_factory=list)
-    components: ScoreComponents | None = None
+    components: ScoreComponents | LTRComponents | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready: sources without their empty fields, codes as lists."""
@@ -76,8 +97,8 @@ class Explanation:
 
     def lines(self) -> list[str]:
         head = f"{self.rank}. {self.name} - {self.singer} (ID: {self.song_id})"
-        return [head, f"     {self.components.describe()}",
-                "     proposed by: " + "; ".join(s.describe() for s in self.sources)]
+        score = [] if self.components is None else [f"     {self.components.describe()}"]
+        return [head, *score, "     proposed by: " + "; ".join(s.describe() for s in self.sources)]
 
 
 def _generator_sources(generator, proposed) -> dict[str, Source]:
@@ -119,4 +140,44 @@ def explain_ranked(rec, rows: list[int], order: np.ndarray, parts, proposals) ->
             float(parts.final[i]))
         name, singer = rec.song_info.get(sid, ("", ""))
         out.append(Explanation(rank, sid, name, singer, float(parts.final[i]), sources, comps))
+    return out
+
+
+def explain_ltr(rec, ranked, k: int, top_features: int = 5) -> list[Explanation]:
+    """Explanations of the top ``k`` of an LTR recommender's ``RankedPool``: per song the pool's sources that
+    proposed it (generator: its place in the generator's list, its code and the code's beam rank and score;
+    classical sources: their rank) and the ``top_features`` largest contributions to its LTR score."""
+    pool = ranked.pool
+    index = {s: i for i, s in enumerate(pool.song_ids)}
+    top = [s for s in ranked.song_ids[:k]]
+    in_pool = [index[s] for s in top if s in index]
+    contrib = rec.ltr.contributions(ranked.features.iloc[in_pool]) if in_pool else np.zeros((0, 1))
+    contrib_of = dict(zip(in_pool, contrib))
+    beam_rank = {code: r for r, (code, _) in enumerate(pool.beams, start=1)}
+    table = getattr(rec.generator, "code_table", None)
+    names = rec.ltr.feature_names
+    out = []
+    for rank, song in enumerate(top, start=1):
+        name, singer = rec.song_info.get(song, ("", ""))
+        i = index.get(song)
+        if i is None:
+            out.append(Explanation(rank, song, name, singer, float("-inf"), [Source(FILL, rank - len(in_pool), 0)]))
+            continue
+        sources = []
+        if pool.proposed["generator"][i]:
+            row = table.row_of(song) if table is not None else None
+            code = None if row is None else tuple(int(v) for v in table.codes[row])
+            score = pool.scores["generator"][i]
+            sources.append(Source(GENERATOR, int(pool.ranks["generator"][i]) + 1, int(pool.proposed["generator"].sum()),
+                                  code, beam_rank.get(code), None if not np.isfinite(score) else float(score)))
+        for source in POOL_SOURCE_NAMES:
+            if pool.proposed[source][i]:
+                sources.append(Source(source, int(pool.ranks[source][i]) + 1, int(pool.proposed[source].sum())))
+        parts = contrib_of[i]
+        values = ranked.features.iloc[i]
+        order = np.argsort(-np.abs(parts[:-1]), kind="stable")[:top_features]
+        top_parts = [(names[j], None if not np.isfinite(values[names[j]]) else float(values[names[j]]),
+                      float(parts[j])) for j in order]
+        score = float(ranked.scores[i])
+        out.append(Explanation(rank, song, name, singer, score, sources, LTRComponents(score, float(parts[-1]), top_parts)))
     return out

@@ -132,6 +132,10 @@ class Recommender:
         self._check_knn(config)
         self.config = config
 
+    def describe(self) -> dict:
+        """What this recommender serves (for `genrank recommend --json` and the report)."""
+        return {"method": "generate_and_rank", **asdict(self.config)}
+
     @property
     def stage_times(self) -> StageTimes:
         """Per-query stage timings of every call since construction or ``reset_stage_times``."""
@@ -328,24 +332,35 @@ def save_knn_corpus(directory, corpus: pd.DataFrame) -> Path:
     return directory
 
 
+def load_train_corpus(directory) -> pd.DataFrame:
+    """The train corpus ``save_knn_corpus`` saved (tags empty: no classical model reads them)."""
+    payload = json.loads((Path(directory) / "knn_corpus.json").read_text())
+    return pd.DataFrame({**payload, "tags": "", "split": "train"})
+
+
 def load_knn(directory):
     """Refit the classical recommender (tuned title-kNN + co-occurrence walk) on the saved train corpus."""
     from genrank_assets.ml.ranking.baselines import knn_cooccurrence
 
-    payload = json.loads((Path(directory) / "knn_corpus.json").read_text())
-    corpus = pd.DataFrame({**payload, "tags": "", "split": "train"})
-    return knn_cooccurrence().fit(corpus)
+    return knn_cooccurrence().fit(load_train_corpus(directory))
 
 
-def save_recommender_config(directory, config: RecommenderConfig) -> Path:
+LTR_METHOD = "ltr"  # recommender.json of a learning-to-rank recommender: {"method": "ltr"} (its ranker says the rest)
+
+
+def save_recommender_config(directory, config: RecommenderConfig | None) -> Path:
+    """``config`` of a generate-and-rank recommender, or None for a learning-to-rank one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "recommender.json").write_text(json.dumps(asdict(config)))
+    payload = {"method": LTR_METHOD} if config is None else asdict(config)
+    (directory / "recommender.json").write_text(json.dumps(payload))
     return directory
 
 
-def load_recommender_config(directory) -> RecommenderConfig:
-    return RecommenderConfig(**json.loads((Path(directory) / "recommender.json").read_text()))
+def load_recommender_config(directory) -> RecommenderConfig | None:
+    """The saved RecommenderConfig; None for a learning-to-rank recommender."""
+    payload = json.loads((Path(directory) / "recommender.json").read_text())
+    return None if payload.get("method") == LTR_METHOD else RecommenderConfig(**payload)
 
 
 # -- weight tuning --------------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.recommender = recommender_from_dirs(
             context.artifacts["tiger_dir"], context.artifacts["ranker_dir"], context.artifacts["songs_dir"],
-            context.artifacts["config_dir"], context.artifacts.get("knn_dir"),
+            context.artifacts["config_dir"], context.artifacts.get("knn_dir"), context.artifacts.get("ltr_dir"),
         )
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -160,16 +160,33 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=["text", "rank", "song_id", "name", "singer", "score"])
 
 
-def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None):
+def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None, ltr_dir=None):
+    """The recommender a `genrank-recommender` bundle holds: generate-and-rank (``Recommender``) or, when its
+    config says ``ltr``, the learning-to-rank one (``LTRRecommender``, its sources refitted on the bundled train
+    corpus)."""
     from genrank_assets.ml.generator.tiger import load_tiger
     from genrank_assets.ml.ranking.model import load_ranker
-    from genrank_assets.ml.serving.recommender import Recommender, load_knn, load_recommender_config, load_song_side
+    from genrank_assets.ml.serving.recommender import (
+        Recommender,
+        load_knn,
+        load_recommender_config,
+        load_song_side,
+        load_train_corpus,
+    )
 
     config = load_recommender_config(config_dir)
     sv, info = load_song_side(songs_dir)
+    generator, ranker = load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu")
+    if config is None:
+        from genrank_assets.ml.ranking.ltr import LTRRanker
+        from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
+
+        if not knn_dir or not ltr_dir:
+            raise ValueError(f"{config_dir}: a learning-to-rank recommender needs its train corpus and ranker "
+                             "(knn_dir, ltr_dir artifacts)")
+        return LTRRecommender.fit(load_train_corpus(knn_dir), generator, ranker, sv, info, LTRRanker.load(ltr_dir))
     knn = load_knn(knn_dir) if (config.candidate_source == "hybrid" or config.classical_weight) and knn_dir else None
-    return Recommender(load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu"), sv, info,
-                       config, knn=knn)
+    return Recommender(generator, ranker, sv, info, config, knn=knn)
 
 
 def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
@@ -324,6 +341,7 @@ class Challenger:
     queries_fingerprint: str
     ndcg_at_10: float
     evaluation_run_id: str
+    ltr_version: int | None = None  # the genrank-ltr version a learning-to-rank recommender bundles
 
     @property
     def uri(self) -> str:
@@ -331,30 +349,40 @@ class Challenger:
 
     def tags(self) -> dict[str, str]:
         return {f"genrank.{k}": repr(v) if isinstance(v, float) else str(v) for k, v in vars(self).items()
-                if k not in ("version", "evaluation_run_id")}
+                if k not in ("version", "evaluation_run_id") and v is not None}
+
+    def bundled(self) -> list[tuple[str, int]]:
+        """(model name, version) of every registered model the recommender bundles, itself last."""
+        models = [(TIGER_NAME, self.tiger_version), (RANKER_NAME, self.ranker_version)]
+        if self.ltr_version is not None:
+            models.append((LTR_NAME, self.ltr_version))
+        return models + [(RECOMMENDER_NAME, self.version)]
 
 
 def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, bundle_dir: str | os.PathLike, *,
                          method: str, split: str, queries: int, queries_fingerprint: str,
-                         ndcg_at_10: float) -> Challenger:
+                         ndcg_at_10: float, ltr_py=None) -> Challenger:
     """Inside the evaluation's run: register the whole recommender (the generator and ranker model dirs of these
-    pyfuncs, loaded by ``load_python_model``; ``config``; the train corpus its kNN refits on) as a new `genrank-recommender` version and make
+    pyfuncs, loaded by ``load_python_model``; ``config``, None for the learning-to-rank recommender of
+    ``ltr_py``; the train corpus its classical sources refit on) as a new `genrank-recommender` version and make
     it the challenger, tagged with its lineage and its evaluated NDCG@10."""
     from genrank_assets.ml.serving.recommender import save_knn_corpus, save_recommender_config
 
+    if (config is None) != (ltr_py is not None):
+        raise ValueError("register_recommender: give a RecommenderConfig, or config=None with the LTR ranker (ltr_py)")
     bundle_dir = Path(bundle_dir)
     save_recommender_config(bundle_dir / "config", config)
     save_knn_corpus(bundle_dir / "knn", knn_corpus)
-    reg = log_model_dir(
-        tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME, python_model=RECOMMENDER_CODE,
-        artifact_name="recommender",
-        extra_artifacts={"tiger_dir": tiger_py.artifact_paths["model_dir"],
-                         "ranker_dir": ranker_py.artifact_paths["model_dir"],
-                         "songs_dir": ranker_py.artifact_paths["songs_dir"],
-                         "config_dir": str(bundle_dir / "config"), "knn_dir": str(bundle_dir / "knn")},
-    )
+    artifacts = {"tiger_dir": tiger_py.artifact_paths["model_dir"], "ranker_dir": ranker_py.artifact_paths["model_dir"],
+                 "songs_dir": ranker_py.artifact_paths["songs_dir"], "config_dir": str(bundle_dir / "config"),
+                 "knn_dir": str(bundle_dir / "knn")}
+    if ltr_py is not None:
+        artifacts["ltr_dir"] = ltr_py.artifact_paths["model_dir"]
+    reg = log_model_dir(tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME,
+                        python_model=RECOMMENDER_CODE, artifact_name="recommender", extra_artifacts=artifacts)
     challenger = Challenger(reg.version, version_of(tiger_py.model_uri), version_of(ranker_py.model_uri), method, split,
-                            int(queries), queries_fingerprint, float(ndcg_at_10), reg.run_id)
+                            int(queries), queries_fingerprint, float(ndcg_at_10), reg.run_id,
+                            None if ltr_py is None else version_of(ltr_py.model_uri))
     client = MlflowClient()
     for key, value in challenger.tags().items():
         client.set_model_version_tag(RECOMMENDER_NAME, str(reg.version), key, value)
@@ -371,18 +399,18 @@ def challenger() -> Challenger | None:
     t = mv.tags
     return Challenger(int(mv.version), int(t["genrank.tiger_version"]), int(t["genrank.ranker_version"]),
                       t["genrank.method"], t["genrank.split"], int(t["genrank.queries"]),
-                      t["genrank.queries_fingerprint"], float(t["genrank.ndcg_at_10"]), mv.run_id)
+                      t["genrank.queries_fingerprint"], float(t["genrank.ndcg_at_10"]), mv.run_id,
+                      int(t["genrank.ltr_version"]) if "genrank.ltr_version" in t else None)
 
 
 def promote(candidate: Challenger) -> None:
-    """`champion` -> the challenger's tiger, ranker and recommender versions, each tagged `genrank.promoted_at`
-    (UTC; `genrank status` shows it: an alias has no time of its own)."""
+    """`champion` -> the challenger's tiger, ranker, LTR ranker (when it bundles one) and recommender versions,
+    each tagged `genrank.promoted_at` (UTC; `genrank status` shows it: an alias has no time of its own)."""
     from datetime import datetime, timezone
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     client = MlflowClient()
-    for name, version in ((TIGER_NAME, candidate.tiger_version), (RANKER_NAME, candidate.ranker_version),
-                          (RECOMMENDER_NAME, candidate.version)):
+    for name, version in candidate.bundled():
         set_alias(name, version)
         client.set_model_version_tag(name, str(version), "genrank.promoted_at", when)
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from genrank_assets.ml.evaluation.procedure import (
-    SERVED_METHODS,
+    SYSTEMS,
     EvaluationSettings,
     Queries,
     TrainedModels,
@@ -49,7 +49,7 @@ def test_queries_follow_the_protocol_and_identify_themselves(corpus):
 def test_results_hold_every_method_in_order(results):
     assert [r.name for r in results.results] == ["popularity", "title_knn", "knn_cooccurrence",
                                                  "kernel_ridge_cooccurrence", "generator",
-                                                 *SERVED_METHODS]
+                                                 *SYSTEMS]  # no LTR ranker given: no ltr row
     table = results.table()
     assert table["method"].tolist() == [r.name for r in results.results]
     assert (table["n_queries"] == 9).all()
@@ -74,7 +74,7 @@ def test_systems_are_tuned_on_the_tune_split_and_timed(results):
     plain, hybrid = results.systems["generate_and_rank"], results.systems["generate_and_rank_hybrid"]
     assert plain.config.candidate_source == "generator" and hybrid.config.candidate_source == "hybrid"
     assert plain.knn is None and hybrid.knn is not None
-    assert set(results.weight_trials) == set(SERVED_METHODS)
+    assert set(results.weight_trials) == set(SYSTEMS)
     assert results.weight_trials["generate_and_rank"]["classical_weight"].tolist() == [0.0, 0.0]
     assert len(results.weight_trials["generate_and_rank_hybrid"]) == 4  # 2 popularity x 2 classical weights
     # Val truths are t_0..t_4 too: weight 0 already ranks them perfectly, and ties go to the smaller weights.

@@ -1,0 +1,49 @@
+"""The side thread changes when work runs, never what it gives: same values, same errors, on or off."""
+import threading
+
+import pytest
+
+from genrank_assets.ml.overlap import DISABLE_ENV, beside
+
+
+def _thread_name(x: int) -> tuple[int, str]:
+    return x * 2, threading.current_thread().name
+
+
+def _fails(message: str) -> None:
+    raise ValueError(message)
+
+
+@pytest.mark.parametrize("disabled", ["", "1"])
+def test_values_and_errors_are_the_callers(monkeypatch, disabled):
+    monkeypatch.setenv(DISABLE_ENV, disabled)
+    value, thread = beside(_thread_name, 21).result()
+    assert value == 42
+    assert (thread == threading.current_thread().name) == (disabled == "1")
+    with pytest.raises(ValueError, match="planted"):
+        beside(_fails, "planted").result()
+
+
+def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch):
+    import pandas as pd
+
+    from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool
+    from genrank_assets.ml.ranking.features import FeatureBuilder
+    from genrank_assets_tests.ml.ranking.ltr_world import (
+        make_corpus,
+        song_info,
+        song_vectors,
+        tiny_generator,
+        tiny_ranker,
+    )
+
+    corpus, vectors = make_corpus(), song_vectors()
+    generator = tiny_generator(corpus, vectors)
+    sources = CandidateSources.fit(corpus, generator)
+    builder = FeatureBuilder(sources, corpus, song_info(), vectors, tiny_ranker(generator))
+    config = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
+    frames = {}
+    for disabled in ("", "1"):
+        monkeypatch.setenv(DISABLE_ENV, disabled)
+        frames[disabled] = pd.concat([builder.features(build_pool(t, sources, config)) for t in ("rock", "深夜 歌")])
+    pd.testing.assert_frame_equal(frames[""], frames["1"])
