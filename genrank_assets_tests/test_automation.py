@@ -269,12 +269,12 @@ def test_jobs_and_schedule_load_in_definitions():
     all_keys = set(defs.resolve_all_asset_keys())
     for group in groups:
         job = defs.resolve_job_def(f"{group}_job")
-        assert job.executor_def.name == "in_process"
+        assert job.executor_def.name == "genrank"  # multiprocess by default: executors.py
         in_group = {k for a in all_assets for k, g in (a.group_names_by_key or {}).items() if g == group}
         assert set(job.asset_layer.executable_asset_keys) == in_group
     for name in ["retrain_all_job", "new_batch_job"]:
         job = defs.resolve_job_def(name)
-        assert job.executor_def.name == "in_process" and set(job.asset_layer.executable_asset_keys) == all_keys
+        assert job.executor_def.name == "genrank" and set(job.asset_layer.executable_asset_keys) == all_keys
 
     schedule = defs.resolve_schedule_def("retrain_schedule")
     assert schedule.cron_schedule == automation.DEFAULT_RETRAIN_CRON and schedule.job_name == "retrain_all_job"
