@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -69,8 +70,9 @@ def main() -> None:
     titles, songs, table = synthetic(n_playlists=4000, n_songs=2000, seed=0)
     tokenizer = build_tokenizer(titles, LEVELS, vocab_size=300, max_length=16)
     dataset = make_training_examples(titles, songs, table, tokenizer, mode="single", samples_per_playlist=1, seed=0)
-    # One epoch longer than the budget, so that max_steps ends both runs at the same step of the same schedule.
-    config = replace(TIGER_TRAINING, epochs=1, batch_size=args.batch_size, max_steps=args.steps, seed=0,
+    # Enough epochs for the budget; max_steps ends every run at the same step of the same schedule.
+    epochs = math.ceil(args.steps / math.ceil(len(dataset) / args.batch_size))
+    config = replace(TIGER_TRAINING, epochs=epochs, batch_size=args.batch_size, max_steps=args.steps, seed=0,
                      log_every_steps=10**9, warmup_steps=0)
     # 1 process on 1 thread too: on a shared 2-core machine two intra-op threads can be far slower than one
     # (docs/findings.md), which would flatter the N-process run against 1 process x T threads alone.
