@@ -350,3 +350,30 @@ def test_a_model_that_fails_its_check_is_never_registered(built):
     assert not result.asset_materializations_for_node("evaluation_report")
     assert {name: _versions(name) for name in MODELS} == before
     assert _champions() == champions
+
+
+def test_the_ltr_system_is_served_through_the_registry(built):
+    """served_method: ltr registers the learning-to-rank recommender (bundling genrank-ltr) as the challenger; its
+    pyfunc answers, and re-evaluated on the test queries it gives the report's ltr figure."""
+    from genrank_assets.ml.evaluation.procedure import Queries, recommender_ndcg_at_10
+
+    ops = ("evaluation_report",)
+    result = _materialize(built["home"], built["data"], _run_config(evaluation_report={"served_method": "ltr"}),
+                          selection=dg.AssetSelection.assets(*ops), ops=ops)
+    report = _metadata(result, "evaluation_report")
+    assert report["served_method"] == "ltr" and report["ltr_model_uri"].startswith(f"models:/{registry.LTR_NAME}/")
+    candidate = registry.challenger()
+    assert candidate.uri == report["recommender_uri"] and candidate.method == "ltr"
+    assert (registry.LTR_NAME, registry.version_of(report["ltr_model_uri"])) in candidate.bundled()
+    model = mlflow.pyfunc.load_model(f"models:/{registry.RECOMMENDER_NAME}@{registry.CHALLENGER}")
+    out = model.predict(pd.DataFrame({"text": ["深夜 抒情", "workout"], "k": [3, 5]}))
+    assert out.groupby("text").size().to_dict() == {"深夜 抒情": 3, "workout": 5}
+    rec = model.unwrap_python_model().recommender
+    assert rec.describe()["method"] == "ltr"
+    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
+    corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()  # as the assets load it
+    con.close()
+    queries = Queries.of_split(corpus, candidate.split, candidate.queries)
+    assert queries.fingerprint == candidate.queries_fingerprint
+    assert recommender_ndcg_at_10(rec, queries) == pytest.approx(candidate.ndcg_at_10, abs=1e-12)
+    assert round(candidate.ndcg_at_10, 4) == report["ltr.ndcg@10"]

@@ -35,9 +35,10 @@ def result_of(name: str, ranked: Mapping[str, Sequence[str]], truths: Mapping[st
 def val_ndcg_at_10(model: LTRRanker, val_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
     """The protocol's NDCG@10 of the ranker's out-of-fold scores on its own (val) training queries."""
     frame = oof_frame(val_rows)
-    ranked = rankings(frame, model.oof_scores)
-    truths = {q: truths[q] for q in ranked}
-    return float(evaluate_rankings(ranked, truths, ks=(10,))["ndcg@10"])
+    ranked = {q: r for q, r in rankings(frame, model.oof_scores).items() if q in truths}
+    if not ranked:
+        raise ValueError("none of the ranker's training queries is among the given truths")
+    return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
 
 
 def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, set],

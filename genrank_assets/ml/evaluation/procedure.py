@@ -196,9 +196,12 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                                  ltr_model)
         served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
         systems[LTR] = rec
-        val_rows = features[features["split"] == tune_queries.split]
-        if len(val_rows) and ltr_model.oof_scores is not None and len(ltr_model.oof_scores) == len(val_rows):
-            tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, val_rows.reset_index(drop=True), tune_queries.truths)
+        val_rows = features[features["split"] == tune_queries.split].reset_index(drop=True)
+        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(val_rows):
+            raise ValueError(f"the LTR ranker's out-of-fold scores ({0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)}) "
+                             f"do not match the {len(val_rows)} {tune_queries.split} rows of the features it was trained on")
+        # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
+        tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, val_rows, tune_queries.truths)
         ridge = next(r for r in results if r.name == RIDGE)
         ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge, catalogue,
                                              depth, val_truths=tune_queries.truths, served=served)

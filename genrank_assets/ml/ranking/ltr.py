@@ -23,6 +23,7 @@ import pandas as pd
 
 LTR_FORMAT = "genrank-ltr-lambdarank"
 LTR_FORMAT_VERSION = 1
+OOF_FILE = "oof_scores.npy"  # out-of-fold scores of the training rows, in ``oof_frame`` order
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ class LTRRanker:
                   "params": asdict(self.params), "n_rounds": self.n_rounds, "cv": self.cv,
                   "pool_config": self.pool_config}
         (directory / "ltr.json").write_text(json.dumps(header, indent=2))
+        if self.oof_scores is not None:  # the honest figure on its training queries (val), for the evaluation
+            np.save(directory / OOF_FILE, np.asarray(self.oof_scores, dtype=np.float64), allow_pickle=False)
         return directory
 
     @classmethod
@@ -216,8 +219,9 @@ class LTRRanker:
         if header.get("format") != LTR_FORMAT or header.get("version") != LTR_FORMAT_VERSION:
             raise ValueError(f"{header_path}: format {header.get('format')!r} v{header.get('version')}")
         booster = lgb.Booster(model_file=str(directory / "model.txt"))
+        oof = np.load(directory / OOF_FILE, allow_pickle=False) if (directory / OOF_FILE).exists() else None
         return cls(header["feature_names"], LTRParams(**header["params"]), booster, header["n_rounds"], header["cv"],
-                   pool_config=dict(header.get("pool_config") or {}))
+                   oof_scores=oof, pool_config=dict(header.get("pool_config") or {}))
 
 
 def ranked_with_fill(song_ids: Sequence[str], scores: np.ndarray, fill: Sequence[str], depth: int) -> list[str]:

@@ -98,3 +98,4 @@ def test_the_ranker_round_trips_its_pool_config(trained, tmp_path):
 
     loaded = LTRRanker.load(trained["ltr"].save(tmp_path / "ltr"))
     assert PoolConfig.from_dict(loaded.pool_config) == POOL
+    np.testing.assert_array_equal(loaded.oof_scores, trained["ltr"].oof_scores)  # the val figure of `auto`
