@@ -40,6 +40,18 @@ MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rej
          "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features"}
 
 
+def in_process_preset(preset: Path, home: Path) -> Path:
+    """The preset with the in-process executor: each step in the CLI's own process, so that process's rusage
+    (wall time, CPU seconds, peak RSS) is the step's (steps run one per process here anyway)."""
+    import yaml
+
+    config = yaml.safe_load(preset.read_text())
+    config["execution"] = {"config": {"in_process": {}}}
+    out = home / f"{preset.stem}-in_process.yaml"
+    out.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+    return out
+
+
 def run_step(selection: str, preset: Path, env: dict) -> dict:
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "genrank_assets.definitions",
            "--select", MULTI.get(selection, selection), "-c", str(preset)]
@@ -58,7 +70,7 @@ def run_step(selection: str, preset: Path, env: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", default="/tmp/genrank_mpd7k")
-    ap.add_argument("--data", default=str(MPD7K))
+    ap.add_argument("--data", default=str(MPD7K.resolve()))
     ap.add_argument("--preset", default=str(REPO / "genrank_assets" / "presets" / "cpu-real.yaml"))
     ap.add_argument("--from-step", default=None, help="skip the steps before this asset (reuse the warehouse)")
     ap.add_argument("--report-only", action="store_true", help="run nothing; report the saved timings and table")
@@ -74,9 +86,10 @@ def main() -> None:
     saved = home / "step_timings.json"
     timings = [t for t in (json.loads(saved.read_text()) if saved.exists() and start else [])
                if t["asset"] in names[:start]]
+    preset = in_process_preset(Path(args.preset), home)
     for selection, what in STEPS[start:]:
         print(f"== {selection}: {what}", flush=True)
-        timings.append({**run_step(selection, Path(args.preset), env), "what": what})
+        timings.append({**run_step(selection, preset, env), "what": what})
         saved.write_text(json.dumps(timings, indent=1))
         print(f"   {timings[-1]['wall_s']} s, peak {timings[-1]['peak_rss_mib']} MiB", flush=True)
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
