@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.metadata import latest_metadata
+from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
 from genrank_assets.ml.ranking.baselines import benchmark_queries
@@ -24,19 +25,28 @@ from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import save_song_side
 from genrank_assets.ml.training import TrainConfig, judge_training
 from genrank_assets.ml.vectors.song_vectors import from_frame
-from genrank_assets.resources import GPU_TAGS, ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.resources import (
+    GPU_TAGS,
+    ComputeResource,
+    DeviceConfig,
+    GenrankPaths,
+    MlflowRegistry,
+    TrainingDeviceConfig,
+    fill_device_defaults,
+)
 
 
-class RankerDatasetConfig(dg.Config):
-    """Cross-encoder examples; the sampling defaults are ml.ranking.examples.RankerExamplesDefaults."""
+class RankerDatasetConfig(DeviceConfig):
+    """Cross-encoder examples; the sampling defaults are ml.ranking.examples.RankerExamplesDefaults; None
+    ("auto"): the default for this asset's device (ml.device_defaults); ``device``: where the beam search runs."""
 
     max_positives_per_playlist: int = Field(default=RANKER_EXAMPLES.max_positives_per_playlist, ge=1)
     negatives_per_positive: int = Field(default=RANKER_EXAMPLES.negatives_per_positive, ge=0)
     random_negative_share: float = Field(default=RANKER_EXAMPLES.random_negative_share, ge=0.0, le=1.0)
     popularity_weighted: bool = RANKER_EXAMPLES.popularity_weighted
     generator_negatives: bool = True  # hard negatives from the trained generator's proposals for the title
-    generator_candidates: int = Field(default=50, ge=1)
-    generator_beams: int = Field(default=10, ge=1)
+    generator_candidates: int | None = Field(default=None, ge=1)  # None: ml.device_defaults for the device
+    generator_beams: int | None = Field(default=None, ge=1)  # None: ml.device_defaults for the device
     seed: int = Field(default=RANKER_EXAMPLES.seed, ge=0)
 
 
@@ -58,8 +68,9 @@ def ranker_dataset(
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[pd.DataFrame]:
     """Rows (playlist_id, split, text, song_id, label, negative_kind) for train and val playlists (split by playlist)."""
-    resolved = compute.resolve()
+    resolved = compute.for_asset("ranker_dataset", config)
     resolved.apply_threads()
+    config, auto = fill_device_defaults(config, for_device(resolved.device).ranker_dataset)
     mlflow_registry.setup()  # the generator is read back from the registry by its URI
     sv = from_frame(song_vectors)
     song_ids, codes = codes_from_frame(semantic_ids)
@@ -88,25 +99,29 @@ def ranker_dataset(
     df = pd.concat(parts, ignore_index=True)
     counts = df.groupby(["split", "negative_kind"]).size().rename("rows").reset_index()
     meta = {f"{r.split}_{r.negative_kind}": int(r.rows) for r in counts.itertuples()}
-    return dg.Output(df, metadata={"dagster/row_count": len(df), **meta,
+    return dg.Output(df, metadata={"dagster/row_count": len(df), **meta, "device": resolved.device,
+                                   "generator_candidates": config.generator_candidates,
+                                   "generator_beams": config.generator_beams,
+                                   "device_defaults": dg.MetadataValue.json(auto),
                                    "playlists_train": int(df.loc[df.split == "train", "playlist_id"].nunique()),
                                    "playlists_val": int(df.loc[df.split == "val", "playlist_id"].nunique()),
                                    "counts": dg.MetadataValue.md(counts.to_markdown(index=False))})
 
 
-class RankerModelConfig(dg.Config):
-    """The ranker's settings and training; defaults: ml.ranking.model.RANKER_DEFAULTS and ...training.RANKER_TRAINING."""
+class RankerModelConfig(TrainingDeviceConfig):
+    """The ranker's settings and training; defaults: ml.ranking.model.RANKER_DEFAULTS and ...training.RANKER_TRAINING;
+    None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA)."""
 
     init_from: str = "tiger"  # tiger (the trained TIGER encoder) | base_model | scratch
     base_model: str = ""  # local path or hub name, when init_from=base_model
     preset: str = "tiny"  # when init_from=scratch
     song_positions: int = RANKER_DEFAULTS["song_positions"]
-    use_song_text: bool = RANKER_DEFAULTS["use_song_text"]
+    use_song_text: bool | None = None  # None: ml.device_defaults for the device (CPU: off, 8x cheaper scoring)
     max_title_tokens: int = RANKER_DEFAULTS["max_title_tokens"]
     max_song_text_tokens: int = RANKER_DEFAULTS["max_song_text_tokens"]
     interaction_dim: int = RANKER_DEFAULTS["interaction_dim"]  # bilinear title x song-vector term (0 = none)
-    epochs: int = RANKER_TRAINING.epochs
-    batch_size: int = RANKER_TRAINING.batch_size
+    epochs: int | None = None  # None: ml.device_defaults for the device
+    batch_size: int | None = None  # None: ml.device_defaults for the device
     lr: float = RANKER_TRAINING.lr
     warmup_ratio: float = RANKER_TRAINING.warmup_ratio
     weight_decay: float = RANKER_TRAINING.weight_decay
@@ -117,7 +132,8 @@ class RankerModelConfig(dg.Config):
 
     @model_validator(mode="after")
     def _trainable(self):
-        TrainConfig.from_mapping(self.model_dump(), RANKER_TRAINING)  # the training loop's own argument checks
+        # The training loop's own argument checks, on what is set (None: a device default, valid by construction).
+        TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, RANKER_TRAINING)
         if self.init_from not in INIT_FROM:
             raise ValueError(f"init_from must be one of {INIT_FROM}, got {self.init_from!r}")
         if self.init_from == "base_model" and not self.base_model:
@@ -142,8 +158,10 @@ def ranker_model(
     """Cross-encoder (title tokens + projected song vector in one T5 encoder), logged in MLflow; the evaluation
     registers it as a `genrank-ranker` version after its blocking check passed."""
     sv = from_frame(song_vectors)
-    resolved = compute.resolve()
+    resolved = compute.for_asset("ranker_model", config)
     resolved.apply_threads()
+    config, auto = fill_device_defaults(config, for_device(resolved.device).ranker_model)
+    context.log.info(f"{resolved.device} defaults for the fields left unset: {auto}" if auto else "no device defaults used")
     mlflow_registry.setup()  # the TIGER encoder is read back from the registry by its URI
     head = dict(song_positions=config.song_positions, use_song_text=config.use_song_text,
                 max_title_tokens=config.max_title_tokens, max_song_text_tokens=config.max_song_text_tokens,
@@ -169,7 +187,7 @@ def ranker_model(
     mlflow_registry.setup()
     with mlflow.start_run(run_name=f"ranker_model-{context.run.run_id[:8]}"):
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
-                           "train_pairs": len(train), "dagster_run_id": context.run.run_id, "tiger_model": tiger_model})
+                           "device_defaults": ",".join(auto) or "none", "train_pairs": len(train), "dagster_run_id": context.run.run_id, "tiger_model": tiger_model})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
@@ -180,6 +198,9 @@ def ranker_model(
     return dg.Output(reg.uri, metadata={
         "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir),
         "init_from": config.init_from, "train_pairs": len(train), "val_pairs": len(val), **summary,
+        "device": resolved.device, "precision": resolved.precision, "use_song_text": config.use_song_text,
+        "epochs_configured": config.epochs, "batch_size": config.batch_size,
+        "device_defaults": dg.MetadataValue.json(auto),
         "curves": dg.MetadataValue.md(markdown_image(plot, "ranker curves") + "\n\n" + history_md),
     })
 

@@ -146,9 +146,16 @@ def test_defaults_are_the_asset_configs():
     from genrank_assets.assets.ranking import RankerModelConfig
     from genrank_assets.ml.ranking.training import RANKER_TRAINING
 
+    from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
+
     config = RankerModelConfig()
-    for name in ("song_positions", "use_song_text", "max_title_tokens", "max_song_text_tokens", "interaction_dim"):
+    for name in ("song_positions", "max_title_tokens", "max_song_text_tokens", "interaction_dim"):
         assert getattr(config, name) == RANKER_DEFAULTS[name], name
-    for name in ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "early_stopping_patience", "seed"):
+    for name in ("lr", "warmup_ratio", "weight_decay", "early_stopping_patience", "seed"):
         assert getattr(config, name) == getattr(RANKER_TRAINING, name), name
+    # Device-dependent: None in the config ("auto"); on CUDA they are the package defaults.
+    cuda = CUDA_DEFAULTS.ranker_model
+    assert (config.use_song_text, config.epochs, config.batch_size) == (None, None, None)
+    assert (cuda.use_song_text, cuda.epochs, cuda.batch_size) == (
+        RANKER_DEFAULTS["use_song_text"], RANKER_TRAINING.epochs, RANKER_TRAINING.batch_size)
     assert (RANKER_TRAINING.epochs, RANKER_TRAINING.lr) == (4, 1e-3)  # the asset config's values won

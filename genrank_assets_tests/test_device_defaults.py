@@ -1,0 +1,68 @@
+"""Device-dependent defaults: CPU-sized unless the asset's device is CUDA; an explicit value always wins; the
+presets pin theirs, so their runs (and test_pipeline's figures) do not depend on the machine."""
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+
+from genrank_assets.assets.generator import TigerModelConfig
+from genrank_assets.assets.ranking import RankerDatasetConfig, RankerModelConfig
+from genrank_assets.ml.device_defaults import CPU_DEFAULTS, CUDA_DEFAULTS, DeviceDefaults, for_device
+from genrank_assets.resources import fill_device_defaults
+
+PRESETS = Path(__file__).resolve().parents[1] / "genrank_assets" / "presets"
+CONFIGS = {"tiger_model": TigerModelConfig, "ranker_dataset": RankerDatasetConfig, "ranker_model": RankerModelConfig}
+
+
+def test_cpu_unless_cuda():
+    assert for_device("cpu") is CPU_DEFAULTS
+    assert for_device("cuda") is CUDA_DEFAULTS and for_device("cuda:1") is CUDA_DEFAULTS
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+        for_device("auto")  # only a resolved device: "auto" is the compute resource's to resolve
+
+
+def test_cpu_defaults_are_the_cheap_ones():
+    # What issue 13 measured as the cost on 2 cores: song text in the ranker, ranker epochs, beams.
+    cpu, cuda = CPU_DEFAULTS, CUDA_DEFAULTS
+    assert cuda.ranker_model.use_song_text and not cpu.ranker_model.use_song_text
+    assert cpu.ranker_model.epochs < cuda.ranker_model.epochs
+    assert cpu.tiger_model.num_beams < cuda.tiger_model.num_beams
+    assert cpu.ranker_dataset.generator_beams < cuda.ranker_dataset.generator_beams
+
+
+@pytest.mark.parametrize("op", sorted(CONFIGS))
+def test_unset_fields_get_the_devices_default_and_explicit_values_win(op):
+    names = [f.name for f in fields(getattr(CPU_DEFAULTS, op))]
+    config = CONFIGS[op]()
+    assert all(getattr(config, n) is None for n in names)  # "auto" until the asset knows its device
+    for defaults in (CPU_DEFAULTS, CUDA_DEFAULTS):
+        filled, auto = fill_device_defaults(config, getattr(defaults, op))
+        assert auto == {n: getattr(getattr(defaults, op), n) for n in names}
+        assert all(getattr(filled, n) == v for n, v in auto.items())
+    explicit = {names[0]: 1 if names[0] != "use_song_text" else True}
+    filled, auto = fill_device_defaults(CONFIGS[op](**explicit), getattr(CPU_DEFAULTS, op))
+    assert getattr(filled, names[0]) == explicit[names[0]] and names[0] not in auto
+
+
+def test_every_device_default_is_a_field_of_its_assets_config():
+    for f in fields(DeviceDefaults):
+        names = {g.name for g in fields(getattr(CPU_DEFAULTS, f.name))}
+        assert names <= set(CONFIGS[f.name].model_fields), (f.name, names)
+
+
+@pytest.mark.parametrize("preset", ["test", "demo", "cpu-real"])
+def test_cpu_presets_pin_every_device_default(preset):
+    # So a preset's run is the same on a CPU and a CUDA machine, and test_pipeline's figures stay what they were.
+    ops = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text())["ops"]
+    for op in CONFIGS:
+        missing = {f.name for f in fields(getattr(CPU_DEFAULTS, op))} - set(ops.get(op, {}).get("config", {}))
+        assert not missing, f"{preset}.yaml ops.{op}.config leaves {missing} to the device"
+
+
+def test_the_gpu_preset_gets_the_cuda_defaults_it_had():
+    # gpu-seed runs on CUDA, whose defaults are the package's: what it leaves unset resolves as before.
+    preset = yaml.safe_load((PRESETS / "gpu-seed.yaml").read_text())
+    assert preset["resources"]["compute"]["config"]["device"] == "cuda"
+    assert "ranker_dataset" not in preset["ops"]
+    assert (CUDA_DEFAULTS.ranker_dataset.generator_candidates, CUDA_DEFAULTS.ranker_dataset.generator_beams) == (50, 10)
