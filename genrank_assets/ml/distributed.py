@@ -143,10 +143,11 @@ def joined(compute: Compute) -> Iterator[tuple[Group, Compute]]:
                          f"processes on this node (LOCAL_WORLD_SIZE); set compute.processes to {local_world}")
     _check_processes(compute)
     mine = rank_compute(compute, local_rank, local_world)
-    mine.apply_threads()
     created = not torch.distributed.is_initialized()
     if created:
-        torch.distributed.init_process_group(backend(mine), init_method="env://", rank=rank, world_size=world)
+        _enter(mine, init_method="env://", rank=rank, world_size=world)
+    else:  # the script set the group up itself
+        _enter(mine)
     try:
         yield Group(rank, world), mine
     finally:
@@ -184,6 +185,15 @@ def spawn(target: Callable[..., Any], args: tuple, compute: Compute, say: Callab
         return torch.load(result_path, map_location="cpu", weights_only=True)
 
 
+def _enter(mine: Compute, **init) -> None:
+    """Set this process up as a rank on ``mine``: its threads, its GPU, and (given ``init``) the group."""
+    mine.apply_threads()
+    if mine.torch_device.type == "cuda":
+        torch.cuda.set_device(mine.torch_device)  # nccl's collectives, the object ones too, run on this GPU
+    if init:
+        torch.distributed.init_process_group(backend(mine), **init)
+
+
 def _drain(lines, say: Callable[[str], None]) -> None:
     while not lines.empty():
         say(lines.get())
@@ -196,10 +206,7 @@ def _worker(local_rank: int, payload: bytes, world: int, init_method: str, resul
     if compute.threads == 0:  # "leave torch's setting alone" means the caller's setting, split among the ranks
         compute = replace(compute, threads=caller_threads)
     mine = rank_compute(compute, local_rank, world)
-    mine.apply_threads()
-    if mine.torch_device.type == "cuda":
-        torch.cuda.set_device(mine.torch_device)
-    torch.distributed.init_process_group(backend(mine), init_method=init_method, rank=local_rank, world_size=world)
+    _enter(mine, init_method=init_method, rank=local_rank, world_size=world)
     try:
         group = Group(local_rank, world)
         result = target(group, mine, lines.put if group.main else quiet, *args)

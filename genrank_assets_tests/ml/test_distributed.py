@@ -7,7 +7,12 @@ then the gradient all-reduce) so float32 sums round differently, ~1e-7 relative 
 that stays far below 1e-4, the bound used here (measured: 1.2e-7 on the weights of the toy model). Dropout is
 off where two process counts are compared: each rank draws its own dropout stream, so masks cannot match.
 """
+import os
+import subprocess
+import sys
+import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,6 +127,38 @@ def test_a_two_process_run_stopped_and_resumed_equals_an_uninterrupted_one_bit_f
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
     resumed_weights = weights(model)
     assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
+
+
+TORCHRUN_SCRIPT = """
+    import os, sys, torch
+    from genrank_assets.ml.training import train
+    from genrank_assets_tests.ml.test_distributed import CONFIG, TWO, toy, weights
+
+    torch.set_num_threads(1)
+    model, task = toy()
+    result = train(model, task, CONFIG, TWO)
+    torch.save({"result": result.to_dict(), "weights": weights(model)}, f"{sys.argv[1]}/rank{os.environ['RANK']}.pt")
+"""
+
+
+@pytest.mark.services
+def test_under_torchrun_every_process_trains_its_rank_of_the_group(tmp_path):
+    script = tmp_path / "train_toy.py"
+    script.write_text(textwrap.dedent(TORCHRUN_SCRIPT))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(tmp_path)], cwd=root, env=env, timeout=120, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    # Both callers hold the same kept weights and result: every rank decides on rank 0's measurements.
+    assert all(torch.equal(ranks[0]["weights"][k], ranks[1]["weights"][k]) for k in ranks[0]["weights"])
+    assert ranks[0]["result"]["history"] == ranks[1]["result"]["history"]
+    model, task = toy()
+    single = train(model, task, CONFIG, ONE)
+    launched = replace(single, **{k: ranks[0]["result"][k] for k in ("history", "steps", "samples", "stop_reason")})
+    assert ranks[0]["result"]["processes"] == 2
+    assert_close_runs(single, launched, weights(model), ranks[0]["weights"])
 
 
 @pytest.mark.services
