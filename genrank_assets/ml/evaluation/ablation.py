@@ -62,7 +62,7 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
             ranked = {q: ranked.get(q) or fill_with([], fills.get(q, ()), depth) for q in truths}
             result = result_of(name, ranked, truths, catalogue)
         val_ndcg = np.nan
-        if name != "ltr" and val_truths is not None and ranker.oof_scores is not None:
+        if val_truths is not None and ranker.oof_scores is not None:
             val_ndcg = val_ndcg_at_10(ranker, variant_rows(name, val), val_truths)
         results.append(result)
         rows.append({"variant": name, "n_features": len(names), "n_rounds": ranker.n_rounds, "val_ndcg@10": val_ndcg})
