@@ -75,7 +75,11 @@ def run_precision(precision: str, run_config: dict, work: Path, data: Path, log)
     out: dict = {"precision": precision}
 
     def materialize(selection: dg.AssetSelection):
-        return dg.materialize(all_assets + all_asset_checks, selection=selection, run_config=config,
+        # A partial run takes config for its own ops only (Dagster rejects the others).
+        keys = selection.resolve(all_assets)
+        ops = {a.op.name for a in all_assets if isinstance(a, dg.AssetsDefinition) and set(a.keys) & keys}
+        own = {**config, "ops": {k: v for k, v in config["ops"].items() if k in ops}}
+        return dg.materialize(all_assets + all_asset_checks, selection=selection, run_config=own,
                               resources=build_resources(home=str(home), data_dir=str(data)), instance=instance,
                               raise_on_error=False)
 
