@@ -1,0 +1,367 @@
+"""Measured scaling: the whole graph (cpu-real preset) on generated data at scale factors s of mpd7k.
+
+For each s the generator writes a dataset in the input format (docs/input-format.md) to a folder under /tmp:
+
+* s <= 1: a seeded sample of round(s x 7,071) of mpd7k's playlists, their rows, and the songs they hold (the real
+  data subsampled: ids, titles and the crc32 split of each kept playlist are unchanged);
+* s > 1: floor(s) copies of mpd7k (copy c > 0 has playlist ids `<id>x<c>` and song ids `<id>x<c>`, so songs scale
+  alike; titles, names and singers kept) plus a seeded sample of the remaining fraction as one more copy.
+
+The graph then runs once per size with benchmarks/end_to_end.py's step runner (each asset its own
+`dagster asset materialize` process with the in-process executor; wall, CPU seconds and peak RSS from os.wait4)
+into a fresh GENRANK_HOME per size, and the per-asset and total growth exponents are fitted (numpy polyfit of
+log value vs log playlists; CPU seconds, wall seconds, peak RSS). Results: benchmarks/results/scaling.json and
+scaling.png.
+
+    python benchmarks/scaling.py --sizes 0.1 0.3 --reuse-1x /tmp/e2e/benchmarks/results/end_to_end.json
+    python benchmarks/scaling.py --sizes 3 10          # adds to the sizes already in scaling.json
+    python benchmarks/scaling.py --fit-only            # refit and replot scaling.json's sizes
+    python benchmarks/scaling.py --generate-only --sizes 10   # only write the data set
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import end_to_end as e2e  # noqa: E402  (its step runner: STEPS, in_process_preset, run_step)
+from _common import MPD7K, RESULTS, machine  # noqa: E402
+
+ROOT = Path("/tmp/genrank_scaling")
+FILES = ("gen_playlist_info.csv", "gen_playlist_song.csv.sort", "gen_song_info.csv")
+TARGET_TIME_RATIO = 11.0  # 10x the playlists -> at most 11x the total time
+TARGET_PEAK_RSS_MIB = 6144.0  # at 70k playlists (10x)
+
+
+# ------------------------------------------------------------------------------------------------- data
+def _read_source(src: Path) -> tuple[bytes, list[tuple[bytes, bytes]], list[tuple[bytes, list[bytes]]], list[tuple[bytes, bytes]]]:
+    """(info header, [(playlist id, info line)], [(playlist id, [song lines])] in file order, [(song id, line)])."""
+    info_lines = (src / FILES[0]).read_bytes().split(b"\n")
+    header, info = info_lines[0], [(ln.split(b"\t", 1)[0], ln) for ln in info_lines[1:] if ln]
+    groups: list[tuple[bytes, list[bytes]]] = []
+    for ln in (src / FILES[1]).read_bytes().split(b"\n"):
+        if not ln:
+            continue
+        pid = ln.split(b"\t", 1)[0]
+        if groups and groups[-1][0] == pid:
+            groups[-1][1].append(ln)
+        else:
+            groups.append((pid, [ln]))
+    songs = [(ln.split(b"\t", 1)[0], ln) for ln in (src / FILES[2]).read_bytes().split(b"\n") if ln]
+    return header, info, groups, songs
+
+
+def _relabel(line: bytes, suffix: bytes, fields: int) -> bytes:
+    """The line with its first ``fields`` tab-separated fields suffixed (ids of a copy)."""
+    parts = line.split(b"\t")
+    for i in range(min(fields, len(parts))):
+        parts[i] += suffix
+    return b"\t".join(parts)
+
+
+def generate(scale: float, out: Path, src: Path = MPD7K, seed: int = 0) -> dict:
+    """Write the data set of scale factor ``scale`` to ``out`` (see the module docstring); its manifest."""
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("scale") == scale and manifest.get("seed") == seed and manifest.get("source") == str(src):
+            return manifest
+    header, info, groups, songs = _read_source(src)
+    rng = np.random.default_rng(seed)
+    n_src = len(info)
+    copies = int(math.floor(scale)) if scale >= 1 else 0
+    rest = scale - copies
+    # (copy index, chosen playlist ids); copy 0 keeps the original ids
+    plan: list[tuple[int, set[bytes] | None]] = [(c, None) for c in range(copies)]
+    if rest > 1e-9:
+        k = int(round(rest * n_src))
+        chosen = rng.choice(n_src, size=k, replace=False)
+        plan.append((copies, {info[i][0] for i in chosen}))
+    out.mkdir(parents=True, exist_ok=True)
+    n_playlists = n_rows = n_songs = 0
+    with open(out / FILES[0], "wb") as f_info, open(out / FILES[1], "wb") as f_ps, open(out / FILES[2], "wb") as f_s:
+        f_info.write(header + b"\n")
+        for c, keep in plan:
+            suffix = b"" if c == 0 else b"x" + str(c).encode()
+            used: set[bytes] | None = None if keep is None else set()
+            for pid, line in info:
+                if keep is None or pid in keep:
+                    f_info.write(_relabel(line, suffix, 1) + b"\n")
+                    n_playlists += 1
+            for pid, lines in groups:
+                if keep is None or pid in keep:
+                    for ln in lines:
+                        f_ps.write(_relabel(ln, suffix, 2) + b"\n")
+                        if used is not None:
+                            used.add(ln.split(b"\t")[1])
+                    n_rows += len(lines)
+            for sid, line in songs:  # a whole copy keeps the whole catalogue, a sample the songs it holds
+                if used is None or sid in used:
+                    f_s.write(_relabel(line, suffix, 1) + b"\n")
+                    n_songs += 1
+    manifest = {"scale": scale, "seed": seed, "source": str(src), "path": str(out), "playlists": n_playlists,
+                "playlist_song_rows": n_rows, "songs": n_songs,
+                "how": "seeded sample of mpd7k's playlists" if scale <= 1 else
+                       f"{copies} relabelled copies of mpd7k" + (" + a seeded sample" if rest > 1e-9 else "")}
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def source_counts(src: Path = MPD7K) -> dict:
+    _, info, groups, songs = _read_source(src)
+    return {"playlists": len(info), "playlist_song_rows": sum(len(g) for _, g in groups), "songs": len(songs)}
+
+
+# --------------------------------------------------------------------------------------------- running
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def warehouse_counts(home: Path) -> dict:
+    """Row counts of the main tables of a finished run (what each step worked on)."""
+    import duckdb
+
+    counts = {}
+    try:
+        con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+        for table in ("raw_playlists", "raw_playlist_songs", "raw_songs", "song_vectors", "semantic_ids",
+                      "generator_dataset", "ranker_dataset", "candidate_pools", "ranking_features"):
+            try:
+                counts[table] = int(con.execute(f"select count(*) from genrank.{table}").fetchone()[0])
+            except duckdb.Error:
+                pass
+        try:
+            counts["corpus_splits"] = dict(con.execute(
+                "select split, count(*) from genrank.playlist_corpus group by split").fetchall())
+        except duckdb.Error:
+            pass
+        con.close()
+    except Exception as exc:  # noqa: BLE001 - counts are extra information only
+        counts["error"] = repr(exc)
+    return counts
+
+
+def run_size(scale: float, preset: Path, root: Path, seed: int) -> dict:
+    manifest = generate(scale, root / "data" / f"s{scale:g}", seed=seed)
+    home = root / f"home-s{scale:g}"
+    if home.exists():
+        shutil.rmtree(home)  # a fresh GENRANK_HOME per size
+    (home / "dagster").mkdir(parents=True)
+    env = {**os.environ, "GENRANK_HOME": str(home), "GENRANK_DATA_DIR": manifest["path"],
+           "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    step_preset = e2e.in_process_preset(preset, home)
+    started, steps = _uptime(), []
+    print(f"== scale {scale:g}: {manifest['playlists']} playlists, {manifest['songs']} songs -> {home}\n   {started}",
+          flush=True)
+    for selection, what in e2e.STEPS:
+        load0 = os.getloadavg()[0]
+        step = {**e2e.run_step(selection, step_preset, env), "what": what}
+        step["load1_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+        steps.append(step)
+        (home / "step_timings.json").write_text(json.dumps(steps, indent=1))
+        print(f"   {selection:<20} wall {step['wall_s']:>7} s  cpu {step['cpu_s']:>7} s  peak {step['peak_rss_mib']:>6} "
+              f"MiB  load {step['load1_before_after']}", flush=True)
+    return {**_size_entry(manifest["playlists"], steps), "scale": scale, "data": manifest,
+            "source": "generated (seeded sample of mpd7k)" if scale <= 1 else "generated (relabelled copies of mpd7k)",
+            "home": str(home), "uptime_start": started, "uptime_end": _uptime(), "tables": warehouse_counts(home)}
+
+
+_STEP_DONE = re.compile(r'Finished execution of step "[^"]+" in ([0-9.hms]+)\.')
+
+
+def _seconds(text: str) -> float:
+    """Dagster's format_duration back to seconds: 533ms, 2.1s, 4m52s, 1h4m."""
+    if text.endswith("ms"):
+        return float(text[:-2]) / 1000
+    total = 0.0
+    for value, unit in re.findall(r"([0-9.]+)([hms])", text):
+        total += float(value) * {"h": 3600, "m": 60, "s": 1}[unit]
+    return total
+
+
+def add_in_step_seconds(entry: dict) -> None:
+    """Each step's seconds inside Dagster's step(s) (its STEP_SUCCESS durations, from the step's log in the
+    run's GENRANK_HOME): the step's work without the process start, definitions load and run bookkeeping."""
+    home = Path(entry.get("home") or "")
+    for step in entry["steps"]:
+        log = home / f"{step['asset']}.log"
+        if "in_step_wall_s" in step or not log.exists():
+            continue
+        step["in_step_wall_s"] = round(sum(_seconds(m) for m in _STEP_DONE.findall(log.read_text(errors="replace"))), 1)
+
+
+def _size_entry(playlists: int, steps: list[dict]) -> dict:
+    cpu = [s.get("cpu_s") for s in steps]
+    return {"playlists": playlists, "total_wall_s": round(sum(s["wall_s"] for s in steps), 1),
+            "total_cpu_s": round(sum(cpu), 1) if all(c is not None for c in cpu) else None,
+            "peak_rss_mib": max(s["peak_rss_mib"] for s in steps), "steps": steps}
+
+
+def reuse_1x(path: Path) -> dict:
+    """The 1x point from an end_to_end.json (or the step_timings.json of a run in progress): mpd7k itself."""
+    payload = json.loads(path.read_text())
+    steps = payload if isinstance(payload, list) else payload["steps"]
+    names = [s for s, _ in e2e.STEPS]
+    missing = [n for n in names if n not in {s["asset"] for s in steps}]
+    counts = source_counts()
+    home = payload.get("home") if isinstance(payload, dict) else str(path.parent)
+    return {**_size_entry(counts["playlists"], steps), "scale": 1.0, "home": home,
+            "data": {**counts, "path": str(MPD7K), "how": "mpd7k itself"},
+            "source": f"mpd7k itself (real data, not generated), from {path}", "missing_steps": missing,
+            "date": payload.get("date") if isinstance(payload, dict) else None}
+
+
+# ----------------------------------------------------------------------------------------------- fits
+def _slope(xs, ys) -> float | None:
+    pts = [(x, y) for x, y in zip(xs, ys) if x and y is not None and y > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return round(float(np.polyfit(lx, ly, 1)[0]), 3)
+
+
+def fit(sizes: list[dict]) -> dict:
+    """Log-log slopes per asset and for the totals: over all sizes, and between the two largest (the local
+    exponent, least diluted by the fixed start-up cost of each step)."""
+    sizes = sorted(sizes, key=lambda s: s["playlists"])
+    n = [s["playlists"] for s in sizes]
+    last2 = slice(len(sizes) - 2, len(sizes))
+    out = {"assets": {}, "playlists": n}
+    for name, _ in e2e.STEPS:
+        rows = [{t["asset"]: t for t in s["steps"]}.get(name) for s in sizes]
+        if any(r is None for r in rows):
+            continue
+        entry = {}
+        for key, label in (("cpu_s", "cpu"), ("wall_s", "wall"), ("in_step_wall_s", "in_step_wall"),
+                           ("peak_rss_mib", "rss")):
+            ys = [r.get(key) for r in rows]
+            entry[f"{label}_exponent"] = _slope(n, ys)
+            entry[f"{label}_exponent_last_two"] = _slope(n[last2], ys[last2]) if len(n) > 2 else None
+        out["assets"][name] = entry
+    for key, label in (("total_cpu_s", "cpu"), ("total_wall_s", "wall"), ("peak_rss_mib", "rss")):
+        ys = [s.get(key) for s in sizes]
+        out[f"total_{label}_exponent"] = _slope(n, ys)
+        out[f"total_{label}_exponent_last_two"] = _slope(n[last2], ys[last2]) if len(n) > 2 else None
+    return out
+
+
+def project(sizes: list[dict], fits: dict, factors=(3.0, 10.0)) -> dict:
+    """PROJECTION (not a measurement): each asset's CPU seconds and peak RSS at factor x the largest size's
+    playlists, from its fitted exponent (the larger of the all-sizes and last-two slopes, the cautious one)."""
+    top = max(sizes, key=lambda s: s["playlists"])
+    by = {t["asset"]: t for t in top["steps"]}
+    out = {"kind": "projection from the fitted exponents, NOT a measurement", "from_playlists": top["playlists"]}
+    for f in factors:
+        cpu, rss, per = 0.0, 0.0, {}
+        for name, e in fits["assets"].items():
+            if by[name].get("cpu_s") is None:
+                continue
+            k_cpu = max(x for x in (e["cpu_exponent"], e["cpu_exponent_last_two"]) if x is not None)
+            k_rss = max(x for x in (e["rss_exponent"], e["rss_exponent_last_two"]) if x is not None)
+            c = by[name]["cpu_s"] * f ** k_cpu
+            r = by[name]["peak_rss_mib"] * f ** max(k_rss, 0.0)
+            per[name] = {"cpu_s": round(c, 1), "peak_rss_mib": round(r, 0)}
+            cpu, rss = cpu + c, max(rss, r)
+        base = top.get("total_cpu_s") or sum(by[n].get("cpu_s") or 0 for n in per)
+        out[f"x{f:g}"] = {"playlists": int(round(top["playlists"] * f)), "total_cpu_s": round(cpu, 1),
+                          "time_ratio": round(cpu / base, 2), "peak_rss_mib": round(rss, 0), "steps": per}
+    x10 = out.get("x10")
+    if x10:
+        out["targets"] = {"time_ratio_at_10x<=11": x10["time_ratio"] <= TARGET_TIME_RATIO,
+                          "peak_rss_mib_at_10x<=6144": x10["peak_rss_mib"] <= TARGET_PEAK_RSS_MIB}
+    return out
+
+
+def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
+    from genrank_assets.ml.plots import _plt, _save
+
+    plt = _plt()
+    sizes = sorted(sizes, key=lambda s: s["playlists"])
+    n = np.array([s["playlists"] for s in sizes], dtype=float)
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for name in fits["assets"]:
+        ys = [{t["asset"]: t for t in s["steps"]}[name].get("cpu_s") for s in sizes]
+        if all(y for y in ys):
+            ax_t.plot(n, ys, marker="o", lw=1, label=f"{name} ({fits['assets'][name]['cpu_exponent']})")
+        rs = [{t["asset"]: t for t in s["steps"]}[name]["peak_rss_mib"] for s in sizes]
+        ax_m.plot(n, rs, marker="o", lw=1, label=name)
+    total = [s.get("total_cpu_s") for s in sizes]
+    if all(total):
+        ax_t.plot(n, total, marker="s", lw=2.5, color="black", label=f"total CPU ({fits['total_cpu_exponent']})")
+        ax_t.plot(n, total[0] * n / n[0], ls="--", color="grey", label="linear from the smallest")
+    ax_t.plot(n, [s["total_wall_s"] for s in sizes], marker="s", lw=1.5, ls=":", color="black",
+              label=f"total wall ({fits['total_wall_exponent']})")
+    ax_m.axhline(TARGET_PEAK_RSS_MIB, color="red", ls="--", label="6 GiB target")
+    for ax, ylabel, title in ((ax_t, "CPU seconds", "CPU seconds per asset (log-log exponent)"),
+                              (ax_m, "peak RSS (MiB)", "Peak RSS per asset")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("playlists")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return _save(plt, fig, path)
+
+
+def write(sizes: list[dict], out: Path) -> dict:
+    sizes = sorted(sizes, key=lambda s: s["playlists"])
+    for entry in sizes:
+        add_in_step_seconds(entry)
+    fits = fit(sizes) if len(sizes) >= 2 else {}
+    payload = {"benchmark": "scaling", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "preset": "genrank_assets/presets/cpu-real.yaml (in-process executor, one process per step)",
+               "targets": {"time_ratio_10x": TARGET_TIME_RATIO, "peak_rss_mib_at_10x": TARGET_PEAK_RSS_MIB},
+               "sizes": sizes, "fits": fits,
+               "projection": project(sizes, fits) if fits else None}
+    out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+    if fits:
+        plot(sizes, fits, out.with_suffix(".png"))
+    print(f"wrote {out}")
+    return payload
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=float, nargs="*", default=[], help="scale factors of mpd7k (e.g. 0.1 0.3 1 3 10)")
+    ap.add_argument("--reuse-1x", type=Path, default=None,
+                    help="take the 1x point from this end_to_end.json (or a run's step_timings.json)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="data sets and GENRANK_HOMEs go here (not the repo)")
+    ap.add_argument("--preset", type=Path, default=e2e.REPO / "genrank_assets" / "presets" / "cpu-real.yaml")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
+    ap.add_argument("--fresh", action="store_true", help="forget the sizes already in --out")
+    ap.add_argument("--fit-only", action="store_true", help="run nothing; refit and replot --out")
+    ap.add_argument("--generate-only", action="store_true", help="only write the data sets of --sizes")
+    args = ap.parse_args()
+    if args.generate_only:
+        for s in args.sizes:
+            print(json.dumps(generate(s, args.root / "data" / f"s{s:g}", seed=args.seed)))
+        return
+    sizes = [] if args.fresh or not args.out.exists() else json.loads(args.out.read_text())["sizes"]
+    keep = lambda new: [s for s in sizes if s["playlists"] != new["playlists"]] + [new]  # noqa: E731
+    if args.reuse_1x:
+        sizes = keep(reuse_1x(args.reuse_1x))
+    if not args.fit_only:
+        for s in args.sizes:
+            sizes = keep(run_size(s, args.preset, args.root, args.seed))
+            write(sizes, args.out)  # after every size, so a long run leaves what it measured
+    payload = write(sizes, args.out)
+    if payload["fits"]:
+        print(json.dumps({k: payload["fits"][k] for k in payload["fits"] if k.startswith("total")}, indent=1))
+        print(json.dumps(payload["projection"], indent=1)[:3000])
+
+
+if __name__ == "__main__":
+    main()
