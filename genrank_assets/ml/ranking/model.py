@@ -149,11 +149,12 @@ class CrossEncoderRanker(nn.Module):
     # ---- construction ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_encoder(cls, encoder, tokenizer, song_dim: int, **config_kwargs) -> CrossEncoderRanker:
+    def from_encoder(cls, encoder, tokenizer, song_dim: int, *, seed: int = 0, **config_kwargs) -> CrossEncoderRanker:
         """Start from a trained T5: a T5ForConditionalGeneration / T5Model (its encoder half is used), a
         T5EncoderModel, or the T5Stack returned by ``get_encoder()``. Weights are copied: the ranker never shares
-        a parameter with the model it came from."""
-        return cls(copy_t5_encoder(encoder), tokenizer, RankerConfig(song_dim=song_dim, **config_kwargs))
+        a parameter with the model it came from. The new head is initialised from ``seed``."""
+        return _seeded(seed, lambda: cls(copy_t5_encoder(encoder), tokenizer,
+                                         RankerConfig(song_dim=song_dim, **config_kwargs)))
 
     @classmethod
     def from_config(
@@ -193,15 +194,16 @@ class CrossEncoderRanker(nn.Module):
 
     @classmethod
     def from_pretrained_base(
-        cls, name_or_path: str | os.PathLike, song_dim: int, tokenizer=None, **config_kwargs
+        cls, name_or_path: str | os.PathLike, song_dim: int, tokenizer=None, *, seed: int = 0, **config_kwargs
     ) -> CrossEncoderRanker:
-        """A pretrained T5 checkpoint (local path or hub name; the hub needs network) as the encoder."""
+        """A pretrained T5 checkpoint (local path or hub name; the hub needs network) as the encoder; the new
+        head is initialised from ``seed``."""
         from transformers import AutoTokenizer, T5EncoderModel
 
         encoder = T5EncoderModel.from_pretrained(str(name_or_path))
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-        return cls(encoder, tokenizer, RankerConfig(song_dim=song_dim, **config_kwargs))
+        return _seeded(seed, lambda: cls(encoder, tokenizer, RankerConfig(song_dim=song_dim, **config_kwargs)))
 
     # ---- tokenisation ---------------------------------------------------------------------------------
 
@@ -335,12 +337,22 @@ def build_ranker(init_from: str, song_dim: int, *, generator=None, base_model: s
     if init_from == "base_model":
         if not base_model:
             raise ValueError("init_from=base_model needs base_model (a local path or hub name)")
-        return CrossEncoderRanker.from_pretrained_base(base_model, song_dim, **config_kwargs)
+        return CrossEncoderRanker.from_pretrained_base(base_model, song_dim, seed=seed, **config_kwargs)
     if generator is None:
         raise ValueError(f"init_from={init_from} needs the trained generator")
     if init_from == "tiger":
-        return CrossEncoderRanker.from_encoder(generator.model, generator.tokenizer, song_dim, **config_kwargs)
+        return CrossEncoderRanker.from_encoder(generator.model, generator.tokenizer, song_dim, seed=seed,
+                                               **config_kwargs)
     return CrossEncoderRanker.from_config(generator.tokenizer, preset, song_dim, seed=seed, **config_kwargs)
+
+
+def _seeded(seed: int, make):
+    """``make()`` with torch's RNG seeded by ``seed`` and the caller's RNG state restored afterwards: a new
+    layer's init depends on the seed alone, not on what the process drew before (in one process after the other
+    steps, a fresh step process and a long-lived dask worker gave three different heads)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

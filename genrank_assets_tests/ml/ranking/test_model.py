@@ -159,3 +159,31 @@ def test_defaults_are_the_asset_configs():
     assert (cuda.use_song_text, cuda.epochs, cuda.batch_size) == (
         RANKER_DEFAULTS["use_song_text"], RANKER_TRAINING.epochs, RANKER_TRAINING.batch_size)
     assert (RANKER_TRAINING.epochs, RANKER_TRAINING.lr) == (4, 1e-3)  # the asset config's values won
+
+
+def test_the_head_of_a_ranker_from_a_trained_encoder_depends_on_its_seed_alone(world):
+    """The head (song projection, dense, out, interaction maps) is new: its init must come from the seed, not
+    from whatever the process drew before (a fresh step process, a dask worker and the in-process run each had a
+    different RNG state there, and so three different trained rankers). The caller's RNG is left as it was."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = world["tokenizer"]
+    config = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, num_heads=2, d_ff=64, num_layers=1,
+                      num_decoder_layers=1, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    generator = SimpleNamespace(model=T5ForConditionalGeneration(config).eval(), tokenizer=tokenizer)
+
+    def head_after(prior_seed: int, seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(prior_seed)
+        torch.rand(17)  # the process drew something before, as earlier steps do
+        before = torch.random.get_rng_state()
+        ranker = build_ranker("tiger", SONG_DIM, generator=generator, seed=seed, interaction_dim=8)
+        assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream is untouched
+        return {k: v for k, v in ranker.state_dict().items() if not k.startswith("encoder.")}
+
+    first, second = head_after(1, seed=0), head_after(2, seed=0)
+    assert set(first) >= {"song_projection.weight", "head_dense.weight", "head_out.weight", "title_map.weight"}
+    for name, value in first.items():
+        assert torch.equal(value, second[name]), name
+    other = head_after(1, seed=5)
+    assert not torch.equal(other["head_dense.weight"], first["head_dense.weight"])
