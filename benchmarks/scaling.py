@@ -140,6 +140,11 @@ def warehouse_counts(home: Path) -> dict:
                 counts[table] = int(con.execute(f"select count(*) from genrank.{table}").fetchone()[0])
             except duckdb.Error:
                 pass
+        try:  # the song occurrences word2vec trains on (songs below min_count are dropped from the sentences)
+            counts["song_vectors_occurrences"] = int(con.execute(
+                "select sum(count) from genrank.song_vectors").fetchone()[0])
+        except (duckdb.Error, TypeError):
+            pass
         try:
             counts["corpus_splits"] = dict(con.execute(
                 "select split, count(*) from genrank.playlist_corpus group by split").fetchall())
@@ -201,6 +206,23 @@ def add_in_step_seconds(entry: dict) -> None:
         step["in_step_wall_s"] = round(sum(_seconds(m) for m in _STEP_DONE.findall(log.read_text(errors="replace"))), 1)
 
 
+def measure_startup(root: Path) -> dict:
+    """CPU and wall seconds of a step process that does no step: `dagster asset list` loads the same code location
+    (imports, Definitions) as each `dagster asset materialize` step does. Subtracted from each step's CPU seconds
+    for the net exponents (the run's own bookkeeping, ~1 s, stays in)."""
+    home = root / "home-startup"
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GENRANK_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1"}
+    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "list", "-m", "genrank_assets.definitions"]
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=e2e.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed")
+    return {"cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "wall_s": round(time.perf_counter() - t0, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 0), "load1_before": round(load0, 2), "how": " ".join(cmd[1:])}
+
+
 def _size_entry(playlists: int, steps: list[dict]) -> dict:
     cpu = [s.get("cpu_s") for s in steps]
     return {"playlists": playlists, "total_wall_s": round(sum(s["wall_s"] for s in steps), 1),
@@ -231,7 +253,11 @@ def _slope(xs, ys) -> float | None:
     return round(float(np.polyfit(lx, ly, 1)[0]), 3)
 
 
-def fit(sizes: list[dict]) -> dict:
+def _net(step: dict, startup_cpu: float) -> float | None:
+    return None if step.get("cpu_s") is None else max(step["cpu_s"] - startup_cpu, 0.1)
+
+
+def fit(sizes: list[dict], startup_cpu: float = 0.0) -> dict:
     """Log-log slopes per asset and for the totals: over all sizes, and between the two largest (the local
     exponent, least diluted by the fixed start-up cost of each step)."""
     sizes = sorted(sizes, key=lambda s: s["playlists"])
@@ -242,15 +268,22 @@ def fit(sizes: list[dict]) -> dict:
         rows = [{t["asset"]: t for t in s["steps"]}.get(name) for s in sizes]
         if any(r is None for r in rows):
             continue
+        rows = [{**r, "net_cpu_s": _net(r, startup_cpu)} for r in rows]
         entry = {}
-        for key, label in (("cpu_s", "cpu"), ("wall_s", "wall"), ("in_step_wall_s", "in_step_wall"),
-                           ("peak_rss_mib", "rss")):
+        for key, label in (("cpu_s", "cpu"), ("net_cpu_s", "net_cpu"), ("wall_s", "wall"),
+                           ("in_step_wall_s", "in_step_wall"), ("peak_rss_mib", "rss")):
             ys = [r.get(key) for r in rows]
             entry[f"{label}_exponent"] = _slope(n, ys)
             entry[f"{label}_exponent_last_two"] = _slope(n[last2], ys[last2]) if len(n) > 2 else None
         out["assets"][name] = entry
-    for key, label in (("total_cpu_s", "cpu"), ("total_wall_s", "wall"), ("peak_rss_mib", "rss")):
-        ys = [s.get(key) for s in sizes]
+    totals = [dict(s) for s in sizes]
+    for t in totals:
+        net = [_net(x, startup_cpu) for x in t["steps"]]
+        t["total_net_cpu_s"] = None if None in net else sum(net)
+    out["startup_cpu_s"] = startup_cpu
+    for key, label in (("total_cpu_s", "cpu"), ("total_net_cpu_s", "net_cpu"), ("total_wall_s", "wall"),
+                       ("peak_rss_mib", "rss")):
+        ys = [s.get(key) for s in totals]
         out[f"total_{label}_exponent"] = _slope(n, ys)
         out[f"total_{label}_exponent_last_two"] = _slope(n[last2], ys[last2]) if len(n) > 2 else None
     return out
@@ -258,7 +291,8 @@ def fit(sizes: list[dict]) -> dict:
 
 def project(sizes: list[dict], fits: dict, factors=(3.0, 10.0)) -> dict:
     """PROJECTION (not a measurement): each asset's CPU seconds and peak RSS at factor x the largest size's
-    playlists, from its fitted exponent (the larger of the all-sizes and last-two slopes, the cautious one)."""
+    playlists, from its fitted exponents (the larger of the all-sizes and last-two slopes, the cautious one):
+    CPU = start-up + net CPU x factor ** net-CPU exponent; RSS = RSS x factor ** max(RSS exponent, 0)."""
     top = max(sizes, key=lambda s: s["playlists"])
     by = {t["asset"]: t for t in top["steps"]}
     out = {"kind": "projection from the fitted exponents, NOT a measurement", "from_playlists": top["playlists"]}
@@ -267,15 +301,17 @@ def project(sizes: list[dict], fits: dict, factors=(3.0, 10.0)) -> dict:
         for name, e in fits["assets"].items():
             if by[name].get("cpu_s") is None:
                 continue
-            k_cpu = max(x for x in (e["cpu_exponent"], e["cpu_exponent_last_two"]) if x is not None)
+            k_cpu = max(x for x in (e["net_cpu_exponent"], e["net_cpu_exponent_last_two"]) if x is not None)
             k_rss = max(x for x in (e["rss_exponent"], e["rss_exponent_last_two"]) if x is not None)
-            c = by[name]["cpu_s"] * f ** k_cpu
+            startup = fits["startup_cpu_s"]
+            c = startup + _net(by[name], startup) * f ** k_cpu  # the start-up does not grow, the work does
             r = by[name]["peak_rss_mib"] * f ** max(k_rss, 0.0)
             per[name] = {"cpu_s": round(c, 1), "peak_rss_mib": round(r, 0)}
             cpu, rss = cpu + c, max(rss, r)
-        base = top.get("total_cpu_s") or sum(by[n].get("cpu_s") or 0 for n in per)
+        base = sum(by[n]["cpu_s"] for n in per)  # the same steps, measured at the largest size
         out[f"x{f:g}"] = {"playlists": int(round(top["playlists"] * f)), "total_cpu_s": round(cpu, 1),
-                          "time_ratio": round(cpu / base, 2), "peak_rss_mib": round(rss, 0), "steps": per}
+                          "time_ratio": round(cpu / base, 2), "peak_rss_mib": round(rss, 0), "steps": per,
+                          "steps_left_out": [n for n, _ in e2e.STEPS if n not in per]}
     x10 = out.get("x10")
     if x10:
         out["targets"] = {"time_ratio_at_10x<=11": x10["time_ratio"] <= TARGET_TIME_RATIO,
@@ -293,17 +329,20 @@ def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
     for name in fits["assets"]:
         ys = [{t["asset"]: t for t in s["steps"]}[name].get("cpu_s") for s in sizes]
         if all(y for y in ys):
-            ax_t.plot(n, ys, marker="o", lw=1, label=f"{name} ({fits['assets'][name]['cpu_exponent']})")
+            e = fits["assets"][name]
+            ax_t.plot(n, ys, marker="o", lw=1, label=f"{name} ({e['cpu_exponent']}; net {e['net_cpu_exponent']})")
         rs = [{t["asset"]: t for t in s["steps"]}[name]["peak_rss_mib"] for s in sizes]
         ax_m.plot(n, rs, marker="o", lw=1, label=name)
     total = [s.get("total_cpu_s") for s in sizes]
     if all(total):
-        ax_t.plot(n, total, marker="s", lw=2.5, color="black", label=f"total CPU ({fits['total_cpu_exponent']})")
+        ax_t.plot(n, total, marker="s", lw=2.5, color="black",
+                  label=f"total CPU ({fits['total_cpu_exponent']}; net {fits['total_net_cpu_exponent']})")
         ax_t.plot(n, total[0] * n / n[0], ls="--", color="grey", label="linear from the smallest")
     ax_t.plot(n, [s["total_wall_s"] for s in sizes], marker="s", lw=1.5, ls=":", color="black",
               label=f"total wall ({fits['total_wall_exponent']})")
     ax_m.axhline(TARGET_PEAK_RSS_MIB, color="red", ls="--", label="6 GiB target")
-    for ax, ylabel, title in ((ax_t, "CPU seconds", "CPU seconds per asset (log-log exponent)"),
+    for ax, ylabel, title in ((ax_t, "CPU seconds (step process)",
+                               "CPU s per asset (exponent; net of the step process start-up)"),
                               (ax_m, "peak RSS (MiB)", "Peak RSS per asset")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -315,15 +354,19 @@ def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-def write(sizes: list[dict], out: Path) -> dict:
+def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
     sizes = sorted(sizes, key=lambda s: s["playlists"])
     for entry in sizes:
         add_in_step_seconds(entry)
-    fits = fit(sizes) if len(sizes) >= 2 else {}
+        if "song_vectors_occurrences" not in entry.get("tables", {}) and entry.get("home") and \
+                not entry.get("missing_steps") and \
+                (Path(entry["home"]) / "warehouse.duckdb").exists():
+            entry["tables"] = {**entry.get("tables", {}), **warehouse_counts(Path(entry["home"]))}
+    fits = fit(sizes, startup["cpu_s"] if startup else 0.0) if len(sizes) >= 2 else {}
     payload = {"benchmark": "scaling", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                "preset": "genrank_assets/presets/cpu-real.yaml (in-process executor, one process per step)",
                "targets": {"time_ratio_10x": TARGET_TIME_RATIO, "peak_rss_mib_at_10x": TARGET_PEAK_RSS_MIB},
-               "sizes": sizes, "fits": fits,
+               "step_process_startup": startup, "sizes": sizes, "fits": fits,
                "projection": project(sizes, fits) if fits else None}
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     if fits:
@@ -349,15 +392,17 @@ def main() -> None:
         for s in args.sizes:
             print(json.dumps(generate(s, args.root / "data" / f"s{s:g}", seed=args.seed)))
         return
-    sizes = [] if args.fresh or not args.out.exists() else json.loads(args.out.read_text())["sizes"]
+    previous = {} if args.fresh or not args.out.exists() else json.loads(args.out.read_text())
+    sizes = previous.get("sizes", [])
+    startup = previous.get("step_process_startup") or measure_startup(args.root)
     keep = lambda new: [s for s in sizes if s["playlists"] != new["playlists"]] + [new]  # noqa: E731
     if args.reuse_1x:
         sizes = keep(reuse_1x(args.reuse_1x))
     if not args.fit_only:
         for s in args.sizes:
             sizes = keep(run_size(s, args.preset, args.root, args.seed))
-            write(sizes, args.out)  # after every size, so a long run leaves what it measured
-    payload = write(sizes, args.out)
+            write(sizes, args.out, startup)  # after every size, so a long run leaves what it measured
+    payload = write(sizes, args.out, startup)
     if payload["fits"]:
         print(json.dumps({k: payload["fits"][k] for k in payload["fits"] if k.startswith("total")}, indent=1))
         print(json.dumps(payload["projection"], indent=1)[:3000])
