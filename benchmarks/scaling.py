@@ -244,6 +244,71 @@ def reuse_1x(path: Path) -> dict:
             "date": payload.get("date") if isinstance(payload, dict) else None}
 
 
+# ------------------------------------------------------------------------------------- classical probe
+def _probe_one(data: Path, n_queries: int) -> dict:
+    """In this process: the classical sources of the candidate pool (tuned kNN, kNN + co-occurrence, bounded
+    kernel ridge + co-occurrence; ml/ranking/candidates.py, no generator) fitted on the data set's train
+    playlists, then ``build_pool`` for the first ``n_queries`` val titles: the per-query work that ltr_tables and
+    evaluation_report repeat for every val / test query."""
+    import pandas as pd
+
+    sys.path.insert(0, str(e2e.REPO))
+    from genrank_assets.ml.data.corpus import split_of
+    from genrank_assets.ml.ranking.candidates import CLASSICAL_SOURCES, CandidateSources, PoolConfig, build_pool
+
+    header, info, groups, _ = _read_source(data)
+    titles = {pid: ln.split(b"\t")[1].decode("utf-8", "replace") for pid, ln in info}
+    ids = [pid.decode() for pid, _ in groups]
+    corpus = pd.DataFrame({"playlist_id": ids, "title": [titles.get(pid, "") for pid, _ in groups],
+                           "song_ids": [[ln.split(b"\t")[1].decode() for ln in lines] for _, lines in groups],
+                           "split": [split_of(i) for i in ids]})
+    del groups, info
+    t0 = time.process_time()
+    sources = CandidateSources.fit(corpus)
+    fit_cpu = time.process_time() - t0
+    texts = [t for t, sp_ in zip(corpus["title"], corpus["split"]) if sp_ == "val" and t.strip()][:n_queries]
+    config = PoolConfig(sources=CLASSICAL_SOURCES)
+    build_pool(texts[0], sources, config)  # warm
+    t0 = time.process_time()
+    for text in texts:
+        build_pool(text, sources, config)
+    per_query = (time.process_time() - t0) / len(texts)
+    return {"train_playlists": int((corpus["split"] == "train").sum()), "catalogue_songs": len(sources.catalogue),
+            "catalogue_pairs": int(sources.catalogue.playlists.nnz), "fit_cpu_s": round(fit_cpu, 2),
+            "queries": len(texts), "per_query_cpu_ms": round(1000 * per_query, 2),
+            "val_test_queries": int(corpus["split"].isin(["val", "test"]).sum())}
+
+
+def probe_classical(scales: list[float], root: Path, seed: int, n_queries: int) -> list[dict]:
+    """``_probe_one`` per scale, each in its own process (its wall, CPU and peak RSS from os.wait4)."""
+    out = []
+    for scale in scales:
+        data = generate(scale, root / "data" / f"s{scale:g}", seed=seed)
+        cmd = [sys.executable, __file__, "--probe-one", data["path"], "--probe-queries", str(n_queries)]
+        load0, t0 = os.getloadavg()[0], time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"probe at scale {scale} failed")
+        row = {"scale": scale, "playlists": data["playlists"], **json.loads(stdout.strip().splitlines()[-1]),
+               "process_wall_s": round(time.perf_counter() - t0, 1),
+               "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+               "process_peak_rss_mib": round(usage.ru_maxrss / 1024, 0),
+               "load1_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+        # all val + test queries of the data set at this per-query cost: a product of two measurements
+        row["classical_cpu_s_all_val_test_queries"] = round(row["per_query_cpu_ms"] * row["val_test_queries"] / 1000, 1)
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    if len(out) >= 2:
+        n = [r["playlists"] for r in out]
+        for r in out:
+            r["per_query_exponent"] = _slope(n, [x["per_query_cpu_ms"] for x in out])
+            r["fit_exponent"] = _slope(n, [x["fit_cpu_s"] for x in out])
+            r["rss_exponent"] = _slope(n, [x["process_peak_rss_mib"] for x in out])
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- fits
 def _slope(xs, ys) -> float | None:
     pts = [(x, y) for x, y in zip(xs, ys) if x and y is not None and y > 0]
@@ -354,6 +419,10 @@ def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
+def previous_probe(out: Path) -> list | None:
+    return json.loads(out.read_text()).get("classical_probe") if out.exists() else None
+
+
 def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
     sizes = sorted(sizes, key=lambda s: s["playlists"])
     for entry in sizes:
@@ -367,6 +436,7 @@ def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
                "preset": "genrank_assets/presets/cpu-real.yaml (in-process executor, one process per step)",
                "targets": {"time_ratio_10x": TARGET_TIME_RATIO, "peak_rss_mib_at_10x": TARGET_PEAK_RSS_MIB},
                "step_process_startup": startup, "sizes": sizes, "fits": fits,
+               "classical_probe": previous_probe(out),
                "projection": project(sizes, fits) if fits else None}
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     if fits:
@@ -387,7 +457,20 @@ def main() -> None:
     ap.add_argument("--fresh", action="store_true", help="forget the sizes already in --out")
     ap.add_argument("--fit-only", action="store_true", help="run nothing; refit and replot --out")
     ap.add_argument("--generate-only", action="store_true", help="only write the data sets of --sizes")
+    ap.add_argument("--probe", type=float, nargs="*", default=None,
+                    help="only the classical-pool probe at these scale factors (per-query cost; into --out)")
+    ap.add_argument("--probe-queries", type=int, default=30)
+    ap.add_argument("--probe-one", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.probe_one:
+        print(json.dumps(_probe_one(args.probe_one, args.probe_queries)))
+        return
+    if args.probe is not None:
+        payload = json.loads(args.out.read_text()) if args.out.exists() else {"sizes": []}
+        payload["classical_probe"] = probe_classical(args.probe, args.root, args.seed, args.probe_queries)
+        args.out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        print(f"wrote {args.out}")
+        return
     if args.generate_only:
         for s in args.sizes:
             print(json.dumps(generate(s, args.root / "data" / f"s{s:g}", seed=args.seed)))
