@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -74,15 +75,16 @@ def test_team_stack_materialises_and_serves_the_champion(stack, tmp_path):
 
     config = tmp_path / "run_config.yaml"
     config.write_text(yaml.safe_dump(quick_config()))
+    run_id = str(uuid.uuid4())  # `dagster job launch --run-id` takes a UUID only
     env = {**os.environ, **stack.env(),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
     launch = subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", "retrain_all_job",
-                             "-w", str(REPO / "workspace.yaml"), "-c", str(config), "--run-id", "team-stack-run-1"],
+                             "-w", str(REPO / "workspace.yaml"), "-c", str(config), "--run-id", run_id],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-3000:]
     old_home = os.environ.get("DAGSTER_HOME")
     try:
-        run = wait_for_run(stack.dagster_home, "team-stack-run-1")
+        run = wait_for_run(stack.dagster_home, run_id)
         with dg.DagsterInstance.get() as instance:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
