@@ -391,13 +391,15 @@ def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
     sizes = sorted(sizes, key=lambda s: s["playlists"])
     n = np.array([s["playlists"] for s in sizes], dtype=float)
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
-    for name in fits["assets"]:
+    for i, name in enumerate(fits["assets"]):
+        color = plt.cm.tab20(i % 20)
         ys = [{t["asset"]: t for t in s["steps"]}[name].get("cpu_s") for s in sizes]
         if all(y for y in ys):
             e = fits["assets"][name]
-            ax_t.plot(n, ys, marker="o", lw=1, label=f"{name} ({e['cpu_exponent']}; net {e['net_cpu_exponent']})")
+            ax_t.plot(n, ys, marker="o", lw=1, color=color,
+                      label=f"{name} ({e['cpu_exponent']}; net {e['net_cpu_exponent']})")
         rs = [{t["asset"]: t for t in s["steps"]}[name]["peak_rss_mib"] for s in sizes]
-        ax_m.plot(n, rs, marker="o", lw=1, label=name)
+        ax_m.plot(n, rs, marker="o", lw=1, color=color, label=name)
     total = [s.get("total_cpu_s") for s in sizes]
     if all(total):
         ax_t.plot(n, total, marker="s", lw=2.5, color="black",
@@ -411,7 +413,8 @@ def plot(sizes: list[dict], fits: dict, path: Path) -> Path:
                               (ax_m, "peak RSS (MiB)", "Peak RSS per asset")):
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("playlists")
+        ax.set_xlabel("playlists" + ("  (1x: mpd7k itself, the others generated)"
+                                     if any(str(s.get("source", "")).startswith("mpd7k") for s in sizes) else ""))
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
