@@ -36,6 +36,7 @@ from genrank_assets.ml.ranking.baselines import (
     reference_title_knn,
 )
 from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
+from genrank_assets.ml.ranking.ltr import LTRParams, query_folds
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 
@@ -47,6 +48,7 @@ LTR = "ltr"  # the learning-to-rank system (ml.serving.ltr_recommender), evaluat
 SERVED_METHODS = (*SYSTEMS, LTR)  # any of them can be served; "auto": the best on the tuning split
 CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
 RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
+CV_FOLDS = LTRParams().folds  # folds of the honest tuning-split figures (the LTR ranker's cross-validation folds)
 MLFLOW_METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms")
 
 
@@ -111,7 +113,9 @@ class EvaluationResults:
     generator_shortfall: float = 0.0  # mean songs short of 100 in the generator's candidates, before the fill
     ablation: pd.DataFrame | None = None  # the LTR system and its ablations vs ridge + co-occurrence (ablation.py)
     ablation_lines: list[str] = field(default_factory=list)  # the same as markdown, for the report
-    tune_ndcg: dict[str, float] = field(default_factory=dict)  # system -> NDCG@10 on the tuning split
+    # system -> NDCG@10 on the tuning split, cross-validated (weights chosen on other folds; the LTR ranker's
+    # out-of-fold scores), so `served_method: auto` compares figures none of them was fitted on
+    tune_ndcg: dict[str, float] = field(default_factory=dict)
 
     def best_on_tuning_split(self) -> str:
         """The system with the best NDCG@10 on the tuning (val) split: what ``served_method: auto`` serves."""
@@ -179,9 +183,9 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                                             num_beams=settings.num_beams),
                           knn=knn_cooc if source == "hybrid" else None)
         grid = settings.classical_grid if source == "hybrid" else [0.0]
-        trials[method] = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
-        if trials[method] is not None:
-            tune_ndcg[method] = float(trials[method]["val_ndcg@10"].max())
+        trials[method], cv_ndcg = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
+        if cv_ndcg is not None:
+            tune_ndcg[method] = cv_ndcg
         log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
                  rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries), tune_queries.split)
         result = evaluate_system(method, rec, queries, popular, catalogue, settings.latency_queries)
@@ -245,17 +249,44 @@ def tune_weights(cs: ComponentScores, qids: Sequence[str], truths: dict, popular
     return best["popularity_weight"], best["classical_weight"], trials
 
 
+def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
+                         classical_grid: Sequence[float], folds: int = CV_FOLDS, seed: int = 0) -> float:
+    """NDCG@10 of weight tuning on queries it did not tune on: per query fold (``query_folds``, the folds the LTR
+    ranker's out-of-fold scores use), the weights are chosen on the other folds and rank this one. The honest
+    figure to compare with the LTR ranker's out-of-fold NDCG (the tuned pair's own NDCG is in-sample)."""
+    qids = list(qids)
+    fold = query_folds(qids, folds, seed)
+    ranked = {}
+    for k in range(folds):
+        held, rest = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        if not len(held) or not len(rest):
+            continue
+        pick = lambda idx: ComponentScores(*[[part[i] for i in idx] for part in  # noqa: E731
+                                              (cs.song_ids, cs.logits, cs.log_popularity, cs.classical)],
+                                           tail=None if cs.tail is None else [cs.tail[i] for i in idx])
+        rest_q = [qids[i] for i in rest]
+        pw, cw, _ = tune_weights(pick(rest), rest_q, {q: truths[q] for q in rest_q}, popularity_grid, classical_grid)
+        ranked.update(zip([qids[i] for i in held], rank_with_weights(pick(held), pw, cw, 10)))
+    if not ranked:
+        raise ValueError(f"too few tuning queries ({len(qids)}) for {folds}-fold cross-validation")
+    return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
+
+
 def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],
-                   classical_grid: Sequence[float]) -> pd.DataFrame | None:
+                   classical_grid: Sequence[float]) -> tuple[pd.DataFrame | None, float | None]:
     """Set the recommender's final-score weights to the grid pair with the best NDCG@10 on ``tune_queries``
-    (none: both 0); returns every pair tried with its NDCG@10 (None without queries)."""
+    (none: both 0); returns every pair tried with its NDCG@10 (None without queries) and the cross-validated
+    NDCG@10 of that choice (``cross_validated_ndcg``; None with fewer queries than folds)."""
     if not len(tune_queries):
         rec.set_weights(0.0, 0.0)
-        return None
+        return None, None
     components = rec.component_scores(tune_queries.texts, CANDIDATES)
     pw, cw, trials = tune_weights(components, tune_queries.qids, tune_queries.truths, popularity_grid, classical_grid)
     rec.set_weights(pw, cw)
-    return pd.DataFrame(trials)
+    cv = None
+    if len(tune_queries) >= CV_FOLDS:
+        cv = cross_validated_ndcg(components, tune_queries.qids, tune_queries.truths, popularity_grid, classical_grid)
+    return pd.DataFrame(trials), cv
 
 
 def evaluate_system(method: str, rec: Recommender, queries: Queries, popular: list[str], catalogue: int,
