@@ -18,9 +18,8 @@ def test_build_model_presets(tokenizer):
 
 def test_defaults_are_the_asset_configs():
     from genrank_assets.assets.generator import TigerModelConfig
-    from genrank_assets.ml.generator.training import TIGER_TRAINING
-
     from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
+    from genrank_assets.ml.generator.training import TIGER_TRAINING
 
     config = TigerModelConfig()
     for name, value in vars(TIGER).items():

@@ -144,9 +144,8 @@ def test_build_ranker_from_each_starting_point(world, tmp_path):
 
 def test_defaults_are_the_asset_configs():
     from genrank_assets.assets.ranking import RankerModelConfig
-    from genrank_assets.ml.ranking.training import RANKER_TRAINING
-
     from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
+    from genrank_assets.ml.ranking.training import RANKER_TRAINING
 
     config = RankerModelConfig()
     for name in ("song_positions", "max_title_tokens", "max_song_text_tokens", "interaction_dim"):
