@@ -150,7 +150,6 @@ def test_executor_config_defaults_and_choices():
         dg.validate_run_config(job, {"execution": {"config": {"celery": {}}}})
 
 
-@pytest.mark.services
 def in_flight(dagster_home: Path) -> dict[str, tuple[int, int]]:
     """Each step's (launch, end) as positions in the run's event log: from the executor's STEP_WORKER_STARTING
     ("Launching subprocess", emitted in the run's process as it hands the step to a process of its own) to the
@@ -173,6 +172,7 @@ def in_flight(dagster_home: Path) -> dict[str, tuple[int, int]]:
             os.environ["DAGSTER_HOME"] = old
 
 
+@pytest.mark.services
 def test_multiprocess_run_equals_in_process(reference, tmp_path, tiny_demo_dir):
     home = tmp_path / "home"
     env = run_env(home, tiny_demo_dir)
