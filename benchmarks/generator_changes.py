@@ -20,7 +20,18 @@ songs), the rest as the baseline (same preset, seed, tokenizer on titles); compa
 
 Every comparison is a paired bootstrap (2,000 resamples) of per-query figures against the baseline generator.
 
-    .venv/bin/python benchmarks/generator_changes.py --phase decode|retrain|report
+Phase ``ltr``: the LTR system on val with and without the generator, current generator vs the prior (+ more
+beams), val-only protocol (see ``phase_ltr``). Phase ``latency``: one query at a time, model loaded.
+
+Run as in results/generator_changes.json (one torch thread: on shared cores two threads thrash):
+
+    .venv/bin/python benchmarks/generator_changes.py --phase decode --threads 1 --beams 50 --weights 0.5 1 2 4 --masses popularity songs
+    .venv/bin/python benchmarks/generator_changes.py --phase decode --threads 1 --beams 100 200 --weights 1 2 --masses popularity
+    .venv/bin/python benchmarks/generator_changes.py --phase retrain --threads 1 --name dsi --prior '[1.0, "popularity"]' \
+        --variant '{"index_songs": 3000, "index_singers": 3000, "max_codes_per_singer": 20, "index_samples": 1}'
+    .venv/bin/python benchmarks/generator_changes.py --phase ltr --threads 1 --weights 1.0 --beams 100
+    .venv/bin/python benchmarks/generator_changes.py --phase latency --threads 1 --beams 50 100 200 --weights 1.0
+    .venv/bin/python benchmarks/generator_changes.py --phase report
 """
 from __future__ import annotations
 
