@@ -263,13 +263,12 @@ def phase_ltr(val: Val, prior_weight: float, num_beams: int, threads: int) -> di
     ltr_no_generator (the generator's songs and features removed) for each generator setting; features of each
     setting are built in this run, cached under .cache/generator_changes (never the LTR benchmark's cache)."""
     import ltr as bench
+    import torch
+    from ltr_upstream import build_upstream
 
     from genrank_assets.ml.ranking.candidates import CandidateSources
     from genrank_assets.ml.ranking.features import FEATURES, GENERATOR_FEATURES, FeatureBuilder
     from genrank_assets.ml.ranking.ltr import LTRParams
-    from ltr_upstream import build_upstream
-
-    import torch
 
     previous = json.loads((Path(__file__).resolve().parent / "results" / "ltr.json").read_text())
     params = LTRParams(**{**previous["ltr"]["ltr"]["params"], "num_threads": threads})
