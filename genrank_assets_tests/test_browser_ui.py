@@ -158,6 +158,8 @@ def label_is(label: str, key: str) -> bool:
 
 
 def test_asset_graph_shows_every_asset_and_group(page, dagster_url):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     dagster_page(page, f"{dagster_url}/asset-groups")
     page.get_by_text("Materialize all").first.wait_for()
     page.mouse.click(1100, 800, button="right")  # the graph's context menu
@@ -165,7 +167,16 @@ def test_asset_graph_shows_every_asset_and_group(page, dagster_url):
     keys = sorted(k.to_user_string() for k in defs.resolve_all_asset_keys())
     nodes = page.locator("[class*='AssetNode_assetName']")
     page.wait_for_function(f"() => document.querySelectorAll(\"[class*='AssetNode_assetName']\").length >= {len(keys)}")
-    page.wait_for_timeout(1000)
+    # The UI fetches the nodes' statuses in batches after drawing them (slowly on loaded cores): wait until every
+    # box has its colour (or 60 s; the assertion below then says which did not).
+    try:
+        page.wait_for_function(
+            "() => { const b = [...document.querySelectorAll(\"[class*='AssetNode_minimalAssetNodeBox']\")];"
+            f" return b.length >= {len(keys)} && b.every(e => (e.getAttribute('style') || '').includes('background-green')); }}",
+            timeout=60_000)
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_timeout(500)
     shot(page, "dagster-asset-graph")
     labels = nodes.all_inner_texts()
     assert len(labels) == len(keys), labels
