@@ -24,7 +24,21 @@ def test_values_and_errors_are_the_callers(monkeypatch, disabled):
         beside(_fails, "planted").result()
 
 
-def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch):
+def test_the_side_thread_uses_the_callers_torch_threads(monkeypatch):
+    import torch
+
+    monkeypatch.setenv(DISABLE_ENV, "")
+    previous = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            assert beside(torch.get_num_threads).result() == n
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch, threads):
     import pandas as pd
 
     from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool
@@ -37,6 +51,10 @@ def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch):
         tiny_ranker,
     )
 
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the caller's setting, which the side thread must follow
     corpus, vectors = make_corpus(), song_vectors()
     generator = tiny_generator(corpus, vectors)
     sources = CandidateSources.fit(corpus, generator)
@@ -46,4 +64,5 @@ def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch):
     for disabled in ("", "1"):
         monkeypatch.setenv(DISABLE_ENV, disabled)
         frames[disabled] = pd.concat([builder.features(build_pool(t, sources, config)) for t in ("rock", "深夜 歌")])
+    torch.set_num_threads(previous)
     pd.testing.assert_frame_equal(frames[""], frames["1"])
