@@ -22,7 +22,7 @@ import pandas as pd
 from genrank_assets.ml.ranking.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
 from genrank_assets.ml.ranking.features import FeatureBuilder
 from genrank_assets.ml.ranking.ltr import LTRRanker, ranked_with_fill
-from genrank_assets.ml.serving.recommender import Recommendation, check_text
+from genrank_assets.ml.serving.recommender import Recommendation, check_text, stage_medians
 
 METHOD = "ltr"
 
@@ -38,8 +38,7 @@ class LTRStageTimes:
     total_ms: list[float] = field(default_factory=list)
 
     def medians(self) -> dict[str, float]:
-        stages = {"pool": self.pool_ms, "features": self.features_ms, "rank": self.rank_ms}
-        return {name: float(np.median(ms)) for name, ms in stages.items() if ms}
+        return stage_medians({"pool": self.pool_ms, "features": self.features_ms, "rank": self.rank_ms})
 
 
 @dataclass

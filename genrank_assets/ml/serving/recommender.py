@@ -72,8 +72,12 @@ class StageTimes:
 
     def medians(self) -> dict[str, float]:
         """Median ms per query of the stages that ran: generate, classical (the kNN scores), rank."""
-        stages = {"generate": self.generate_ms, "classical": self.knn_ms, "rank": self.rank_ms}
-        return {name: float(np.median(ms)) for name, ms in stages.items() if ms}
+        return stage_medians({"generate": self.generate_ms, "classical": self.knn_ms, "rank": self.rank_ms})
+
+
+def stage_medians(stages: dict[str, list[float]]) -> dict[str, float]:
+    """Median ms per query of each stage that ran (a stage with no timings is left out)."""
+    return {name: float(np.median(ms)) for name, ms in stages.items() if ms}
 
 
 @dataclass
