@@ -35,6 +35,7 @@ from genrank_assets.ml.ranking.baselines import (
     knn_cooccurrence,
     reference_title_knn,
 )
+from genrank_assets.ml.ranking.candidates import CandidateSources
 from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
 from genrank_assets.ml.ranking.ltr import LTRParams, query_folds
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
@@ -196,8 +197,10 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     if ltr is not None:
         features, ltr_model = ltr
         # The served LTR system, through the serving code path (pools and features built live, query by query).
+        # the pool's classical sources are the baselines fitted above (the same configs), not a second fit
+        sources = CandidateSources.of_fitted(corpus, knn_cooc, classical[RIDGE], models.generator)
         rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors, models.song_info,
-                                 ltr_model)
+                                 ltr_model, sources=sources)
         served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
         systems[LTR] = rec
         val_rows = features[features["split"] == tune_queries.split].reset_index(drop=True)

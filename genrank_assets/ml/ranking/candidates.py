@@ -128,7 +128,14 @@ class CandidateSources:
         """Fit the classical sources on the TRAIN playlists of ``corpus`` (docs/benchmark.md configs)."""
         knn = knn_cooccurrence().fit(corpus)
         ridge = kernel_ridge_cooccurrence(neighbours=ridge_neighbours).fit(corpus)
-        sources = cls(knn, ridge, generator)
+        return cls.of_fitted(corpus, knn, ridge, generator)
+
+    @classmethod
+    def of_fitted(cls, corpus: pd.DataFrame, knn_cooc: CoOccurrenceRecommender, ridge_cooc: CoOccurrenceRecommender,
+                  generator=None) -> CandidateSources:
+        """The sources from classical models already fitted on the TRAIN playlists of ``corpus`` (e.g. the
+        evaluation's baselines), without fitting them again."""
+        sources = cls(knn_cooc, ridge_cooc, generator)
         sources.train_playlist_ids = frozenset(map(str, train_playlists(corpus)["playlist_id"]))
         return sources
 

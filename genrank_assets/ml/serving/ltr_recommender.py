@@ -71,9 +71,10 @@ class LTRRecommender:
 
     @classmethod
     def fit(cls, corpus: pd.DataFrame, generator, ranker, song_vectors, song_info: dict[str, tuple[str, str]],
-            ltr: LTRRanker) -> LTRRecommender:
-        """Fit the classical sources and the feature builder on the train playlists of ``corpus``."""
-        sources = CandidateSources.fit(corpus, generator)
+            ltr: LTRRanker, sources: CandidateSources | None = None) -> LTRRecommender:
+        """Fit the classical sources (unless ``sources`` fitted on the same corpus are given) and the feature
+        builder on the train playlists of ``corpus``."""
+        sources = sources or CandidateSources.fit(corpus, generator)
         builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker)
         return cls(sources, builder, ltr, song_info)
 
