@@ -24,14 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = [  # (selection, what) in dependency order
     ("raw_playlists", "ingest (4 tables)"),
     ("playlist_corpus", "corpus"),
+    ("upstream_corpus", "LTR holdout carved from train"),
     ("song_vectors", "word2vec"),
     ("semantic_ids", "RQ-KMeans (+ metrics table)"),
     ("generator_dataset", "generator pairs"),
     ("tiger_model", "TIGER training + registry"),
     ("ranker_dataset", "ranker pairs (generator hard negatives)"),
     ("ranker_model", "ranker training + registry"),
-    ("ltr_tables", "candidate pools + features (val, test)"),
-    ("ltr_ranker", "LightGBM lambdarank on val"),
+    ("ltr_tables", "candidate pools + features (holdout, val, test)"),
+    ("ltr_ranker", "LightGBM lambdarank on holdout + val"),
     ("evaluation_report", "evaluation + challenger registered"),
     ("champion", "promotion gate (champion re-evaluated)"),
 ]

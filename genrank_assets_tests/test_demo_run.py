@@ -28,7 +28,8 @@ def test_one_line_per_asset_and_the_full_log_in_a_file(tmp_path, tiny_demo_dir):
     log = Path(log_line.removeprefix("full log: "))
     assert log.is_relative_to(tmp_path / "home" / "logs")
     by_asset = {line.split()[0]: line for line in lines if line.startswith("  ")}
-    assert set(by_asset) == {"raw_playlists", "raw_playlist_songs", "raw_songs", "playlist_corpus", "song_vectors"}
+    assert set(by_asset) == {"raw_playlists", "raw_playlist_songs", "raw_songs", "playlist_corpus", "upstream_corpus",
+                            "song_vectors"}
     assert "400 rows" in by_asset["raw_playlists"]
     assert by_asset["song_vectors"].split()[-1].endswith("s")  # the step's seconds
     assert "x 16" in by_asset["song_vectors"]  # songs x dim

@@ -25,7 +25,7 @@ def test_edges_are_the_real_dependencies_and_every_asset_is_drawn():
                 for s in defs.resolve_all_asset_specs() for d in s.deps}
     assert edges == expected
     # The ones the hand-drawn graph missed, and none between the outputs of one multi-asset.
-    assert {("semantic_ids", "tiger_model"), ("playlist_corpus", "tiger_model"), ("song_vectors", "ranker_model"),
+    assert {("semantic_ids", "tiger_model"), ("upstream_corpus", "tiger_model"), ("playlist_corpus", "upstream_corpus"), ("song_vectors", "ranker_model"),
             ("raw_songs", "ranker_model")} <= edges
     ingest = {k.to_user_string() for k in defs.resolve_assets_def("raw_playlists").keys}
     assert "ingested_batches" in ingest and not {(a, b) for a, b in edges if a in ingest and b in ingest}

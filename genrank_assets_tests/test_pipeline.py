@@ -21,7 +21,8 @@ from genrank_assets.ml.evaluation.procedure import SERVED_METHODS
 from genrank_assets.ml.serving import registry
 
 PRESET = Path(__file__).resolve().parent.parent / "genrank_assets" / "presets" / "test.yaml"
-TABLES = ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "playlist_corpus", "song_vectors",
+TABLES = ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "playlist_corpus", "upstream_corpus",
+          "song_vectors",
           "semantic_ids", "semantic_id_metrics", "generator_dataset", "ranker_dataset", "candidate_pools", "ranking_features",
           "evaluation_report"]
 
@@ -122,6 +123,30 @@ def test_learning_to_rank_stage_and_its_ablation(built):
     assert report.loc["pool_recall_ceiling", "ndcg@10"] >= report.loc["ltr", "ndcg@10"]
     ablation = _metadata(built["result"], "evaluation_report")["ablation"]
     assert "95% CI" in ablation and "ltr_no_generator" in ablation and "Pool recall ceiling" in ablation
+
+
+def test_the_ltr_holdout_reaches_no_upstream_model_and_trains_the_ranker(built):
+    """The train playlists upstream_corpus holds out are in no training set of word2vec, TIGER or the
+    cross-encoder; the LTR ranker trains on their feature rows (and val's); the classical baselines keep them."""
+    con = duckdb.connect(str(built["home"] / "warehouse.duckdb"), read_only=True)
+    try:
+        corpus = con.execute("select playlist_id, split from genrank.upstream_corpus").fetchdf()
+        held = set(corpus.loc[corpus["split"] == "holdout", "playlist_id"])
+        used = {t: set(con.execute(f"select distinct playlist_id from genrank.{t}").fetchdf()["playlist_id"])
+                for t in ("generator_dataset", "ranker_dataset")}
+        feature_splits = con.execute("select split, count(distinct playlist_id) from genrank.ranking_features "
+                                     "group by split").fetchall()
+        original = con.execute("select count(*) from genrank.playlist_corpus where split = 'train'").fetchone()[0]
+    finally:
+        con.close()
+    assert held and len(held) + (corpus["split"] == "train").sum() == original
+    for table, ids in used.items():
+        assert not ids & held, table
+    assert _metadata(built["result"], "song_vectors")["train_playlists"] == (corpus["split"] == "train").sum()
+    by_split = dict(feature_splits)
+    assert set(by_split) == {"holdout", "val", "test"} and by_split["holdout"] > 0
+    ltr = _metadata(built["result"], "ltr_ranker")
+    assert ltr["holdout_queries"] == by_split["holdout"] and ltr["val_queries"] == by_split["val"]
 
 
 def test_recommend_through_the_registry(built):

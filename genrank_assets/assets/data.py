@@ -14,7 +14,8 @@ from pydantic import Field, model_validator
 import genrank_assets.paths as paths
 from genrank_assets.metadata import latest_metadata
 from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
-from genrank_assets.ml.data.corpus import SPLITS, build_corpus
+from genrank_assets.ml.data.corpus import HOLDOUT, LTR_HOLDOUT_SHARE, SPLITS, build_corpus
+from genrank_assets.ml.data.corpus import upstream_corpus as hold_out
 from genrank_assets.ml.data.ingest import REASONS, refuse_unusable
 from genrank_assets.resources import GenrankPaths
 
@@ -191,6 +192,27 @@ def playlist_corpus(
             "length_histogram": dg.MetadataValue.md(hist.to_markdown(index=False)),
         },
     )
+
+
+class UpstreamCorpusConfig(dg.Config):
+    # 0 holds nothing out: the LTR ranker then trains on the val queries alone
+    ltr_holdout_share: float = Field(default=LTR_HOLDOUT_SHARE, ge=0.0, lt=1.0)
+    seed: int = Field(default=0, ge=0)
+
+
+@dg.asset(group_name="data")
+def upstream_corpus(context: dg.AssetExecutionContext, config: UpstreamCorpusConfig,
+                    playlist_corpus: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """What the learned upstream models (word2vec, TIGER, the cross-encoder) are fitted on: playlist_corpus with a
+    share of its train playlists relabelled `holdout`. The LTR ranker trains on those playlists' candidate lists,
+    so their features come from models that never saw them; classical baselines use every train playlist."""
+    corpus = hold_out(playlist_corpus, config.ltr_holdout_share, config.seed)
+    splits = corpus["split"].value_counts().to_dict()
+    context.log.info(f"{splits.get(HOLDOUT, 0)} of {splits.get(HOLDOUT, 0) + splits.get('train', 0)} train "
+                     f"playlists held out from the upstream models for the LTR ranker")
+    return dg.Output(corpus, metadata={
+        "dagster/row_count": len(corpus), "ltr_holdout_share": config.ltr_holdout_share,
+        **{f"split_{s}": int(splits.get(s, 0)) for s in (*SPLITS, HOLDOUT)}})
 
 
 class SplitCheckConfig(dg.Config):

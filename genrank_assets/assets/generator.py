@@ -54,14 +54,15 @@ class GeneratorDatasetConfig(dg.Config):
 def generator_dataset(
     context: dg.AssetExecutionContext,
     config: GeneratorDatasetConfig,
-    playlist_corpus: pd.DataFrame,
+    upstream_corpus: pd.DataFrame,
     semantic_ids: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """Rows (playlist_id, split, text, target): train and val playlists only; test never reaches training."""
+    """Rows (playlist_id, split, text, target): train and val playlists only; test and the LTR holdout never reach
+    training."""
     song_ids, codes = codes_from_frame(semantic_ids)
     code_of = {s: tuple(int(v) for v in c) for s, c in zip(song_ids, codes)}
     df, stats = build_generator_dataset(
-        playlist_corpus, code_of, train_popularity(playlist_corpus), song_order=config.song_order,
+        upstream_corpus, code_of, train_popularity(upstream_corpus), song_order=config.song_order,
         max_songs_per_target=config.max_songs_per_target, windows_per_playlist=config.windows_per_playlist,
         include_tags=config.include_tags, seed=config.seed,
     )
@@ -127,7 +128,7 @@ def tiger_model(
     generator_dataset: pd.DataFrame,
     semantic_ids: pd.DataFrame,
     semantic_id_metrics: pd.DataFrame,
-    playlist_corpus: pd.DataFrame,
+    upstream_corpus: pd.DataFrame,
     compute: ComputeResource,
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
@@ -155,7 +156,7 @@ def tiger_model(
     result = train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config.model_dump(),
                          TIGER_TRAINING), resolved, gradient_checkpointing=config.gradient_checkpointing,
                          checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
-    code_table = CodeTable(song_ids=song_ids, codes=codes, popularity=song_popularity_array(song_ids, playlist_corpus))
+    code_table = CodeTable(song_ids=song_ids, codes=codes, popularity=song_popularity_array(song_ids, upstream_corpus))
     generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
                                max_codes=config.max_codes, max_input_length=config.max_input_length,
                                num_beams=config.num_beams, prior_weight=config.prior_weight,

@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.metadata import latest_metadata
+from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
@@ -17,7 +18,7 @@ from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig
 from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
 from genrank_assets.ml.ranking.features import FEATURES, FeatureBuilder
 from genrank_assets.ml.ranking.ltr import LTRParams
-from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker
+from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker, training_rows
 from genrank_assets.ml.ranking.model import INIT_FROM, RANKER_DEFAULTS, build_ranker, save_ranker, song_text
 from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
@@ -60,7 +61,7 @@ def song_texts(raw_songs: pd.DataFrame) -> dict[str, str]:
 def ranker_dataset(
     context: dg.AssetExecutionContext,
     config: RankerDatasetConfig,
-    playlist_corpus: pd.DataFrame,
+    upstream_corpus: pd.DataFrame,
     song_vectors: pd.DataFrame,
     semantic_ids: pd.DataFrame,
     tiger_model: str,
@@ -79,7 +80,7 @@ def ranker_dataset(
     if config.generator_negatives:
         generator = registry.load_python_model(tiger_model).generator
         generator.model.to(resolved.torch_device)  # beam search for every title on the compute device
-        titles = playlist_corpus.loc[playlist_corpus["split"].isin(["train", "val"]), "title"].astype(str)
+        titles = upstream_corpus.loc[upstream_corpus["split"].isin(["train", "val"]), "title"].astype(str)
         titles = sorted({t for t in titles if t.strip()})
         context.log.info(f"generating {config.generator_candidates} candidates for {len(titles)} distinct titles "
                          f"({config.generator_beams} beams, {resolved.device}) for hard negatives")
@@ -91,7 +92,7 @@ def ranker_dataset(
     parts = []
     for split in ("train", "val"):
         parts.append(build_ranker_examples(
-            playlist_corpus, sv, split=split, max_positives_per_playlist=config.max_positives_per_playlist,
+            upstream_corpus, sv, split=split, max_positives_per_playlist=config.max_positives_per_playlist,
             negatives_per_positive=config.negatives_per_positive, random_negative_share=config.random_negative_share,
             popularity_weighted=config.popularity_weighted, hard_negative_fn=hard_fn, cluster_of=cluster_of,
             seed=config.seed,
@@ -247,24 +248,40 @@ class CandidatePoolsConfig(dg.Config):
     },
 )
 def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
-               tiger_model: str, ranker_model: str, compute: ComputeResource, mlflow_registry: MlflowRegistry):
-    """Pools from sources fitted on the train split (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence)
-    and their features, for queries no upstream model was fitted on (val, test)."""
+               upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, compute: ComputeResource,
+               mlflow_registry: MlflowRegistry):
+    """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence) and their features for queries no model
+    behind them was fitted on: the LTR holdout (classical sources fitted on upstream_corpus's train playlists, the
+    upstream models never saw the holdout) and val / test (sources fitted on every train playlist, as served)."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
     generator = registry.load_python_model(tiger_model).generator
     ranker_py = registry.load_python_model(ranker_model)
-    sources = CandidateSources.fit(playlist_corpus, generator)
-    builder = FeatureBuilder(sources, playlist_corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
-    queries = {}
-    for split in ("val", "test"):
-        qids, texts, truths = benchmark_queries(playlist_corpus, split=split)
-        if config.max_queries:
-            qids, texts = qids[:config.max_queries], texts[:config.max_queries]
-        queries[split] = (qids, texts, truths)
-    t0 = time.perf_counter()
-    pools, features, ceilings = build_tables(queries, sources, builder, config.pool_config(), log_fn=context.log.info)
-    ms = (time.perf_counter() - t0) * 1000 / max(1, sum(len(q[0]) for q in queries.values()))
+
+    def queries_of(corpus: pd.DataFrame, splits: tuple[str, ...]) -> dict:
+        out = {}
+        for split in splits:
+            qids, texts, truths = benchmark_queries(corpus, split=split)
+            if config.max_queries:
+                qids, texts = qids[:config.max_queries], texts[:config.max_queries]
+            if qids:
+                out[split] = (qids, texts, truths)
+        return out
+
+    # (corpus the sources and features are fitted on, the splits whose queries they score)
+    parts = [(upstream_corpus, (HOLDOUT,)), (playlist_corpus, ("val", "test"))]
+    t0, pools, features, ceilings, n_queries = time.perf_counter(), [], [], {}, {}
+    for corpus, splits in parts:
+        queries = queries_of(corpus, splits)
+        if not queries:
+            continue
+        sources = CandidateSources.fit(corpus, generator)
+        builder = FeatureBuilder(sources, corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
+        p, f, c = build_tables(queries, sources, builder, config.pool_config(), log_fn=context.log.info)
+        pools.append(p), features.append(f), ceilings.update(c)
+        n_queries.update({s: len(q[0]) for s, q in queries.items()})
+    pools, features = pd.concat(pools, ignore_index=True), pd.concat(features, ignore_index=True)
+    ms = (time.perf_counter() - t0) * 1000 / max(1, sum(n_queries.values()))
     ceiling_meta = {f"{split}.recall_ceiling.{k}": round(v, 4) for split, c in ceilings.items() for k, v in c.items()}
     table = pd.DataFrame(ceilings).T.round(4).reset_index(names="split")
     yield dg.Output(pools, "candidate_pools", metadata={
@@ -273,7 +290,7 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
     yield dg.Output(features, "ranking_features", metadata={
         "dagster/row_count": len(features), "features": len(FEATURES),
         POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.pool_config())),
-        "positives": int(features["label"].sum()), **{f"{s}_queries": len(q[0]) for s, q in queries.items()}})
+        "positives": int(features["label"].sum()), **{f"{s}_queries": n for s, n in n_queries.items()}})
 
 
 class LTRRankerConfig(dg.Config):
@@ -307,18 +324,19 @@ class LTRRankerConfig(dg.Config):
 def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranking_features: pd.DataFrame,
                playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry
                ) -> dg.Output[str]:
-    """LightGBM lambdarank over the features, trained on the VAL queries (rounds by query-fold CV inside val;
-    test never seen), saved as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>`
-    URI); the evaluation registers it as a `genrank-ltr` version."""
-    val = ranking_features[ranking_features["split"] == "val"].reset_index(drop=True)
-    model = fit_ranker(val, FEATURES, config.params())
+    """LightGBM lambdarank over the features, trained on the LTR holdout and val queries (rounds by query-fold CV
+    over them; test never seen), saved as plain files and logged to MLflow as a pyfunc model (value: its
+    `models:/m-<id>` URI); the evaluation registers it as a `genrank-ltr` version."""
+    rows = training_rows(ranking_features)
+    model = fit_ranker(rows, FEATURES, config.params())
     # Serving builds its pools as the training pools were built: the ranker carries their PoolConfig.
     pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)
     if not pool_config:
         raise ValueError("ranking_features has no recorded pool_config: materialise ltr_tables again")
     model.pool_config = asdict(PoolConfig.from_dict(pool_config))  # checked: known fields, valid values
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
-    val_ndcg = val_ndcg_at_10(model, val, truths)
+    val_ndcg = val_ndcg_at_10(model, rows, truths)  # out-of-fold, on the val queries among the training rows
+    queries_per_split = {f"{s}_queries": int(n) for s, n in rows.groupby("split")["playlist_id"].nunique().items()}
     out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     model.save(out_dir / "ltr")
     curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}
@@ -330,7 +348,7 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
                               ylabel="total gain")
     mlflow_registry.setup()
     with mlflow.start_run(run_name=f"ltr_ranker-{context.run.run_id[:8]}") as run:
-        mlflow.log_params({**config.model_dump(), "val_queries": int(val["playlist_id"].nunique()),
+        mlflow.log_params({**config.model_dump(), **queries_per_split,
                            "n_rounds": model.n_rounds, "dagster_run_id": context.run.run_id})
         mlflow.log_metrics({"val_oof_ndcg_at_10": val_ndcg})
         mlflow.log_artifact(str(curve_png), "plots")
@@ -340,7 +358,7 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
         "model_uri": reg.uri, "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id,
         "n_rounds": model.n_rounds,
         "cv_best_rounds": str(model.cv.get("best_rounds")), "val_cv_ndcg@10": round(val_ndcg, 4),
-        "val_queries": int(val["playlist_id"].nunique()), "val_rows": len(val),
+        **queries_per_split, "training_rows": len(rows),
         "cv_curve": dg.MetadataValue.md(markdown_image(curve_png, "LTR CV curve")),
         "feature_importance": dg.MetadataValue.md(markdown_image(importance_png, "LTR feature importance")),
     })

@@ -23,10 +23,11 @@ class SongVectorsConfig(dg.Config):
 
 @dg.asset(group_name="vectors")
 def song_vectors(
-    context: dg.AssetExecutionContext, config: SongVectorsConfig, playlist_corpus: pd.DataFrame, raw_songs: pd.DataFrame
+    context: dg.AssetExecutionContext, config: SongVectorsConfig, upstream_corpus: pd.DataFrame, raw_songs: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    """song_id, count, vector FLOAT[dim] — from the train playlists only (docs/benchmark.md split)."""
-    train = playlist_corpus[playlist_corpus["split"] == "train"]
+    """song_id, count, vector FLOAT[dim] — from the train playlists only (docs/benchmark.md split), less the LTR
+    holdout (upstream_corpus)."""
+    train = upstream_corpus[upstream_corpus["split"] == "train"]
     sentences = as_song_lists(train["song_ids"])
     context.log.info(f"training word2vec on {len(sentences)} train playlists ({sum(map(len, sentences))} rows)")
     sv = train_song_vectors(sentences, **config.model_dump())

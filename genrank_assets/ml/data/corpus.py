@@ -8,6 +8,11 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
+# A share of the train playlists the learned upstream models (word2vec, TIGER, the cross-encoder) are not fitted on:
+# the learning-to-rank ranker trains on their candidate lists, whose features then come from models that never saw
+# them (``upstream_corpus``). The classical baselines and the served sources still fit on every train playlist.
+HOLDOUT = "holdout"
+LTR_HOLDOUT_SHARE = 0.2
 CORPUS_COLUMNS = ["playlist_id", "title", "tags", "song_ids", "split"]
 
 
@@ -15,6 +20,20 @@ def split_of(playlist_id: str) -> str:
     """docs/benchmark.md: b = crc32(id) % 10; 0 -> test, 1 -> val, else train."""
     b = zlib.crc32(str(playlist_id).encode("utf-8")) % 10
     return "test" if b == 0 else "val" if b == 1 else "train"
+
+
+def upstream_corpus(corpus: pd.DataFrame, share: float = LTR_HOLDOUT_SHARE, seed: int = 0) -> pd.DataFrame:
+    """``corpus`` with ``share`` of its train playlists relabelled ``HOLDOUT`` (crc32 of "ltr-holdout:<seed>:<id>",
+    so a playlist keeps its place when others are added): the corpus the learned upstream models are fitted on.
+    ``share`` 0 holds nothing out."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"the LTR holdout share must be in [0, 1), got {share}")
+    out = corpus.copy()
+    buckets = np.array([zlib.crc32(f"ltr-holdout:{seed}:{p}".encode("utf-8")) % 10_000
+                        for p in out["playlist_id"].astype(str)], dtype=np.int64)
+    held = (out["split"] == "train").to_numpy() & (buckets < round(share * 10_000))
+    out.loc[held, "split"] = HOLDOUT
+    return out
 
 
 @dataclass

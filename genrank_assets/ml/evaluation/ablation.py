@@ -2,8 +2,8 @@
 paired-bootstrap 95% CI of NDCG@10 against kernel ridge + co-occurrence, and what removing the stage costs the full
 system (``ltr`` minus the variant, paired CI on the same queries).
 
-Every ranker is trained on the VAL queries' feature rows (features from models fitted on train only; rounds by
-query-fold CV inside val) and scores the TEST rows once. Rankings are a query's pool by LTR score, then
+Every ranker is trained on the LTR holdout and VAL queries' feature rows (``training_rows``: features from models
+that never saw those playlists; rounds by query-fold CV over them) and scores the TEST rows once. Rankings are a query's pool by LTR score, then
 ridge + co-occurrence's ranking (the fill). Rows: ``ltr`` (every source and feature), ``ltr_no_generator`` (the
 generator's candidates and features removed), ``ltr_no_cross_encoder``, ``ltr_no_classical``, and
 ``pool_recall_ceiling`` (an oracle that puts the pool's true songs first: the best any ranker of this pool can do).
@@ -18,7 +18,14 @@ import pandas as pd
 from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap, recall_curve
 from genrank_assets.ml.evaluation.report import RECALL_CURVE_KS, MethodResult, fill_with
 from genrank_assets.ml.ranking.ltr import LTRRanker
-from genrank_assets.ml.ranking.ltr_tables import VARIANTS, fit_ranker, oof_frame, rankings, variant_rows
+from genrank_assets.ml.ranking.ltr_tables import (
+    VARIANTS,
+    fit_ranker,
+    oof_frame,
+    rankings,
+    training_rows,
+    variant_rows,
+)
 
 CEILING = "pool_recall_ceiling"
 
@@ -33,9 +40,10 @@ def result_of(name: str, ranked: Mapping[str, Sequence[str]], truths: Mapping[st
     return MethodResult(name, ranked, metrics)
 
 
-def val_ndcg_at_10(model: LTRRanker, val_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
-    """The protocol's NDCG@10 of the ranker's out-of-fold scores on its own (val) training queries."""
-    frame = oof_frame(val_rows)
+def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
+    """The protocol's NDCG@10 of the ranker's out-of-fold scores on those of its training queries (``train_rows``,
+    the rows it was fitted on) that ``truths`` holds (the val queries)."""
+    frame = oof_frame(train_rows)
     ranked = {q: r for q, r in rankings(frame, model.oof_scores).items() if q in truths}
     if not ranked:
         raise ValueError("none of the ranker's training queries is among the given truths")
@@ -46,11 +54,11 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
                  fills: Mapping[str, Sequence[str]], baseline: MethodResult, catalogue: int, depth: int,
                  val_truths: Mapping[str, set] | None = None, served: MethodResult | None = None
                  ) -> tuple[list[MethodResult], pd.DataFrame]:
-    """The ablation rows on the test rows of ``features`` (``model``: the full system, trained on val; the others
-    are trained here on val with its parameters) and the table with the CI against ``baseline``. ``served``: the
+    """The ablation rows on the test rows of ``features`` (``model``: the full system, trained on the training rows;
+    the others are trained here on them with its parameters) and the table with the CI against ``baseline``. ``served``: the
     full system's result measured through the served recommender (``LTRRecommender``), used as the ``ltr`` row
     (it is not returned again); without it the ``ltr`` row ranks the table's test rows."""
-    val = features[features["split"] == "val"].reset_index(drop=True)
+    val = training_rows(features)
     test = features[(features["split"] == "test") & features["playlist_id"].isin(set(truths))].reset_index(drop=True)
     results, rows = [], []
     for name, names in VARIANTS.items():
@@ -93,7 +101,7 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
 
 def ablation_markdown(table: pd.DataFrame, baseline: str) -> list[str]:
     """The ablation table as report lines."""
-    lines = [f"## What each stage adds (test split; rankers trained on val; NDCG@10 against `{baseline}`, paired "
+    lines = [f"## What each stage adds (test split; rankers trained on the LTR holdout + val; NDCG@10 against `{baseline}`, paired "
              "bootstrap, 1,000 resamples)", "",
              "| variant | NDCG@10 | Recall@100 | R-prec | diff | 95% CI | p | ltr − variant [95% CI] | val NDCG@10 (OOF) |",
              "|---|---|---|---|---|---|---|---|---|"]

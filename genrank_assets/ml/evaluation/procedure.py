@@ -38,6 +38,7 @@ from genrank_assets.ml.ranking.baselines import (
 from genrank_assets.ml.ranking.candidates import CandidateSources
 from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
 from genrank_assets.ml.ranking.ltr import LTRParams, query_folds
+from genrank_assets.ml.ranking.ltr_tables import training_rows
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 
@@ -157,7 +158,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     """Every method on ``queries`` (classical ones fitted on the corpus's train split); the systems' weights are
     chosen on ``tune_queries`` first (none: both weights 0). Rankings are ``queries.depth`` deep; the generator's
     and the systems' continue with popular songs after their candidates. With ``ltr`` = (the ranking_features
-    table, the LTRRanker trained on its val rows): the learning-to-rank system and its ablations on the test rows
+    table, the LTRRanker trained on its ``training_rows``): the learning-to-rank system and its ablations on the test rows
     (``ablation.ltr_ablation``), each against kernel ridge + co-occurrence."""
     settings = settings or EvaluationSettings()
     if not len(queries):
@@ -203,12 +204,12 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                                  ltr_model, sources=sources)
         served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
         systems[LTR] = rec
-        val_rows = features[features["split"] == tune_queries.split].reset_index(drop=True)
-        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(val_rows):
+        train_rows = training_rows(features)
+        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
             raise ValueError(f"the LTR ranker's out-of-fold scores ({0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)}) "
-                             f"do not match the {len(val_rows)} {tune_queries.split} rows of the features it was trained on")
+                             f"do not match the {len(train_rows)} training rows of the features it was trained on")
         # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
-        tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, val_rows, tune_queries.truths)
+        tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, train_rows, tune_queries.truths)
         ridge = next(r for r in results if r.name == RIDGE)
         ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge, catalogue,
                                              depth, val_truths=tune_queries.truths, served=served)

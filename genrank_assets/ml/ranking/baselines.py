@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from genrank_assets.ml.data.corpus import train_popularity
+from genrank_assets.ml.data.corpus import HOLDOUT, SPLITS, train_popularity
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def check_corpus(corpus_df: pd.DataFrame) -> None:
     for column in CORPUS_COLUMNS:
         if column not in corpus_df.columns:
             raise ValueError(f"corpus_df: missing column {column!r} (needs {list(CORPUS_COLUMNS)})")
-    bad = set(corpus_df["split"].unique()) - {"train", "val", "test"}
+    bad = set(corpus_df["split"].unique()) - {*SPLITS, HOLDOUT}
     if bad:
         raise ValueError(f"corpus_df['split']: unknown values {sorted(map(str, bad))[:5]}")
 
@@ -68,8 +68,8 @@ def benchmark_queries(
     Returns (qids, texts, truths) with ``truths[qid]``; qids follow the corpus row order.
     """
     check_corpus(corpus_df)
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split not in (*SPLITS, HOLDOUT):
+        raise ValueError(f"split must be one of {(*SPLITS, HOLDOUT)}, got {split!r}")
     rows = corpus_df[corpus_df["split"] == split]
     qids, texts, truths = [], [], {}
     n_untitled = n_empty = 0

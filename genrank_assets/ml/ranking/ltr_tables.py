@@ -8,7 +8,9 @@ subsets, from the plain API of ``candidates.py`` / ``features.py`` / ``ltr.py`` 
 * features: split, playlist_id, song_id, the ``FEATURES`` columns (the one ``FeatureBuilder.features`` that
   serving calls too) and ``label`` (the song is in the query's playlist).
 
-Queries must be playlists the sources were not fitted on (``check_not_in_training``): val and test, never train.
+Queries must be playlists the sources were not fitted on (``check_not_in_training``): the LTR holdout (with
+sources fitted on the train playlists less the holdout), val and test, never train. The ranker trains on the
+``TRAINING_SPLITS`` rows (``training_rows``); test is scored once.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.ranking.candidates import SOURCES, CandidateSources, PoolConfig, build_pool, recall_ceiling
 from genrank_assets.ml.ranking.features import (
     CLASSICAL_FEATURES,
@@ -29,6 +32,7 @@ from genrank_assets.ml.ranking.features import (
 from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, ranked_with_fill
 
 KEYS = ("split", "playlist_id", "song_id")
+TRAINING_SPLITS = (HOLDOUT, "val")  # the rows the LTR ranker learns from (rounds by query-fold CV over them)
 
 # ablation variant -> the features it ranks with (``without_generator`` also drops the generator's candidates)
 VARIANTS = {
@@ -114,10 +118,15 @@ def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequen
     return out
 
 
+def training_rows(features: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the features table the LTR ranker is trained on (``TRAINING_SPLITS``), in table order."""
+    return features[features["split"].isin(TRAINING_SPLITS)].reset_index(drop=True)
+
+
 def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` in the order ``fit_ranker`` trained on (``LTRRanker.oof_scores`` are aligned with it)."""
     return frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["KEYS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame", "rankings",
-           "variant_rows", "without_generator"]
+__all__ = ["KEYS", "TRAINING_SPLITS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame",
+           "rankings", "training_rows", "variant_rows", "without_generator"]

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
+from genrank_assets.ml.data.corpus import HOLDOUT, upstream_corpus
 from genrank_assets.ml.generator.tokenizer import TextEncoder
 from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool, build_pools
 from genrank_assets.ml.ranking.features import (
@@ -120,3 +121,22 @@ def test_builder_without_neural_models_gives_nan_not_zero(world):
     for name in ("gen_logp_code", "ce_logit", "w2v_centroid_cos", "generator_rank", "generator_score"):
         assert frame[name].isna().all(), name
     assert frame["log_popularity"].notna().all() and (frame["generator_proposed"] == 0).all()
+
+
+def test_an_ltr_holdout_playlist_is_a_fair_training_query_only_with_the_holdouts_sources(world):
+    """The LTR ranker's train-split queries (the holdout) get features from sources fitted on upstream_corpus, which
+    relabels them: the check accepts them there and refuses them against sources fitted on every train playlist."""
+    corpus = world["corpus"]
+    held_corpus = upstream_corpus(corpus, share=0.3, seed=0)
+    held = held_corpus.loc[held_corpus["split"] == HOLDOUT, "playlist_id"].tolist()
+    assert held and set(corpus.set_index("playlist_id").loc[held, "split"]) == {"train"}
+    check_not_in_training(held, builder_for(world, held_corpus).sources)
+    with pytest.raises(ValueError, match="vote for themselves"):
+        check_not_in_training(held[:1], builder_for(world, corpus).sources)
+    # and its features do not see it: the same numbers as a corpus without that playlist at all
+    qid = held[0]
+    title = corpus.set_index("playlist_id").loc[qid, "title"]
+    fair = builder_for(world, held_corpus)
+    absent = builder_for(world, held_corpus[held_corpus["playlist_id"] != qid])
+    pd.testing.assert_frame_equal(fair.features(build_pool(title, fair.sources, CONFIG)),
+                                  absent.features(build_pool(title, absent.sources, CONFIG)), check_exact=True)
