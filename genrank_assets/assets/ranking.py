@@ -1,5 +1,6 @@
 """Group `ranking`: (title, song, label) examples with hard negatives, the cross-encoder in MLflow, and the
-learning-to-rank stage: candidate pools, their features and the LightGBM lambdarank ranker trained on val."""
+learning-to-rank stage: candidate pools, their features and the LightGBM lambdarank ranker trained on the LTR holdout
+and val."""
 import time
 from dataclasses import asdict, fields
 
@@ -277,8 +278,11 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
             continue
         sources = CandidateSources.fit(corpus, generator)
         builder = FeatureBuilder(sources, corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
-        p, f, c = build_tables(queries, sources, builder, config.pool_config(), log_fn=context.log.info)
-        pools.append(p), features.append(f), ceilings.update(c)
+        pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.pool_config(),
+                                                        log_fn=context.log.info)
+        pools.append(pool_rows)
+        features.append(feature_rows)
+        ceilings.update(ceiling)
         n_queries.update({s: len(q[0]) for s, q in queries.items()})
     pools, features = pd.concat(pools, ignore_index=True), pd.concat(features, ignore_index=True)
     ms = (time.perf_counter() - t0) * 1000 / max(1, sum(n_queries.values()))

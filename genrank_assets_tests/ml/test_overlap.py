@@ -40,6 +40,7 @@ def test_the_side_thread_uses_the_callers_torch_threads(monkeypatch):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch, threads):
     import pandas as pd
+    import torch
 
     from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool
     from genrank_assets.ml.ranking.features import FeatureBuilder
@@ -50,8 +51,6 @@ def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch, thr
         tiny_generator,
         tiny_ranker,
     )
-
-    import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)  # the caller's setting, which the side thread must follow
