@@ -4,6 +4,7 @@ Each asset runs as its own `dagster asset materialize` process (the real CLI, DA
 GENRANK_HOME), so wall time and peak RSS (os.wait4 rusage of that process alone) belong to that asset.
 
     python benchmarks/end_to_end.py [--home /tmp/genrank_mpd7k] [--preset genrank_assets/presets/cpu-real.yaml]
+    python benchmarks/end_to_end.py --home /tmp/genrank_h50 --holdout-share 0.5   # -> end_to_end_holdout0.5.json
 """
 from __future__ import annotations
 
@@ -41,13 +42,16 @@ MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rej
          "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features"}
 
 
-def in_process_preset(preset: Path, home: Path) -> Path:
+def in_process_preset(preset: Path, home: Path, holdout_share: float | None = None) -> Path:
     """The preset with the in-process executor: each step in the CLI's own process, so that process's rusage
-    (wall time, CPU seconds, peak RSS) is the step's (steps run one per process here anyway)."""
+    (wall time, CPU seconds, peak RSS) is the step's (steps run one per process here anyway). ``holdout_share``:
+    upstream_corpus's ltr_holdout_share instead of the preset's."""
     import yaml
 
     config = yaml.safe_load(preset.read_text())
     config["execution"] = {"config": {"in_process": {}}}
+    if holdout_share is not None:
+        config["ops"].setdefault("upstream_corpus", {}).setdefault("config", {})["ltr_holdout_share"] = holdout_share
     out = home / f"{preset.stem}-in_process.yaml"
     out.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return out
@@ -75,6 +79,9 @@ def main() -> None:
     ap.add_argument("--preset", default=str(REPO / "genrank_assets" / "presets" / "cpu-real.yaml"))
     ap.add_argument("--from-step", default=None, help="skip the steps before this asset (reuse the warehouse)")
     ap.add_argument("--report-only", action="store_true", help="run nothing; report the saved timings and table")
+    ap.add_argument("--holdout-share", type=float, default=None,
+                    help="upstream_corpus.ltr_holdout_share (default: the preset's / the asset's); results go to "
+                         "end_to_end_holdout<share>.json")
     args = ap.parse_args()
     home = Path(args.home)
     (home / "dagster").mkdir(parents=True, exist_ok=True)
@@ -87,7 +94,7 @@ def main() -> None:
     saved = home / "step_timings.json"
     timings = [t for t in (json.loads(saved.read_text()) if saved.exists() and start else [])
                if t["asset"] in names[:start]]
-    preset = in_process_preset(Path(args.preset), home)
+    preset = in_process_preset(Path(args.preset), home, args.holdout_share)
     for selection, what in STEPS[start:]:
         print(f"== {selection}: {what}", flush=True)
         timings.append({**run_step(selection, preset, env), "what": what})
@@ -127,7 +134,8 @@ def main() -> None:
     met = {k: None if measured[k] is None else (measured[k] >= g if k in ("ndcg@10", "recall@100", "r_precision")
                                                  else measured[k] <= g) for k, g in goals.items()}
     print(json.dumps({"summary": summary, "goals_met": met}, indent=2))
-    write_json("end_to_end", {"preset": args.preset, "home": str(home), "steps": timings,
+    name = "end_to_end" if args.holdout_share is None else f"end_to_end_holdout{args.holdout_share:g}"
+    write_json(name, {"preset": args.preset, "holdout_share": args.holdout_share, "home": str(home), "steps": timings,
                               "report": report.drop(columns=["evaluated_at"]).to_dict("records"),
                               "ablation": ablation, "goals": goals, "goals_met": met, "reference": ref,
                               "summary": summary})
