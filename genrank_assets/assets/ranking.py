@@ -243,9 +243,10 @@ class CandidatePoolsConfig(dg.Config):
     group_name="ranking",
     outs={
         "candidate_pools": dg.AssetOut(description="split, playlist_id, song_id, per source proposed/score/rank "
-                                                   "(NaN: absent) of each val / test query's candidate pool."),
+                                                   "(NaN: absent) of each holdout / val / test query's candidate pool."),
         "ranking_features": dg.AssetOut(description="The FeatureBuilder features of every (query, candidate) of the "
-                                                    "pools, and the label (the song is in the playlist); val, test."),
+                                                    "pools, and the label (the song is in the playlist); holdout, "
+                                                    "val, test."),
     },
 )
 def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
