@@ -5,6 +5,7 @@ IO manager's lock wait), and dagster-dask on a dask.distributed cluster of real 
 apart from the measured columns (MEASURED); both runs must have run their steps where they claim to."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -114,24 +115,22 @@ def materialize_cli(home: Path, env: dict[str, str], execution: dict) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
+@contextlib.contextmanager
+def latest_run(dagster_home: Path):
+    """The Dagster instance under ``dagster_home`` and the id of its latest run."""
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        (record,) = instance.get_run_records(limit=1)
+        yield instance, record.dagster_run.run_id
+
+
 def step_processes(dagster_home: Path) -> tuple[dict[str, int], dict[str, tuple[float, float]], int]:
     """The run's steps -> pid of the process that ran each, and (start, end); and the run's own pid."""
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            (record,) = instance.get_run_records(limit=1)
-            run_id = record.dagster_run.run_id
-            starts = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
-            pids = {r.event_log_entry.step_key: r.event_log_entry.dagster_event.pid for r in starts}
-            spans = {s.step_key: (s.start_time, s.end_time) for s in instance.get_run_step_stats(run_id)}
-            (run_start,) = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
-            return pids, spans, run_start.event_log_entry.dagster_event.pid
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
+    with latest_run(dagster_home) as (instance, run_id):
+        starts = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
+        pids = {r.event_log_entry.step_key: r.event_log_entry.dagster_event.pid for r in starts}
+        spans = {s.step_key: (s.start_time, s.end_time) for s in instance.get_run_step_stats(run_id)}
+        (run_start,) = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START).records
+        return pids, spans, run_start.event_log_entry.dagster_event.pid
 
 
 def test_executor_config_defaults_and_choices():
@@ -154,22 +153,12 @@ def in_flight(dagster_home: Path) -> dict[str, tuple[int, int]]:
     """Each step's (launch, end) as positions in the run's event log: from the executor's STEP_WORKER_STARTING
     ("Launching subprocess", emitted in the run's process as it hands the step to a process of its own) to the
     step's STEP_SUCCESS."""
-    old = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            (record,) = instance.get_run_records(limit=1)
-            run_id = record.dagster_run.run_id
-            launched = {r.event_log_entry.step_key: r.storage_id for r in instance.get_records_for_run(
-                run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING, limit=10_000).records}
-            ended = {r.event_log_entry.step_key: r.storage_id for r in instance.get_records_for_run(
-                run_id, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=10_000).records}
-            return {k: (launched[k], ended[k]) for k in ended}
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
+    with latest_run(dagster_home) as (instance, run_id):
+        launched = {r.event_log_entry.step_key: r.storage_id for r in instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_WORKER_STARTING, limit=10_000).records}
+        ended = {r.event_log_entry.step_key: r.storage_id for r in instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=10_000).records}
+        return {k: (launched[k], ended[k]) for k in ended}
 
 
 @pytest.mark.services
