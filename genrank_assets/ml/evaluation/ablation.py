@@ -3,10 +3,11 @@ paired-bootstrap 95% CI of NDCG@10 against kernel ridge + co-occurrence, and wha
 system (``ltr`` minus the variant, paired CI on the same queries).
 
 Every ranker is trained on the LTR holdout and VAL queries' feature rows (``training_rows``: features from models
-that never saw those playlists; rounds by query-fold CV over them) and scores the TEST rows once. Rankings are a query's pool by LTR score, then
-ridge + co-occurrence's ranking (the fill). Rows: ``ltr`` (every source and feature), ``ltr_no_generator`` (the
-generator's candidates and features removed), ``ltr_no_cross_encoder``, ``ltr_no_classical``, and
-``pool_recall_ceiling`` (an oracle that puts the pool's true songs first: the best any ranker of this pool can do).
+that never saw those playlists; rounds by query-fold CV over them) and scores the TEST rows once. Rankings are a
+query's pool by LTR score, then ridge + co-occurrence's ranking (the fill). Rows: ``ltr`` (every source and
+feature), ``ltr_no_generator`` (the generator's candidates and features removed), ``ltr_no_cross_encoder``,
+``ltr_no_classical``, and ``pool_recall_ceiling`` (an oracle that puts the pool's true songs first: the best any
+ranker of this pool can do).
 """
 from __future__ import annotations
 
@@ -55,14 +56,14 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
                  val_truths: Mapping[str, set] | None = None, served: MethodResult | None = None
                  ) -> tuple[list[MethodResult], pd.DataFrame]:
     """The ablation rows on the test rows of ``features`` (``model``: the full system, trained on the training rows;
-    the others are trained here on them with its parameters) and the table with the CI against ``baseline``. ``served``: the
-    full system's result measured through the served recommender (``LTRRecommender``), used as the ``ltr`` row
-    (it is not returned again); without it the ``ltr`` row ranks the table's test rows."""
-    val = training_rows(features)
+    the others are trained here on them with its parameters) and the table with the CI against ``baseline``.
+    ``served``: the full system's result measured through the served recommender (``LTRRecommender``), used as the
+    ``ltr`` row (it is not returned again); without it the ``ltr`` row ranks the table's test rows."""
+    train_rows = training_rows(features)
     test = features[(features["split"] == "test") & features["playlist_id"].isin(set(truths))].reset_index(drop=True)
     results, rows = [], []
     for name, names in VARIANTS.items():
-        ranker = model if name == "ltr" else fit_ranker(variant_rows(name, val), names, model.params)
+        ranker = model if name == "ltr" else fit_ranker(variant_rows(name, train_rows), names, model.params)
         if name == "ltr" and served is not None:
             result = served
         else:
@@ -72,7 +73,7 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
             result = result_of(name, ranked, truths, catalogue)
         val_ndcg = np.nan
         if val_truths is not None and ranker.oof_scores is not None:
-            val_ndcg = val_ndcg_at_10(ranker, variant_rows(name, val), val_truths)
+            val_ndcg = val_ndcg_at_10(ranker, variant_rows(name, train_rows), val_truths)
         results.append(result)
         rows.append({"variant": name, "n_features": len(names), "n_rounds": ranker.n_rounds, "val_ndcg@10": val_ndcg})
     # the oracle of the pool: its true songs first (in pool order), then the fill
@@ -101,8 +102,8 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
 
 def ablation_markdown(table: pd.DataFrame, baseline: str) -> list[str]:
     """The ablation table as report lines."""
-    lines = [f"## What each stage adds (test split; rankers trained on the LTR holdout + val; NDCG@10 against `{baseline}`, paired "
-             "bootstrap, 1,000 resamples)", "",
+    lines = [f"## What each stage adds (test split; rankers trained on the LTR holdout + val; NDCG@10 against "
+             f"`{baseline}`, paired bootstrap, 1,000 resamples)", "",
              "| variant | NDCG@10 | Recall@100 | R-prec | diff | 95% CI | p | ltr − variant [95% CI] | val NDCG@10 (OOF) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
