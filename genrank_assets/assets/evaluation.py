@@ -77,7 +77,7 @@ def evaluation_report(
                                   config.classical_grid, config.latency_queries)
     models = TrainedModels(tiger_py.generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
     results = evaluate_methods(playlist_corpus, models, queries, tune, settings,
-                               ltr=(ranking_features, ltr_py.ltr))
+                               ltr=(ranking_features, ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
     served = results.systems[method]
     new_ndcg = results.ndcg_at_10(method)
@@ -115,6 +115,7 @@ def evaluation_report(
         "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
         "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_model_uri": ltr_model,
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
+        "phase_s": dg.MetadataValue.json(results.phase_s),
     })
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -41,6 +44,7 @@ from genrank_assets.ml.ranking.ltr import LTRParams, query_folds
 from genrank_assets.ml.ranking.ltr_tables import training_rows
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
+from genrank_assets.ml.training import format_duration
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,27 @@ CANDIDATES = 100  # songs each system and the generator alone propose per query 
 RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
 CV_FOLDS = LTRParams().folds  # folds of the honest tuning-split figures (the LTR ranker's cross-validation folds)
 MLFLOW_METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms")
+
+
+class PhaseClock:
+    """Wall seconds of each phase of the evaluation, and one progress line per finished phase, in the training
+    loop's format (``<name> <phase> done in 1m12s (phase 2/6, 1m40s so far)``), to ``log_fn`` and this logger."""
+
+    def __init__(self, total: int, log_fn: Callable[[str], None] | None = None, name: str = "evaluation_report"):
+        self.total, self.log_fn, self.name = total, log_fn, name
+        self.seconds: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextmanager
+    def phase(self, label: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[label] = round(time.perf_counter() - t0, 1)
+        line = (f"{self.name} {label} done in {format_duration(self.seconds[label])} "
+                f"(phase {len(self.seconds)}/{self.total}, {format_duration(time.perf_counter() - self._start)} so far)")
+        log.info(line)
+        if self.log_fn is not None:
+            self.log_fn(line)
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,7 @@ class EvaluationResults:
     # system -> NDCG@10 on the tuning split, cross-validated (weights chosen on other folds; the LTR ranker's
     # out-of-fold scores), so `served_method: auto` compares figures none of them was fitted on
     tune_ndcg: dict[str, float] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)  # phase of evaluate_methods -> wall seconds
 
     def best_on_tuning_split(self) -> str:
         """The system with the best NDCG@10 on the tuning (val) split: what ``served_method: auto`` serves."""
@@ -153,70 +179,82 @@ class EvaluationResults:
 
 
 def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queries, tune_queries: Queries,
-                     settings: EvaluationSettings | None = None, ltr: tuple[pd.DataFrame, Any] | None = None
-                     ) -> EvaluationResults:
+                     settings: EvaluationSettings | None = None, ltr: tuple[pd.DataFrame, Any] | None = None,
+                     log_fn: Callable[[str], None] | None = None) -> EvaluationResults:
     """Every method on ``queries`` (classical ones fitted on the corpus's train split); the systems' weights are
     chosen on ``tune_queries`` first (none: both weights 0). Rankings are ``queries.depth`` deep; the generator's
     and the systems' continue with popular songs after their candidates. With ``ltr`` = (the ranking_features
     table, the LTRRanker trained on its ``training_rows``): the learning-to-rank system and its ablations on the test rows
-    (``ablation.ltr_ablation``), each against kernel ridge + co-occurrence."""
+    (``ablation.ltr_ablation``), each against kernel ridge + co-occurrence. Each phase (the classical baselines,
+    the generator, each system, the LTR ablation) logs one progress line to ``log_fn`` when done; its wall seconds
+    are ``phase_s``."""
     settings = settings or EvaluationSettings()
     if not len(queries):
         raise ValueError(f"no {queries.split} queries (playlists with a title) in the corpus")
     depth, catalogue = queries.depth, len(models.song_vectors)
-    popularity = PopularityRecommender().fit(corpus)
-    knn_cooc = knn_cooccurrence().fit(corpus)
-    classical = {"popularity": popularity, "title_knn": reference_title_knn("char_wb").fit(corpus),
-                 "knn_cooccurrence": knn_cooc, RIDGE: kernel_ridge_cooccurrence().fit(corpus)}
-    popular = popularity.recommend("popular", depth)
-    results = [evaluate_method(name, lambda ts, m=model: m.recommend_many(ts, depth), queries.qids, queries.texts,
-                               queries.truths, catalogue, rank_one=lambda t, m=model: m.recommend(t, 10),
-                               latency_queries=settings.latency_queries)
-               for name, model in classical.items()]
+    clock = PhaseClock(2 + len(SYSTEMS) + (2 if ltr is not None else 0), log_fn)
+    with clock.phase("classical baselines"):
+        popularity = PopularityRecommender().fit(corpus)
+        knn_cooc = knn_cooccurrence().fit(corpus)
+        classical = {"popularity": popularity, "title_knn": reference_title_knn("char_wb").fit(corpus),
+                     "knn_cooccurrence": knn_cooc, RIDGE: kernel_ridge_cooccurrence().fit(corpus)}
+        popular = popularity.recommend("popular", depth)
+        results = [evaluate_method(name, lambda ts, m=model: m.recommend_many(ts, depth), queries.qids,
+                                   queries.texts, queries.truths, catalogue,
+                                   rank_one=lambda t, m=model: m.recommend(t, 10),
+                                   latency_queries=settings.latency_queries)
+                   for name, model in classical.items()]
 
     generator = models.generator
     generator.reset_counters()
-    generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
+    with clock.phase("generator"):
+        generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
     results.append(generated)
     systems, trials, tune_ndcg = {}, {}, {}
     for method, source in SYSTEMS.items():
-        rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
-                          RecommenderConfig(n_candidates=settings.n_candidates, candidate_source=source,
-                                            num_beams=settings.num_beams),
-                          knn=knn_cooc if source == "hybrid" else None)
-        grid = settings.classical_grid if source == "hybrid" else [0.0]
-        trials[method], cv_ndcg = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
-        if cv_ndcg is not None:
-            tune_ndcg[method] = cv_ndcg
-        log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
-                 rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries), tune_queries.split)
-        result = evaluate_system(method, rec, queries, popular, catalogue, settings.latency_queries)
-        result.invalid_code_rate = generator.invalid_code_rate
-        results.append(result)
-        systems[method] = rec
+        with clock.phase(method):
+            rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
+                              RecommenderConfig(n_candidates=settings.n_candidates, candidate_source=source,
+                                                num_beams=settings.num_beams),
+                              knn=knn_cooc if source == "hybrid" else None)
+            grid = settings.classical_grid if source == "hybrid" else [0.0]
+            trials[method], cv_ndcg = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
+            if cv_ndcg is not None:
+                tune_ndcg[method] = cv_ndcg
+            log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
+                     rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries),
+                     tune_queries.split)
+            result = evaluate_system(method, rec, queries, popular, catalogue, settings.latency_queries)
+            result.invalid_code_rate = generator.invalid_code_rate
+            results.append(result)
+            systems[method] = rec
     ablation = None
     if ltr is not None:
         features, ltr_model = ltr
-        # The served LTR system, through the serving code path (pools and features built live, query by query).
-        # the pool's classical sources are the baselines fitted above (the same configs), not a second fit
-        sources = CandidateSources.of_fitted(corpus, knn_cooc, classical[RIDGE], models.generator)
-        rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors, models.song_info,
-                                 ltr_model, sources=sources)
-        served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
-        systems[LTR] = rec
-        train_rows = training_rows(features)
-        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
-            raise ValueError(f"the LTR ranker's out-of-fold scores ({0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)}) "
-                             f"do not match the {len(train_rows)} training rows of the features it was trained on")
-        # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
-        tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, train_rows, tune_queries.truths)
-        ridge = next(r for r in results if r.name == RIDGE)
-        ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge, catalogue,
-                                             depth, val_truths=tune_queries.truths, served=served)
+        with clock.phase(LTR):
+            # The served LTR system, through the serving code path (pools and features built live, query by
+            # query); the pool's classical sources are the baselines fitted above (the same configs), not a refit
+            sources = CandidateSources.of_fitted(corpus, knn_cooc, classical[RIDGE], models.generator)
+            rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors,
+                                     models.song_info, ltr_model, sources=sources)
+            served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
+            systems[LTR] = rec
+        with clock.phase("ltr ablation"):
+            train_rows = training_rows(features)
+            if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
+                found = 0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)
+                raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match the "
+                                 f"{len(train_rows)} training rows of the features it was trained on")
+            # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
+            tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, train_rows, tune_queries.truths)
+            ridge = next(r for r in results if r.name == RIDGE)
+            ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
+                                                 catalogue, depth, val_truths=tune_queries.truths, served=served)
         results.extend([served, *ltr_results])
     return EvaluationResults(queries, tune_queries, results, systems,
                              {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
-                             [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg)
+                             [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg,
+                             clock.seconds)
 
 
 def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,

@@ -1,4 +1,5 @@
 """The evaluation procedure on planted models: the results object and the champion comparison."""
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -28,11 +29,15 @@ def corpus() -> pd.DataFrame:
     return planted_corpus()
 
 
+PROGRESS: list[str] = []  # the progress lines of the `results` fixture's evaluation
+
+
 @pytest.fixture(scope="module")
 def results(corpus):
     models = TrainedModels(*planted_models(corpus))
+    PROGRESS.clear()
     return evaluate_methods(corpus, models, Queries.of_split(corpus, "test"), Queries.of_split(corpus, "val"),
-                            SETTINGS)
+                            SETTINGS, log_fn=PROGRESS.append)
 
 
 def test_queries_follow_the_protocol_and_identify_themselves(corpus):
@@ -60,6 +65,14 @@ def test_results_hold_every_method_in_order(results):
     metrics = results.mlflow_metrics()
     assert metrics["generate_and_rank.ndcg_at_10"] == pytest.approx(results.ndcg_at_10("generate_and_rank"))
     assert "popularity.recall_at_100" in metrics and not any("@" in k for k in metrics)
+
+
+def test_each_phase_is_timed_and_reported_by_one_progress_line(results):
+    phases = ["classical baselines", "generator", *SYSTEMS]  # no LTR ranker given: no ltr phases
+    assert list(results.phase_s) == phases and all(s >= 0 for s in results.phase_s.values())
+    assert len(PROGRESS) == len(phases)
+    for i, (line, phase) in enumerate(zip(PROGRESS, phases), start=1):
+        assert re.fullmatch(rf"evaluation_report {phase} done in \d+s \(phase {i}/{len(phases)}, \d+s so far\)", line)
 
 
 def test_planted_figures(results):
