@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from genrank_assets.ml.evaluation.metrics import ndcg_at_k
-from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, query_folds
+from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, _rounds_from_other_folds, query_folds
 
 FEATURES = ["a", "b", "noise"]
 
@@ -45,6 +45,7 @@ def test_lambdarank_beats_every_single_feature_and_round_trips(tmp_path):
     single = {f: mean_ndcg(test, test[f].to_numpy(), y_test) for f in FEATURES}
     assert learned > max(single.values()) + 0.05, (learned, single)
     assert 1 <= ranker.n_rounds <= 200 and len(ranker.cv["best_rounds"]) == 3
+    assert len(ranker.cv["oof_rounds"]) == 3 and all(1 <= r <= 200 for r in ranker.cv["oof_rounds"])
     assert ranker.oof_scores.shape == (len(train),)
     assert mean_ndcg(train, ranker.oof_scores, y_train) > max(mean_ndcg(train, train[f].to_numpy(), y_train)
                                                              for f in FEATURES)
@@ -89,3 +90,14 @@ def test_query_folds_keep_a_query_in_one_fold():
     folds = query_folds(queries, 3)
     assert folds[0] == folds[1] and folds[3] == folds[4] == folds[5]
     assert np.array_equal(folds, query_folds(queries, 3))
+
+
+def test_a_folds_out_of_fold_rounds_come_from_the_other_folds_curves():
+    """Fold 0's own curve peaks at round 4; the other folds' mean peaks at round 2: its out-of-fold scores use 2
+    (a round picked on its own labels would flatter the estimate). The other folds' common length and the rounds
+    fold 0's model has bound the choice."""
+    curves = [np.array([0.1, 0.2, 0.3, 0.4, 0.3]), np.array([0.2, 0.5, 0.4]), np.array([0.3, 0.4, 0.35, 0.3])]
+    assert _rounds_from_other_folds(curves, 0, trained=5) == 2
+    assert _rounds_from_other_folds(curves, 1, trained=3) == 3  # folds 0 and 2: 0.2, 0.3, 0.325 over 3 rounds
+    assert _rounds_from_other_folds(curves, 1, trained=2) == 2  # its model has 2 rounds
+    assert _rounds_from_other_folds(curves[:1], 0, trained=5) == 4  # no other fold: its own curve
