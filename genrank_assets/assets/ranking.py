@@ -362,7 +362,8 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     return dg.Output(reg.uri, metadata={
         "model_uri": reg.uri, "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id,
         "n_rounds": model.n_rounds,
-        "cv_best_rounds": str(model.cv.get("best_rounds")), "val_cv_ndcg@10": round(val_ndcg, 4),
+        "cv_best_rounds": str(model.cv.get("best_rounds")), "cv_oof_rounds": str(model.cv.get("oof_rounds")),
+        "val_cv_ndcg@10": round(val_ndcg, 4),
         **queries_per_split, "training_rows": len(rows),
         "cv_curve": dg.MetadataValue.md(markdown_image(curve_png, "LTR CV curve")),
         "feature_importance": dg.MetadataValue.md(markdown_image(importance_png, "LTR feature importance")),
