@@ -121,8 +121,12 @@ def test_learning_to_rank_stage_and_its_ablation(built):
                 "pool_recall_ceiling"):
         assert row in report.index, report.index.tolist()
     assert report.loc["pool_recall_ceiling", "ndcg@10"] >= report.loc["ltr", "ndcg@10"]
-    ablation = _metadata(built["result"], "evaluation_report")["ablation"]
+    evaluation = _metadata(built["result"], "evaluation_report")
+    ablation = evaluation["ablation"]
     assert "95% CI" in ablation and "ltr_no_generator" in ablation and "Pool recall ceiling" in ablation
+    assert list(evaluation["phase_s"]) == ["classical baselines", "generator", "generate_and_rank",
+                                           "generate_and_rank_hybrid", "ltr", "ltr ablation"]
+    assert len(ltr["cv_oof_rounds"].strip("[]").split(",")) == len(ltr["cv_best_rounds"].strip("[]").split(","))
 
 
 def test_the_ltr_holdout_reaches_no_upstream_model_and_trains_the_ranker(built):
