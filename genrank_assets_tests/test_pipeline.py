@@ -93,6 +93,9 @@ def test_all_artifacts_exist(built):
     assert gate["new_ndcg@10"] == report["new_ndcg@10"].value  # the served system's figure, exactly
     served = report["served_method"].value  # `auto`: the system with the best val NDCG@10
     assert served == max(SERVED_METHODS, key=lambda m: report[f"{m}.tune_ndcg@10"].value)
+    margin = report["auto_choice_margin"].value  # how far ahead of the runner-up on val, paired per query
+    assert margin["served"] == served and margin["runner_up"] in SERVED_METHODS and margin["runner_up"] != served
+    assert margin["ci_low"] <= margin["mean_diff"] <= margin["ci_high"] and margin["mean_diff"] >= 0
     assert round(gate["new_ndcg@10"], 4) == report[f"{served}.ndcg@10"].value
     assert gate["champion_ndcg@10"] != gate["champion_ndcg@10"]  # NaN: there was no champion to re-evaluate
     assert gate["candidate_uri"] == report["recommender_uri"].value == f"models:/{registry.RECOMMENDER_NAME}/1"

@@ -81,8 +81,11 @@ def evaluation_report(
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
     served = results.systems[method]
     new_ndcg = results.ndcg_at_10(method)
+    margin = results.choice_margin()
     context.log.info(f"serving {method} ({'chosen on ' + tune.split if config.served_method == 'auto' else 'configured'}"
-                     f"; {tune.split} NDCG@10: {results.tune_ndcg})")
+                     f"; {tune.split} NDCG@10: {results.tune_ndcg}"
+                     + (f"; {margin['served']} - {margin['runner_up']} {margin['mean_diff']:+.4f} "
+                        f"[{margin['ci_low']:+.4f}, {margin['ci_high']:+.4f}] paired" if margin else "") + ")")
 
     report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run.run_id[:8]}"
     models = (tiger_model, ranker_model, ltr_model)
@@ -116,6 +119,7 @@ def evaluation_report(
         "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_model_uri": ltr_model,
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
         "phase_s": dg.MetadataValue.json(results.phase_s),
+        **({"auto_choice_margin": dg.MetadataValue.json(margin)} if margin else {}),
     })
 
 

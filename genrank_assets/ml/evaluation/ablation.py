@@ -41,13 +41,19 @@ def result_of(name: str, ranked: Mapping[str, Sequence[str]], truths: Mapping[st
     return MethodResult(name, ranked, metrics)
 
 
-def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
-    """The protocol's NDCG@10 of the ranker's out-of-fold scores on those of its training queries (``train_rows``,
-    the rows it was fitted on) that ``truths`` holds (the val queries)."""
+def val_rankings(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> dict[str, list[str]]:
+    """The rankings of the ranker's out-of-fold scores for those of its training queries (``train_rows``, the rows
+    it was fitted on) that ``truths`` holds (the val queries)."""
     frame = oof_frame(train_rows)
     ranked = {q: r for q, r in rankings(frame, model.oof_scores).items() if q in truths}
     if not ranked:
         raise ValueError("none of the ranker's training queries is among the given truths")
+    return ranked
+
+
+def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
+    """The protocol's NDCG@10 of ``val_rankings``."""
+    ranked = val_rankings(model, train_rows, truths)
     return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
 
 
@@ -119,4 +125,4 @@ def ablation_markdown(table: pd.DataFrame, baseline: str) -> list[str]:
     return lines + [""]
 
 
-__all__ = ["CEILING", "ablation_markdown", "ltr_ablation", "result_of", "val_ndcg_at_10"]
+__all__ = ["CEILING", "ablation_markdown", "ltr_ablation", "result_of", "val_ndcg_at_10", "val_rankings"]

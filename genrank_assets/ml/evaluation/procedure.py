@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_ndcg_at_10
-from genrank_assets.ml.evaluation.metrics import evaluate_rankings
+from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
     PromotionDecision,
@@ -144,12 +144,28 @@ class EvaluationResults:
     # out-of-fold scores), so `served_method: auto` compares figures none of them was fitted on
     tune_ndcg: dict[str, float] = field(default_factory=dict)
     phase_s: dict[str, float] = field(default_factory=dict)  # phase of evaluate_methods -> wall seconds
+    tune_rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # the rankings behind tune_ndcg
 
     def best_on_tuning_split(self) -> str:
         """The system with the best NDCG@10 on the tuning (val) split: what ``served_method: auto`` serves."""
         if not self.tune_ndcg:
             raise ValueError("no system was measured on the tuning split")
         return max(self.tune_ndcg, key=lambda m: (self.tune_ndcg[m], -SERVED_METHODS.index(m)))
+
+    def choice_margin(self) -> dict | None:
+        """How far ``best_on_tuning_split`` is ahead of the runner-up on the tuning queries both ranked: a paired
+        bootstrap of per-query NDCG@10 (1,000 resamples), so a choice inside the noise shows as one. None with
+        fewer than two systems measured."""
+        if len(self.tune_rankings) < 2:
+            return None
+        chosen = self.best_on_tuning_split()
+        runner_up = max((m for m in self.tune_rankings if m != chosen),
+                        key=lambda m: (self.tune_ndcg[m], -SERVED_METHODS.index(m)))
+        truths = {q: self.tune_queries.truths[q] for q in self.tune_queries.qids
+                  if q in self.tune_rankings[chosen] and q in self.tune_rankings[runner_up]}
+        per_query = [evaluate_rankings({q: self.tune_rankings[m][q] for q in truths}, truths, ks=(10,))
+                     ["per_query"]["ndcg@10"] for m in (chosen, runner_up)]
+        return {"served": chosen, "runner_up": runner_up, **paired_bootstrap(*per_query, n=1000, seed=0)}
 
     def result(self, method: str) -> MethodResult:
         return next(r for r in self.results if r.name == method)
@@ -210,7 +226,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     with clock.phase("generator"):
         generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
     results.append(generated)
-    systems, trials, tune_ndcg = {}, {}, {}
+    systems, trials, tune_ndcg, tune_rankings = {}, {}, {}, {}
     for method, source in SYSTEMS.items():
         with clock.phase(method):
             rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
@@ -218,9 +234,10 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                                                 num_beams=settings.num_beams),
                               knn=knn_cooc if source == "hybrid" else None)
             grid = settings.classical_grid if source == "hybrid" else [0.0]
-            trials[method], cv_ndcg = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
-            if cv_ndcg is not None:
-                tune_ndcg[method] = cv_ndcg
+            trials[method], cv_ranked = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
+            if cv_ranked is not None:
+                tune_rankings[method] = cv_ranked
+                tune_ndcg[method] = _ndcg_at_10(cv_ranked, tune_queries.truths)
             log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
                      rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries),
                      tune_queries.split)
@@ -246,7 +263,8 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                 raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match the "
                                  f"{len(train_rows)} training rows of the features it was trained on")
             # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
-            tune_ndcg[LTR] = val_ndcg_at_10(ltr_model, train_rows, tune_queries.truths)
+            tune_rankings[LTR] = val_rankings(ltr_model, train_rows, tune_queries.truths)
+            tune_ndcg[LTR] = _ndcg_at_10(tune_rankings[LTR], tune_queries.truths)
             ridge = next(r for r in results if r.name == RIDGE)
             ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
                                                  catalogue, depth, val_truths=tune_queries.truths, served=served)
@@ -254,7 +272,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     return EvaluationResults(queries, tune_queries, results, systems,
                              {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
                              [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg,
-                             clock.seconds)
+                             clock.seconds, tune_rankings)
 
 
 def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,
@@ -291,11 +309,13 @@ def tune_weights(cs: ComponentScores, qids: Sequence[str], truths: dict, popular
     return best["popularity_weight"], best["classical_weight"], trials
 
 
-def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
-                         classical_grid: Sequence[float], folds: int = CV_FOLDS, seed: int = 0) -> float:
-    """NDCG@10 of weight tuning on queries it did not tune on: per query fold (``query_folds``, the folds the LTR
-    ranker's out-of-fold scores use), the weights are chosen on the other folds and rank this one. The honest
-    figure to compare with the LTR ranker's out-of-fold NDCG (the tuned pair's own NDCG is in-sample)."""
+def cross_validated_rankings(cs: ComponentScores, qids: Sequence[str], truths: dict,
+                             popularity_grid: Sequence[float], classical_grid: Sequence[float], folds: int = CV_FOLDS,
+                             seed: int = 0) -> dict[str, list[str]]:
+    """The top 10 of every query under weight tuning on queries it did not tune on: per query fold (``query_folds``,
+    the folds the LTR ranker's out-of-fold scores use), the weights are chosen on the other folds and rank this
+    one. Their NDCG@10 is the honest figure to compare with the LTR ranker's out-of-fold NDCG (the tuned pair's
+    own NDCG is in-sample)."""
     qids = list(qids)
     fold = query_folds(qids, folds, seed)
     ranked = {}
@@ -311,14 +331,26 @@ def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict,
         ranked.update(zip([qids[i] for i in held], rank_with_weights(pick(held), pw, cw, 10)))
     if not ranked:
         raise ValueError(f"too few tuning queries ({len(qids)}) for {folds}-fold cross-validation")
+    return ranked
+
+
+def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
+                         classical_grid: Sequence[float], folds: int = CV_FOLDS, seed: int = 0) -> float:
+    """The NDCG@10 of ``cross_validated_rankings``."""
+    return _ndcg_at_10(cross_validated_rankings(cs, qids, truths, popularity_grid, classical_grid, folds, seed),
+                       truths)
+
+
+def _ndcg_at_10(ranked: dict[str, list[str]], truths: dict) -> float:
+    """Mean NDCG@10 of ``ranked`` over its own queries."""
     return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
 
 
 def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],
-                   classical_grid: Sequence[float]) -> tuple[pd.DataFrame | None, float | None]:
+                   classical_grid: Sequence[float]) -> tuple[pd.DataFrame | None, dict[str, list[str]] | None]:
     """Set the recommender's final-score weights to the grid pair with the best NDCG@10 on ``tune_queries``
     (none: both 0); returns every pair tried with its NDCG@10 (None without queries) and the cross-validated
-    NDCG@10 of that choice (``cross_validated_ndcg``; None with fewer queries than folds)."""
+    rankings of that choice (``cross_validated_rankings``; None with fewer queries than folds)."""
     if not len(tune_queries):
         rec.set_weights(0.0, 0.0)
         return None, None
@@ -327,7 +359,8 @@ def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Seq
     rec.set_weights(pw, cw)
     cv = None
     if len(tune_queries) >= CV_FOLDS:
-        cv = cross_validated_ndcg(components, tune_queries.qids, tune_queries.truths, popularity_grid, classical_grid)
+        cv = cross_validated_rankings(components, tune_queries.qids, tune_queries.truths, popularity_grid,
+                                      classical_grid)
     return pd.DataFrame(trials), cv
 
 

@@ -196,6 +196,7 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
     q, tune = results.queries, results.tune_queries
     served = ", ".join(f"{k}={v}" for k, v in results.systems[served_method].describe().items() if k != "method")
     on_tune = ", ".join(f"`{m}` {v:.4f}" for m, v in results.tune_ndcg.items())
+    margin = results.choice_margin()
     lines = [
         f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
         f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",
@@ -205,7 +206,10 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
         f"per query).",
         "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
         f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
-        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}.",
+        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}."
+        + ("" if margin is None else
+           f" `{margin['served']}` − `{margin['runner_up']}` there: {margin['mean_diff']:+.4f} "
+           f"[{margin['ci_low']:+.4f}, {margin['ci_high']:+.4f}] (paired bootstrap, {margin['n_queries']} queries)."),
         f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
         f"{results.ndcg_at_10(served_method):.4f}) with the current champion re-evaluated on these queries; its "
         f"decision is that step's metadata, `gate.md` beside this report in MLflow and the run's `genrank.*` tags.",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings
 from genrank_assets.ml.evaluation.procedure import (
     CV_FOLDS,
     SYSTEMS,
@@ -75,6 +76,19 @@ def test_each_phase_is_timed_and_reported_by_one_progress_line(results):
         assert re.fullmatch(rf"evaluation_report {phase} done in \d+s \(phase {i}/{len(phases)}, \d+s so far\)", line)
 
 
+def test_the_auto_choice_carries_its_margin_over_the_runner_up(results):
+    """The served-by-auto system against the runner-up on the val queries, paired per query: the figures
+    `auto` compared, and whether the choice is inside the noise."""
+    margin = results.choice_margin()
+    assert set(results.tune_rankings) == set(results.tune_ndcg) == set(SYSTEMS)
+    chosen = results.best_on_tuning_split()
+    assert margin["served"] == chosen and margin["runner_up"] == next(m for m in SYSTEMS if m != chosen)
+    assert margin["n_queries"] == len(results.tune_queries)
+    gap = results.tune_ndcg[chosen] - results.tune_ndcg[margin["runner_up"]]
+    assert margin["mean_diff"] == pytest.approx(gap) and margin["mean_diff"] >= 0
+    assert margin["ci_low"] <= margin["mean_diff"] <= margin["ci_high"]
+
+
 def test_planted_figures(results):
     ndcg = {r.name: r.metrics["ndcg@10"] for r in results.results}
     assert ndcg["popularity"] < 0.1  # its top 5 are the hits, in no test playlist
@@ -113,7 +127,8 @@ def test_choose_weights_finds_the_planted_popularity_signal(corpus):
     by_weight = trials.set_index("popularity_weight")["val_ndcg@10"]
     assert by_weight[8.0] > by_weight[0.0]
     if len(val) >= CV_FOLDS:  # the signal holds in every fold: held-out queries get the in-sample figure
-        assert cv == pytest.approx(by_weight[8.0])
+        assert set(cv) == set(val.qids)
+        assert evaluate_rankings(cv, val.truths, ks=(10,))["ndcg@10"] == pytest.approx(by_weight[8.0])
     none, none_cv = choose_weights(rec, Queries.of_split(corpus[corpus["split"] != "val"], "val"), [1.0], [0.0])
     assert none is None and none_cv is None and rec.config.popularity_weight == 0.0
 
