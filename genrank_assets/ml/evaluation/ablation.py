@@ -16,7 +16,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap, recall_curve
+from genrank_assets.ml.evaluation.metrics import (
+    catalogue_coverage,
+    evaluate_rankings,
+    ndcg_at_10_of,
+    paired_bootstrap,
+    recall_curve,
+)
 from genrank_assets.ml.evaluation.report import RECALL_CURVE_KS, MethodResult, fill_with
 from genrank_assets.ml.ranking.ltr import LTRRanker
 from genrank_assets.ml.ranking.ltr_tables import (
@@ -53,8 +59,7 @@ def val_rankings(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str
 
 def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
     """The protocol's NDCG@10 of ``val_rankings``."""
-    ranked = val_rankings(model, train_rows, truths)
-    return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
+    return ndcg_at_10_of(val_rankings(model, train_rows, truths), truths)
 
 
 def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, set],

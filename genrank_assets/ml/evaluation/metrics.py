@@ -146,6 +146,11 @@ def recall_curve(
     return {k: totals[k] / len(qids) for k in ks}
 
 
+def ndcg_at_10_of(rankings: Mapping[str, Sequence[str]], truths: Mapping[str, Iterable[str]]) -> float:
+    """Mean NDCG@10 of ``rankings`` over their own queries (each must have a truth)."""
+    return float(evaluate_rankings(rankings, {q: truths[q] for q in rankings}, ks=(10,))["ndcg@10"])
+
+
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], n: int = 1000, seed: int = 0) -> dict:
     """Paired bootstrap of mean(a - b) over queries (a and b: per-query scores on the same queries).
 
@@ -206,6 +211,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "catalogue_coverage",
     "evaluate_rankings",
+    "ndcg_at_10_of",
     "ndcg_at_k",
     "paired_bootstrap",
     "r_precision",

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
-from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings, ndcg_at_10_of, paired_bootstrap
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
     PromotionDecision,
@@ -237,7 +237,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
             trials[method], cv_ranked = choose_weights(rec, tune_queries, settings.popularity_grid, grid)
             if cv_ranked is not None:
                 tune_rankings[method] = cv_ranked
-                tune_ndcg[method] = _ndcg_at_10(cv_ranked, tune_queries.truths)
+                tune_ndcg[method] = ndcg_at_10_of(cv_ranked, tune_queries.truths)
             log.info("%s: popularity_weight=%s classical_weight=%s (chosen on %d %s queries)", method,
                      rec.config.popularity_weight, rec.config.classical_weight, len(tune_queries),
                      tune_queries.split)
@@ -264,7 +264,7 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                                  f"{len(train_rows)} training rows of the features it was trained on")
             # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
             tune_rankings[LTR] = val_rankings(ltr_model, train_rows, tune_queries.truths)
-            tune_ndcg[LTR] = _ndcg_at_10(tune_rankings[LTR], tune_queries.truths)
+            tune_ndcg[LTR] = ndcg_at_10_of(tune_rankings[LTR], tune_queries.truths)
             ridge = next(r for r in results if r.name == RIDGE)
             ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
                                                  catalogue, depth, val_truths=tune_queries.truths, served=served)
@@ -337,13 +337,8 @@ def cross_validated_rankings(cs: ComponentScores, qids: Sequence[str], truths: d
 def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
                          classical_grid: Sequence[float], folds: int = CV_FOLDS, seed: int = 0) -> float:
     """The NDCG@10 of ``cross_validated_rankings``."""
-    return _ndcg_at_10(cross_validated_rankings(cs, qids, truths, popularity_grid, classical_grid, folds, seed),
-                       truths)
-
-
-def _ndcg_at_10(ranked: dict[str, list[str]], truths: dict) -> float:
-    """Mean NDCG@10 of ``ranked`` over its own queries."""
-    return float(evaluate_rankings(ranked, {q: truths[q] for q in ranked}, ks=(10,))["ndcg@10"])
+    return ndcg_at_10_of(cross_validated_rankings(cs, qids, truths, popularity_grid, classical_grid, folds, seed),
+                         truths)
 
 
 def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],
