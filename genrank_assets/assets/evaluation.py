@@ -81,7 +81,7 @@ def evaluation_report(
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
     served = results.systems[method]
     new_ndcg = results.ndcg_at_10(method)
-    margin = results.choice_margin()
+    margin = results.choice_margin
     context.log.info(f"serving {method} ({'chosen on ' + tune.split if config.served_method == 'auto' else 'configured'}"
                      f"; {tune.split} NDCG@10: {results.tune_ndcg}"
                      + (f"; {margin['served']} - {margin['runner_up']} {margin['mean_diff']:+.4f} "

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -146,21 +147,24 @@ class EvaluationResults:
     phase_s: dict[str, float] = field(default_factory=dict)  # phase of evaluate_methods -> wall seconds
     tune_rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # the rankings behind tune_ndcg
 
+    def ranked_on_tuning_split(self) -> list[str]:
+        """The systems measured on the tuning (val) split, best NDCG@10 first (equal: the earlier served method)."""
+        return sorted(self.tune_ndcg, key=lambda m: (-self.tune_ndcg[m], SERVED_METHODS.index(m)))
+
     def best_on_tuning_split(self) -> str:
         """The system with the best NDCG@10 on the tuning (val) split: what ``served_method: auto`` serves."""
         if not self.tune_ndcg:
             raise ValueError("no system was measured on the tuning split")
-        return max(self.tune_ndcg, key=lambda m: (self.tune_ndcg[m], -SERVED_METHODS.index(m)))
+        return self.ranked_on_tuning_split()[0]
 
+    @cached_property
     def choice_margin(self) -> dict | None:
         """How far ``best_on_tuning_split`` is ahead of the runner-up on the tuning queries both ranked: a paired
         bootstrap of per-query NDCG@10 (1,000 resamples), so a choice inside the noise shows as one. None with
         fewer than two systems measured."""
         if len(self.tune_rankings) < 2:
             return None
-        chosen = self.best_on_tuning_split()
-        runner_up = max((m for m in self.tune_rankings if m != chosen),
-                        key=lambda m: (self.tune_ndcg[m], -SERVED_METHODS.index(m)))
+        chosen, runner_up = self.ranked_on_tuning_split()[:2]
         truths = {q: self.tune_queries.truths[q] for q in self.tune_queries.qids
                   if q in self.tune_rankings[chosen] and q in self.tune_rankings[runner_up]}
         per_query = [evaluate_rankings({q: self.tune_rankings[m][q] for q in truths}, truths, ks=(10,))

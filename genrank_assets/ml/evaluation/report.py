@@ -196,7 +196,7 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
     q, tune = results.queries, results.tune_queries
     served = ", ".join(f"{k}={v}" for k, v in results.systems[served_method].describe().items() if k != "method")
     on_tune = ", ".join(f"`{m}` {v:.4f}" for m, v in results.tune_ndcg.items())
-    margin = results.choice_margin()
+    margin = results.choice_margin
     lines = [
         f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
         f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",

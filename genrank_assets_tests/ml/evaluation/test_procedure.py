@@ -79,7 +79,7 @@ def test_each_phase_is_timed_and_reported_by_one_progress_line(results):
 def test_the_auto_choice_carries_its_margin_over_the_runner_up(results):
     """The served-by-auto system against the runner-up on the val queries, paired per query: the figures
     `auto` compared, and whether the choice is inside the noise."""
-    margin = results.choice_margin()
+    margin = results.choice_margin
     assert set(results.tune_rankings) == set(results.tune_ndcg) == set(SYSTEMS)
     chosen = results.best_on_tuning_split()
     assert margin["served"] == chosen and margin["runner_up"] == next(m for m in SYSTEMS if m != chosen)
