@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.ml.data.corpus import SPLITS
+from genrank_assets.ml.evaluation.metrics import format_diff_ci
 from genrank_assets.ml.evaluation.procedure import (
     LTR,
     SERVED_METHODS,
@@ -15,8 +16,9 @@ from genrank_assets.ml.evaluation.procedure import (
     Queries,
     TrainedModels,
     evaluate_methods,
+    write_evaluation_report,
 )
-from genrank_assets.ml.evaluation.report import report_markdown, write_evaluation_report
+from genrank_assets.ml.evaluation.report import report_markdown
 from genrank_assets.ml.serving import registry
 from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
@@ -82,10 +84,9 @@ def evaluation_report(
     served = results.systems[method]
     new_ndcg = results.ndcg_at_10(method)
     margin = results.choice_margin
+    margin_text = "" if margin is None else f"; {margin['served']} - {margin['runner_up']} {format_diff_ci(margin)} paired"
     context.log.info(f"serving {method} ({'chosen on ' + tune.split if config.served_method == 'auto' else 'configured'}"
-                     f"; {tune.split} NDCG@10: {results.tune_ndcg}"
-                     + (f"; {margin['served']} - {margin['runner_up']} {margin['mean_diff']:+.4f} "
-                        f"[{margin['ci_low']:+.4f}, {margin['ci_high']:+.4f}] paired" if margin else "") + ")")
+                     f"; {tune.split} NDCG@10: {results.tune_ndcg}{margin_text})")
 
     report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run.run_id[:8]}"
     models = (tiger_model, ranker_model, ltr_model)

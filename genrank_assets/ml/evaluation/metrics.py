@@ -151,6 +151,11 @@ def ndcg_at_10_of(rankings: Mapping[str, Sequence[str]], truths: Mapping[str, It
     return float(evaluate_rankings(rankings, {q: truths[q] for q in rankings}, ks=(10,))["ndcg@10"])
 
 
+def format_diff_ci(ci: Mapping) -> str:
+    """``paired_bootstrap``'s mean difference and 95% CI as text: ``+0.0023 [-0.0052, +0.0099]``."""
+    return f"{ci['mean_diff']:+.4f} [{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]"
+
+
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], n: int = 1000, seed: int = 0) -> dict:
     """Paired bootstrap of mean(a - b) over queries (a and b: per-query scores on the same queries).
 
@@ -211,6 +216,7 @@ __all__ = [
     "bootstrap_mean_ci",
     "catalogue_coverage",
     "evaluate_rankings",
+    "format_diff_ci",
     "ndcg_at_10_of",
     "ndcg_at_k",
     "paired_bootstrap",

@@ -6,6 +6,7 @@ candidates; generator ∪ kNN + co-occurrence candidates), whose final-score wei
 split (never the test split). It returns an ``EvaluationResults``: the per-method results, the tuned systems,
 the weight trials and the figures the report shows.
 
+``write_evaluation_report`` writes them as the stage's report (``report.write_report`` with the protocol's context).
 ``compare_with_champion`` re-evaluates the current champion on the same queries and applies the promotion rule
 (``report.decide_promotion``) to the new system's NDCG@10.
 """
@@ -18,20 +19,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
-from genrank_assets.ml.evaluation.metrics import evaluate_rankings, ndcg_at_10_of, paired_bootstrap
+from genrank_assets.ml.evaluation.metrics import evaluate_rankings, format_diff_ci, ndcg_at_10_of, paired_bootstrap
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
     PromotionDecision,
     decide_promotion,
     evaluate_method,
     fill_with,
+    peak_rss_mib,
     results_table,
+    write_report,
 )
 from genrank_assets.ml.ranking.baselines import (
     PopularityRecommender,
@@ -277,6 +281,42 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
                              {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
                              [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg,
                              clock.seconds, tune_rankings)
+
+
+def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
+                            served_method: str) -> dict[str, Path]:
+    """The evaluation stage's report (``write_report`` with the protocol's context) and, per system, the weight
+    pairs tried on the tuning split (``weights_<method>.csv``)."""
+    q, tune = results.queries, results.tune_queries
+    served = ", ".join(f"{k}={v}" for k, v in results.systems[served_method].describe().items() if k != "method")
+    on_tune = ", ".join(f"`{m}` {v:.4f}" for m, v in results.tune_ndcg.items())
+    margin = results.choice_margin
+    lines = [
+        f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
+        f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",
+        f"Every ranking is {q.depth} songs deep (the largest truth), so R-precision is exact. Generator-only rankings "
+        f"are the candidates in generation order; generator rankings and generate-and-rank rankings continue with "
+        f"popular songs after their candidates (generator shortfall for 100: {results.generator_shortfall:.1f} songs "
+        f"per query).",
+        "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
+        f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
+        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}."
+        + ("" if margin is None else f" `{margin['served']}` − `{margin['runner_up']}` there: "
+           f"{format_diff_ci(margin)} (paired bootstrap, {margin['n_queries']} queries)."),
+        f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
+        f"{results.ndcg_at_10(served_method):.4f}) with the current champion re-evaluated on these queries; its "
+        f"decision is that step's metadata, `gate.md` beside this report in MLflow and the run's `genrank.*` tags.",
+        f"Peak RSS of the evaluation process: {peak_rss_mib():.0f} MiB.",
+    ]
+    paths = write_report(results.results, out_dir, title="genrank evaluation report", context_lines=lines,
+                         reference="title_knn", highlight=(served_method,))
+    for method, trials in results.weight_trials.items():
+        trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
+    if results.ablation is not None:
+        results.ablation.to_csv(out_dir / "ablation.csv", index=False)
+        md = paths["markdown"]
+        md.write_text(md.read_text() + "\n" + "\n".join(results.ablation_lines))
+    return paths
 
 
 def evaluate_generator(generator, queries: Queries, popular: list[str], catalogue: int,

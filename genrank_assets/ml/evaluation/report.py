@@ -7,7 +7,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,9 +20,6 @@ from genrank_assets.ml.evaluation.metrics import (
     recall_curve,
 )
 from genrank_assets.ml.plots import curves_plot, grouped_bar_plot, interval_bar_plot, markdown_image
-
-if TYPE_CHECKING:
-    from genrank_assets.ml.evaluation.procedure import EvaluationResults
 
 log = logging.getLogger(__name__)
 
@@ -187,43 +184,6 @@ def write_report(
     md = out_dir / "report.md"
     md.write_text("\n".join(lines))
     return {"markdown": md, "ndcg_png": ndcg_png, "recall_png": recall_png, "latency_png": latency_png}
-
-
-def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
-                            served_method: str) -> dict[str, Path]:
-    """The evaluation stage's report (``write_report`` with the protocol's context) and, per system, the weight
-    pairs tried on the tuning split (``weights_<method>.csv``)."""
-    q, tune = results.queries, results.tune_queries
-    served = ", ".join(f"{k}={v}" for k, v in results.systems[served_method].describe().items() if k != "method")
-    on_tune = ", ".join(f"`{m}` {v:.4f}" for m, v in results.tune_ndcg.items())
-    margin = results.choice_margin
-    lines = [
-        f"Split `{q.split}`: {len(q)} queries (docs/benchmark.md protocol); weights tuned on `{tune.split}` "
-        f"({len(tune)} queries). Models: {', '.join(f'`{m}`' for m in models)}.",
-        f"Every ranking is {q.depth} songs deep (the largest truth), so R-precision is exact. Generator-only rankings "
-        f"are the candidates in generation order; generator rankings and generate-and-rank rankings continue with "
-        f"popular songs after their candidates (generator shortfall for 100: {results.generator_shortfall:.1f} songs "
-        f"per query).",
-        "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
-        f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
-        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}."
-        + ("" if margin is None else
-           f" `{margin['served']}` − `{margin['runner_up']}` there: {margin['mean_diff']:+.4f} "
-           f"[{margin['ci_low']:+.4f}, {margin['ci_high']:+.4f}] (paired bootstrap, {margin['n_queries']} queries)."),
-        f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
-        f"{results.ndcg_at_10(served_method):.4f}) with the current champion re-evaluated on these queries; its "
-        f"decision is that step's metadata, `gate.md` beside this report in MLflow and the run's `genrank.*` tags.",
-        f"Peak RSS of the evaluation process: {peak_rss_mib():.0f} MiB.",
-    ]
-    paths = write_report(results.results, out_dir, title="genrank evaluation report", context_lines=lines,
-                         reference="title_knn", highlight=(served_method,))
-    for method, trials in results.weight_trials.items():
-        trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
-    if results.ablation is not None:
-        results.ablation.to_csv(out_dir / "ablation.csv", index=False)
-        md = paths["markdown"]
-        md.write_text(md.read_text() + "\n" + "\n".join(results.ablation_lines))
-    return paths
 
 
 def report_markdown(paths: dict[str, Path]) -> str:
