@@ -378,13 +378,6 @@ def cross_validated_rankings(cs: ComponentScores, qids: Sequence[str], truths: d
     return ranked
 
 
-def cross_validated_ndcg(cs: ComponentScores, qids: Sequence[str], truths: dict, popularity_grid: Sequence[float],
-                         classical_grid: Sequence[float], folds: int = CV_FOLDS, seed: int = 0) -> float:
-    """The NDCG@10 of ``cross_validated_rankings``."""
-    return ndcg_at_10_of(cross_validated_rankings(cs, qids, truths, popularity_grid, classical_grid, folds, seed),
-                         truths)
-
-
 def choose_weights(rec: Recommender, tune_queries: Queries, popularity_grid: Sequence[float],
                    classical_grid: Sequence[float]) -> tuple[pd.DataFrame | None, dict[str, list[str]] | None]:
     """Set the recommender's final-score weights to the grid pair with the best NDCG@10 on ``tune_queries``

@@ -135,7 +135,8 @@ def test_choose_weights_finds_the_planted_popularity_signal(corpus):
 
 def test_cross_validated_tuning_never_scores_a_query_with_weights_chosen_on_it():
     # Two queries want opposite weights; each fold's weights come from the other queries only.
-    from genrank_assets.ml.evaluation.procedure import cross_validated_ndcg
+    from genrank_assets.ml.evaluation.metrics import ndcg_at_10_of
+    from genrank_assets.ml.evaluation.procedure import cross_validated_rankings
     from genrank_assets.ml.serving.recommender import ComponentScores
 
     qids = [f"q{i}" for i in range(10)]
@@ -143,12 +144,12 @@ def test_cross_validated_tuning_never_scores_a_query_with_weights_chosen_on_it()
     cs = ComponentScores([["a", "b"]] * 10, [np.array([1.0, 0.0])] * 10, [np.array([0.0, 2.0])] * 10,
                          [np.zeros(2)] * 10)
     truths = {q: {"a"} if i < 8 else {"b"} for i, q in enumerate(qids)}
-    cv = cross_validated_ndcg(cs, qids, truths, [0.0, 1.0], [0.0], folds=5)
+    cv = ndcg_at_10_of(cross_validated_rankings(cs, qids, truths, [0.0, 1.0], [0.0], folds=5), truths)
     # the majority (a: weight 0) wins every fold, so q8 and q9 rank b second; in-sample tuning gives the same
     expected = (8 * 1.0 + 2 * (1 / np.log2(3))) / 10
     assert cv == pytest.approx(expected)
     with pytest.raises(ValueError, match="too few"):
-        cross_validated_ndcg(ComponentScores([], [], [], []), [], {}, [0.0], [0.0], folds=5)
+        cross_validated_rankings(ComponentScores([], [], [], []), [], {}, [0.0], [0.0], folds=5)
 
 
 class _Fixed:
