@@ -82,6 +82,8 @@ def main() -> None:
     ap.add_argument("--holdout-share", type=float, default=None,
                     help="upstream_corpus.ltr_holdout_share (default: the preset's / the asset's); results go to "
                          "end_to_end_holdout<share>.json")
+    ap.add_argument("--out", default=None,
+                    help="results name (benchmarks/results/<out>.json) for a variant run, e.g. another preset")
     args = ap.parse_args()
     home = Path(args.home)
     (home / "dagster").mkdir(parents=True, exist_ok=True)
@@ -134,7 +136,7 @@ def main() -> None:
     met = {k: None if measured[k] is None else (measured[k] >= g if k in ("ndcg@10", "recall@100", "r_precision")
                                                  else measured[k] <= g) for k, g in goals.items()}
     print(json.dumps({"summary": summary, "goals_met": met}, indent=2))
-    name = "end_to_end" if args.holdout_share is None else f"end_to_end_holdout{args.holdout_share:g}"
+    name = args.out or ("end_to_end" if args.holdout_share is None else f"end_to_end_holdout{args.holdout_share:g}")
     write_json(name, {"preset": args.preset, "holdout_share": args.holdout_share, "home": str(home), "steps": timings,
                               "report": report.drop(columns=["evaluated_at"]).to_dict("records"),
                               "ablation": ablation, "goals": goals, "goals_met": met, "reference": ref,
