@@ -412,3 +412,31 @@ def test_the_ltr_system_is_served_through_the_registry(built):
     assert queries.fingerprint == candidate.queries_fingerprint
     assert recommender_ndcg_at_10(rec, queries) == pytest.approx(candidate.ndcg_at_10, abs=1e-12)
     assert round(candidate.ndcg_at_10, 4) == report["ltr.ndcg@10"]
+
+
+def test_the_cross_encoder_learns_listwise_from_cross_fitted_pool_negatives(built):
+    """ranker_dataset with pool_negatives draws hard negatives from each playlist's own classical pool (sources that
+    never saw it) and ranker_model with loss: listwise trains on those lists and passes its blocking check; the
+    defaults are materialised again afterwards (same config, same table), so other tests see the usual graph."""
+    ops = ("ranker_dataset", "ranker_model")
+    variant = _run_config(ranker_dataset={"pool_negatives": True, "pool_folds": 3, "random_negative_share": 0.5},
+                          ranker_model={"loss": "listwise", "batch_size": 4})
+    home, data = built["home"], built["data"]
+    try:
+        result = _materialize(home, data, variant, dg.AssetSelection.assets(*ops), ops)
+        assert result.success
+        meta = _metadata(result, "ranker_dataset")
+        assert meta["train_pool"] > 0 and meta["val_pool"] > 0, meta
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks["ranker_model_learned"] is True
+        con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+        try:
+            examples = con.execute("select * from genrank.ranker_dataset").fetchdf()
+            corpus = con.execute("select playlist_id, song_ids from genrank.upstream_corpus").fetchdf()
+        finally:
+            con.close()
+        own = {p: set(s) for p, s in zip(corpus.playlist_id, corpus.song_ids)}
+        pooled = examples[examples.negative_kind == "pool"]
+        assert not any(s in own[p] for p, s in zip(pooled.playlist_id, pooled.song_id))
+    finally:
+        assert _materialize(home, data, _run_config(), dg.AssetSelection.assets(*ops), ops).success

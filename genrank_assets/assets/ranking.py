@@ -15,13 +15,13 @@ from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
 from genrank_assets.ml.ranking.baselines import benchmark_queries
-from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig
+from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, crossfit_pool_songs
 from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
 from genrank_assets.ml.ranking.features import FEATURES, FeatureBuilder
 from genrank_assets.ml.ranking.ltr import LTRParams
 from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker, training_rows
 from genrank_assets.ml.ranking.model import INIT_FROM, RANKER_DEFAULTS, build_ranker, save_ranker, song_text
-from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
+from genrank_assets.ml.ranking.training import LOSSES, RANKER_TRAINING, train_ranker
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import save_song_side
@@ -49,6 +49,10 @@ class RankerDatasetConfig(DeviceConfig):
     generator_negatives: bool = True  # hard negatives from the trained generator's proposals for the title
     generator_candidates: int | None = Field(default=None, ge=1)  # None: ml.device_defaults for the device
     generator_beams: int | None = Field(default=None, ge=1)  # None: ml.device_defaults for the device
+    # hard negatives from each playlist's own classical pool, cross-fitted (candidates.crossfit_pool_songs)
+    pool_negatives: bool = False
+    pool_folds: int = Field(default=5, ge=2)
+    pool_per_source: int = Field(default=PoolConfig.per_source, ge=1)
     seed: int = Field(default=RANKER_EXAMPLES.seed, ge=0)
 
 
@@ -90,13 +94,19 @@ def ranker_dataset(
                                         log_fn=context.log.info)
         context.log.info(f"generator proposals in {time.perf_counter() - t0:.1f}s")
         hard_fn = lambda title: proposals.get(title, [])  # noqa: E731
+    pool_of = None
+    if config.pool_negatives:
+        t0 = time.perf_counter()
+        pool_of = crossfit_pool_songs(upstream_corpus, ("train", "val"), config.pool_folds, config.pool_per_source,
+                                      config.seed, log_fn=context.log.info)
+        context.log.info(f"pools of {len(pool_of)} playlists for hard negatives in {time.perf_counter() - t0:.1f}s")
     parts = []
     for split in ("train", "val"):
         parts.append(build_ranker_examples(
             upstream_corpus, sv, split=split, max_positives_per_playlist=config.max_positives_per_playlist,
             negatives_per_positive=config.negatives_per_positive, random_negative_share=config.random_negative_share,
             popularity_weighted=config.popularity_weighted, hard_negative_fn=hard_fn, cluster_of=cluster_of,
-            seed=config.seed,
+            pool_of=pool_of, seed=config.seed,
         ))
     df = pd.concat(parts, ignore_index=True)
     counts = df.groupby(["split", "negative_kind"]).size().rename("rows").reset_index()
@@ -131,11 +141,15 @@ class RankerModelConfig(TrainingDeviceConfig):
     checkpoint_every_steps: int = RANKER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
     seed: int = RANKER_TRAINING.seed
+    # "bce" (pointwise) or "listwise" (softmax over each playlist's examples; batch_size then counts playlists)
+    loss: str = "bce"
 
     @model_validator(mode="after")
     def _trainable(self):
         # The training loop's own argument checks, on what is set (None: a device default, valid by construction).
         TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, RANKER_TRAINING)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.init_from not in INIT_FROM:
             raise ValueError(f"init_from must be one of {INIT_FROM}, got {self.init_from!r}")
         if self.init_from == "base_model" and not self.base_model:
@@ -178,7 +192,8 @@ def ranker_model(
     result = train_ranker(ranker, train, val if len(val) else None, sv,
                           song_texts(raw_songs) if config.use_song_text else None,
                           TrainConfig.from_mapping(config.model_dump(), RANKER_TRAINING), resolved,
-                          checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info)
+                          checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info,
+                          loss=config.loss)
     ranker = ranker.to("cpu")
     out_dir = genrank_paths.artifacts("ranker_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
     save_ranker(ranker, out_dir / "ranker")

@@ -21,17 +21,20 @@ Nothing here is fitted beyond the classical sources' ``fit`` on the TRAIN playli
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.baselines import (
     CoOccurrenceRecommender,
     Recommender,
     SongCatalogue,
+    benchmark_queries,
     knn_cooccurrence,
     top_k_indices,
     train_playlists,
@@ -243,6 +246,41 @@ def build_pools(texts: Sequence[str], sources: CandidateSources, config: PoolCon
     return [build_pool(text, sources, config) for text in texts]
 
 
+def crossfit_pool_songs(corpus: pd.DataFrame, splits: Sequence[str] = ("train", "val"), folds: int = 5,
+                        per_source: int = PoolConfig.per_source, seed: int = 0, log_fn=None) -> dict[str, list[str]]:
+    """Playlist id -> the classical pool (``build_pool`` without the generator) of its title, for every titled
+    playlist of ``splits``, from sources that never saw the playlist: a train playlist's from sources fitted on the
+    train playlists outside its fold (``folds`` folds by crc32 of seed and id), any other's from sources fitted on
+    every train playlist. What the cross-encoder will score in the pipeline's pools, for its hard negatives; a
+    train playlist's own songs never vote for themselves (they would fill its pool with its truth)."""
+    if folds < 2:
+        raise ValueError(f"crossfit_pool_songs needs folds >= 2, got {folds}")
+    config = PoolConfig(per_source=per_source, sources=CLASSICAL_SOURCES)
+    ids = corpus["playlist_id"].astype(str)
+    fold = np.array([zlib.crc32(f"pool-fold:{seed}:{p}".encode("utf-8")) % folds for p in ids])
+    is_train = (corpus["split"] == "train").to_numpy()
+    # (train playlists the sources are fitted on, the queries they answer)
+    jobs = [(~is_train | (fold != k), is_train & (fold == k)) for k in range(folds) if "train" in splits]
+    others = [s for s in splits if s != "train"]
+    if others:
+        jobs.append((np.ones(len(corpus), dtype=bool), corpus["split"].isin(others).to_numpy()))
+    out: dict[str, list[str]] = {}
+    for fitted, asked in jobs:
+        part = corpus.copy()
+        part.loc[is_train & ~fitted, "split"] = HOLDOUT  # out of the fit
+        sources = CandidateSources.fit(part)
+        asked_corpus = corpus[asked]
+        for split in pd.unique(asked_corpus["split"]):
+            qids, texts, _ = benchmark_queries(asked_corpus, split=str(split))
+            for qid, text in zip(qids, texts):
+                if qid in sources.train_playlist_ids:  # the rule the whole stage keeps
+                    raise ValueError(f"playlist {qid} would vote for itself in its own pool")
+                out[qid] = list(build_pool(text, sources, config).song_ids)
+        if log_fn is not None:
+            log_fn(f"cross-fitted pools: {len(out)} playlists")
+    return out
+
+
 def recall_ceiling(pools: Sequence[QueryPool], truths: Sequence[Iterable[str]]) -> dict[str, float]:
     """Mean share of each query's truth that lies inside its pool: per source (what that source proposed) and
     for the union (``"union"``); also the mean pool size."""
@@ -271,5 +309,6 @@ __all__ = [
     "QueryPool",
     "build_pool",
     "build_pools",
+    "crossfit_pool_songs",
     "recall_ceiling",
 ]

@@ -1,7 +1,8 @@
 """Stage `ranking`, data: (text, song, label) examples with hard negatives, and their encoded form.
 
 * :func:`build_ranker_examples` — the ``ranker_dataset`` table: positives from each playlist, negatives from
-  the catalogue (random, by popularity), the generator's proposals and the positives' level-1 clusters.
+  the catalogue (random, by popularity), the generator's proposals, the positives' level-1 clusters and the
+  playlist's own candidate pool (``candidates.crossfit_pool_songs``: the songs the ranker will score there).
 * :class:`EncodedPairs` — pairs tokenised once (token lists per distinct text and song text, per-pair indices),
   batched on demand for training, evaluation and ``CrossEncoderRanker.score_pairs``; :func:`encode_frame` makes
   them from an examples table.
@@ -23,7 +24,7 @@ from genrank_assets.ml.vectors.song_vectors import SongVectors
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_KINDS = ("positive", "random", "generator", "same_cluster")
+NEGATIVE_KINDS = ("positive", "random", "generator", "same_cluster", "pool")
 
 
 @dataclass
@@ -154,6 +155,7 @@ def build_ranker_examples(
     popularity_weighted: bool = RANKER_EXAMPLES.popularity_weighted,
     hard_negative_fn: Callable[[str], Sequence[str]] | None = None,
     cluster_of: Callable[[str], object] | Mapping[str, object] | None = None,
+    pool_of: Mapping[str, Sequence[str]] | None = None,
     seed: int = RANKER_EXAMPLES.seed,
 ) -> pd.DataFrame:
     """(text, song, label) examples from playlists: the title is the text.
@@ -162,8 +164,9 @@ def build_ranker_examples(
     (seeded sample). Negatives: ``negatives_per_positive`` per positive, never a song of that playlist, never
     repeated within a playlist. ``random_negative_share`` of them are drawn from the whole catalogue (by
     popularity when ``popularity_weighted``, else uniformly); the rest are hard negatives, split evenly between
-    the sources given: "generator" (uniform among ``hard_negative_fn(title)``'s proposals) and "same_cluster"
-    (a song of the same level-1 cluster as a positive, ``cluster_of(song_id)``). A hard source that runs short
+    the sources given: "generator" (uniform among ``hard_negative_fn(title)``'s proposals), "same_cluster"
+    (a song of the same level-1 cluster as a positive, ``cluster_of(song_id)``) and "pool" (uniform among
+    ``pool_of[playlist_id]``, its candidate pool from sources that never saw it). A hard source that runs short
     is filled by the other, then by random songs. Each playlist draws from its own RNG (seed, crc32 of its id),
     so the result is deterministic and a playlist's examples do not depend on the others.
     """
@@ -180,7 +183,7 @@ def build_ranker_examples(
     selected = corpus_df[corpus_df["split"].isin(splits)]
 
     negatives_of = _NegativeSampler(song_vectors, negatives_per_positive, random_negative_share, popularity_weighted,
-                                    hard_negative_fn, cluster_of)
+                                    hard_negative_fn, cluster_of, pool_of)
     columns: dict[str, list] = {
         c: [] for c in ("playlist_id", "split", "text", "song_id", "label", "negative_kind")
     }
@@ -206,7 +209,7 @@ def build_ranker_examples(
             chosen = rng.choice(len(candidates), size=max_positives_per_playlist, replace=False)
             positives = [candidates[i] for i in np.sort(chosen)]
 
-        negatives, short = negatives_of.sample(text, positives, own_indices, rng)
+        negatives, short = negatives_of.sample(text, pid, positives, own_indices, rng)
         counts["short_negatives"] += short
 
         rows = [(i, 1, "positive") for i in positives] + [(i, 0, kind) for i, kind in negatives]
@@ -262,22 +265,24 @@ def _sample_unused(pool: Sequence[int], wanted: int, taken: set[int], rng: np.ra
 
 
 class _NegativeSampler:
-    """The negatives of one playlist: hard sources first (generator proposals, same cluster), each topping up the
-    one before it, then random catalogue songs for the rest; never a song in ``taken``."""
+    """The negatives of one playlist: hard sources first (generator proposals, same cluster, its pool), each topping
+    up the one before it, then random catalogue songs for the rest; never a song in ``taken``."""
 
     def __init__(self, song_vectors, negatives_per_positive, random_share, popularity_weighted, hard_negative_fn,
-                 cluster_of):
+                 cluster_of, pool_of=None):
         self.song_vectors = song_vectors
         self.per_positive = negatives_per_positive
         self.random_share = random_share
         self.random = _CatalogueSampler(song_vectors, popularity_weighted)
         self.hard_negative_fn = hard_negative_fn
         self.clusters = _ClusterIndex(song_vectors, cluster_of) if cluster_of is not None else None
+        self.pool_of = pool_of
         self.sources = (["generator"] if hard_negative_fn is not None else []) + (
-            ["same_cluster"] if self.clusters is not None else [])
+            ["same_cluster"] if self.clusters is not None else []) + (["pool"] if pool_of is not None else [])
         self.proposals_of_title: dict[str, list[int]] = {}
 
-    def sample(self, text: str, positives: list[int], own: set[int], rng) -> tuple[list[tuple[int, str]], int]:
+    def sample(self, text: str, playlist_id: str, positives: list[int], own: set[int], rng
+               ) -> tuple[list[tuple[int, str]], int]:
         """(negatives as (song index, kind), how many the catalogue could not supply)."""
         n_negatives = len(positives) * self.per_positive
         n_random = round(n_negatives * self.random_share) if self.sources else n_negatives
@@ -289,6 +294,9 @@ class _NegativeSampler:
             wanted += shortfall
             if source == "generator":
                 picked = _sample_unused(self.proposals(text), wanted, taken, rng)
+            elif source == "pool":
+                pool = (self.song_vectors.index_of(str(s)) for s in self.pool_of.get(playlist_id, ()))
+                picked = _sample_unused(list(dict.fromkeys(i for i in pool if i is not None)), wanted, taken, rng)
             else:
                 picked = self.clusters.sample(positives, wanted, taken, rng)
             negatives += [(i, source) for i in picked]

@@ -1,5 +1,6 @@
 """The candidate pool: the union of the sources' proposals, with who proposed what, ranks and scores."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from genrank_assets.ml.ranking.candidates import (
@@ -91,3 +92,23 @@ def test_recall_ceiling_per_source_and_union(sources):
     assert ceiling["mean_pool_size"] == pytest.approx(np.mean([len(p) for p in pools]))
     with pytest.raises(ValueError, match="truth"):
         recall_ceiling(pools, [{"a"}])
+
+
+def test_crossfit_pools_never_let_a_playlist_vote_for_itself():
+    from genrank_assets.ml.ranking.candidates import crossfit_pool_songs
+
+    corpus = make_corpus()
+    # a planted train playlist whose title and songs are unique: only it could put those songs in a pool
+    planted = {"playlist_id": "planted", "title": "zzqx planted", "tags": "", "song_ids": ["only_here_1", "only_here_2"],
+               "split": "train"}
+    corpus = pd.concat([corpus, pd.DataFrame([planted, {**planted, "playlist_id": "planted_val", "split": "val"}])],
+                       ignore_index=True)
+    pools = crossfit_pool_songs(corpus, ("train", "val"), folds=3, per_source=10)
+    titled = corpus[corpus.split.isin(["train", "val"]) & corpus.title.str.strip().astype(bool)]
+    assert set(pools) == set(titled.playlist_id)
+    assert not {"only_here_1", "only_here_2"} & set(pools["planted"])  # its own songs never reach its pool
+    assert {"only_here_1", "only_here_2"} <= set(pools["planted_val"])  # a val playlist sees every train one
+    assert all(len(p) > 0 for p in pools.values())
+    assert pools == crossfit_pool_songs(corpus, ("train", "val"), folds=3, per_source=10)  # deterministic
+    with pytest.raises(ValueError, match="folds >= 2"):
+        crossfit_pool_songs(corpus, folds=1)

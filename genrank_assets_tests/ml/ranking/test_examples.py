@@ -97,6 +97,27 @@ def test_build_ranker_examples_negatives_ratios_and_determinism(world):
         build_ranker_examples(corpus, song_vectors, random_negative_share=1.5)
 
 
+def test_pool_negatives_come_from_the_playlists_own_pool(world):
+    corpus, song_vectors = world["corpus"], world["song_vectors"]
+    train = corpus[corpus.split == "train"]
+    # each playlist's "pool": the first 6 songs of the next theme plus one of its own songs and an unknown id
+    pool_of = {pid: [f"{THEMES[(i + 1) % len(THEMES)]}_{k}" for k in range(6)] + [songs[0], "not_a_song"]
+               for i, (pid, songs) in enumerate(zip(train.playlist_id, train.song_ids))}
+    examples = build_ranker_examples(corpus, song_vectors, split="train", max_positives_per_playlist=2,
+                                     negatives_per_positive=2, random_negative_share=0.5, pool_of=pool_of, seed=1)
+    own = corpus.set_index("playlist_id")["song_ids"].to_dict()
+    for pid, group in examples.groupby("playlist_id"):
+        negatives = group[group.label == 0]
+        pooled = negatives[negatives.negative_kind == "pool"]
+        assert len(pooled) == 2  # 4 negatives, half random, the rest from the one hard source
+        assert set(pooled.song_id) <= set(pool_of[pid]) - set(own[pid])
+    # a playlist without a pool has its hard share filled by random songs
+    short = build_ranker_examples(corpus, song_vectors, split="train", max_positives_per_playlist=2,
+                                  negatives_per_positive=2, pool_of={}, seed=1)
+    assert set(short.negative_kind) == {"positive", "random"}
+    assert (short.label == 0).sum() == 2 * (short.label == 1).sum()
+
+
 def test_generator_proposals_for_every_title_in_chunks():
     calls = []
 

@@ -96,3 +96,49 @@ def test_train_rejects_unknown_songs_and_missing_song_text(world):
     bad = pd.DataFrame({"text": ["rock"], "song_id": ["nope"], "label": [1]})
     with pytest.raises(ValueError, match="without a vector"):
         train_ranker(tiny_ranker(world, use_song_text=False), bad, None, song_vectors, None, config)
+
+
+def test_listwise_loss_is_the_softmax_cross_entropy_of_each_list():
+    from genrank_assets.ml.ranking.training import listwise_softmax_loss
+
+    logits = torch.tensor([2.0, 0.0, -1.0, 0.5, 0.5])
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
+    owner = torch.tensor([0, 0, 0, 1, 1])
+    first = -(0.5 * torch.log_softmax(logits[:3], 0)[0] + 0.5 * torch.log_softmax(logits[:3], 0)[2])
+    second = -torch.log_softmax(logits[3:], 0)[1]
+    assert float(listwise_softmax_loss(logits, labels, owner, 2)) == pytest.approx(float((first + second) / 2), abs=1e-6)
+    # shifting a list's logits changes nothing (the softmax is per list), and stays finite for large logits
+    shifted = logits + torch.tensor([1000.0, 1000.0, 1000.0, -7.0, -7.0])
+    assert float(listwise_softmax_loss(shifted, labels, owner, 2)) == pytest.approx(float((first + second) / 2),
+                                                                                    abs=1e-4)
+
+
+def test_listwise_training_separates_planted_positives_and_checks_its_lists(world):
+    from genrank_assets.ml.ranking.training import list_bounds
+
+    corpus, song_vectors = world["corpus"], world["song_vectors"]
+    train_df = build_ranker_examples(corpus, song_vectors, split="train", negatives_per_positive=2,
+                                     popularity_weighted=False, seed=0)
+    val_df = build_ranker_examples(corpus, song_vectors, split="val", negatives_per_positive=2,
+                                   popularity_weighted=False, seed=0)
+    bounds = list_bounds(train_df)
+    assert len(bounds) - 1 == train_df.playlist_id.nunique() and bounds[-1] == len(train_df)
+    ranker = tiny_ranker(world, use_song_text=False)
+    lines = []
+    config = replace(RANKER_TRAINING, epochs=4, batch_size=4, lr=2e-3, warmup_ratio=0.1, early_stopping_patience=3,
+                     seed=0, log_every_steps=1000)
+    result = train_ranker(ranker, train_df, val_df, song_vectors, None, config, log_fn=lines.append, loss="listwise")
+    assert result.best_value > 0.85, result.history
+    assert result.best_val["val_loss"] < result.initial_val["val_loss"]  # val loss is the listwise loss
+    pairs = encode_frame(ranker, val_df, song_vectors, None, "val_df")
+    assert evaluate_ranker(ranker, pairs, lists=list_bounds(val_df))["val_loss"] == pytest.approx(
+        result.best_val["val_loss"], abs=1e-5)
+    # a batch is batch_size whole lists: the steps count lists, not rows
+    n_lists = len(bounds) - 1
+    assert any(f"step {-(-n_lists // 4)}/" in line and "epoch 1/4 done" in line for line in lines), lines
+    with pytest.raises(ValueError, match="contiguous"):
+        list_bounds(train_df.sample(frac=1.0, random_state=0))
+    with pytest.raises(ValueError, match="no positive"):
+        list_bounds(train_df[train_df.label == 0])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train_ranker(ranker, train_df, val_df, song_vectors, None, config, loss="pairwise")
