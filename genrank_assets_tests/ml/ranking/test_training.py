@@ -9,7 +9,14 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from genrank_assets.ml.ranking.examples import build_ranker_examples, encode_frame
-from genrank_assets.ml.ranking.training import RANKER_TRAINING, VAL_METRICS, evaluate_ranker, train_ranker
+from genrank_assets.ml.ranking.training import (
+    RANKER_TRAINING,
+    VAL_METRICS,
+    evaluate_ranker,
+    list_bounds,
+    listwise_softmax_loss,
+    train_ranker,
+)
 from genrank_assets_tests.ml.ranking.world import tiny_ranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -19,12 +26,15 @@ def val_scores(ranker, val_df, song_vectors):
     return ranker.score_pairs(list(val_df.text), song_vectors.vectors[[song_vectors.index_of(s) for s in val_df.song_id]])
 
 
+def planted_examples(world) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val) examples of the planted world, two uniform random negatives per positive."""
+    return tuple(build_ranker_examples(world["corpus"], world["song_vectors"], split=split, negatives_per_positive=2,
+                                       popularity_weighted=False, seed=0) for split in ("train", "val"))
+
+
 def test_training_separates_planted_positives_from_negatives(world):
-    corpus, song_vectors = world["corpus"], world["song_vectors"]
-    train_df = build_ranker_examples(corpus, song_vectors, split="train", negatives_per_positive=2,
-                                     popularity_weighted=False, seed=0)
-    val_df = build_ranker_examples(corpus, song_vectors, split="val", negatives_per_positive=2,
-                                   popularity_weighted=False, seed=0)
+    song_vectors = world["song_vectors"]
+    train_df, val_df = planted_examples(world)
     ranker = tiny_ranker(world, use_song_text=False)
     before = val_scores(ranker, val_df, song_vectors)
     lines = []
@@ -99,8 +109,6 @@ def test_train_rejects_unknown_songs_and_missing_song_text(world):
 
 
 def test_listwise_loss_is_the_softmax_cross_entropy_of_each_list():
-    from genrank_assets.ml.ranking.training import listwise_softmax_loss
-
     logits = torch.tensor([2.0, 0.0, -1.0, 0.5, 0.5])
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
     owner = torch.tensor([0, 0, 0, 1, 1])
@@ -114,13 +122,8 @@ def test_listwise_loss_is_the_softmax_cross_entropy_of_each_list():
 
 
 def test_listwise_training_separates_planted_positives_and_checks_its_lists(world):
-    from genrank_assets.ml.ranking.training import list_bounds
-
-    corpus, song_vectors = world["corpus"], world["song_vectors"]
-    train_df = build_ranker_examples(corpus, song_vectors, split="train", negatives_per_positive=2,
-                                     popularity_weighted=False, seed=0)
-    val_df = build_ranker_examples(corpus, song_vectors, split="val", negatives_per_positive=2,
-                                   popularity_weighted=False, seed=0)
+    song_vectors = world["song_vectors"]
+    train_df, val_df = planted_examples(world)
     bounds = list_bounds(train_df)
     assert len(bounds) - 1 == train_df.playlist_id.nunique() and bounds[-1] == len(train_df)
     ranker = tiny_ranker(world, use_song_text=False)
