@@ -420,7 +420,7 @@ def test_the_cross_encoder_learns_listwise_from_cross_fitted_pool_negatives(buil
     defaults are materialised again afterwards (same config, same table), so other tests see the usual graph."""
     ops = ("ranker_dataset", "ranker_model")
     variant = _run_config(ranker_dataset={"pool_negatives": True, "pool_folds": 3, "random_negative_share": 0.5},
-                          ranker_model={"loss": "listwise", "batch_size": 4})
+                          ranker_model={"loss": "listwise"})
     home, data = built["home"], built["data"]
     try:
         result = _materialize(home, data, variant, dg.AssetSelection.assets(*ops), ops)

@@ -141,7 +141,7 @@ class RankerModelConfig(TrainingDeviceConfig):
     checkpoint_every_steps: int = RANKER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
     seed: int = RANKER_TRAINING.seed
-    # "bce" (pointwise) or "listwise" (softmax over each playlist's examples; batch_size then counts playlists)
+    # "bce" (pointwise) or "listwise" (softmax over each playlist's examples, batches of whole lists ~batch_size rows)
     loss: str = "bce"
 
     @model_validator(mode="after")

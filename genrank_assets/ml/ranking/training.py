@@ -3,7 +3,8 @@
 What is the ranker's own: the examples tables are encoded once (``encode_frame``); a batch's loss is binary
 cross-entropy of the logits against the 0/1 labels (``loss="bce"``, pointwise), or with ``loss="listwise"`` the
 softmax cross-entropy of each playlist's list (its rows: positives and their negatives), the target spread evenly
-over its positives (ListNet's top-one form), a batch then being ``batch_size`` whole lists; validation is BCE loss, ROC-AUC and F1 / precision / recall
+over its positives (ListNet's top-one form), a batch then being whole lists, as many as hold ``batch_size`` rows on
+average (at least one), so one ``batch_size`` means about the same step for both losses; validation is BCE loss, ROC-AUC and F1 / precision / recall
 / accuracy at probability 0.5, and the val AUC (higher is better) picks the weights; the checkpoint fingerprint
 covers the ranker and encoder config, the encoded pairs and the song vectors. Everything else (optimizer,
 schedule, checkpoints and resume, early stopping, precision, progress lines) is the shared loop's.
@@ -15,7 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,11 @@ def train_ranker(
         return listwise_softmax_loss(logits, labels, owner, len(list_ids))
 
     n_examples = len(train_pairs) if lists is None else len(lists) - 1
+    rows_per_batch = config.batch_size
+    if lists is not None:
+        config = replace(config, batch_size=max(1, round(config.batch_size * n_examples / len(train_pairs))))
+        if log_fn is not None:
+            log_fn(f"{name}: listwise, {config.batch_size} lists a batch (~{rows_per_batch} rows)")
 
     def epoch_order(epoch: int) -> np.ndarray:
         # The ranker's own seeded order (kept from before the shared loop, so trained rankers reproduce).
@@ -84,7 +90,7 @@ def train_ranker(
     val_lists = list_bounds(val_df) if lists is not None and val_pairs is not None else None
 
     def validate() -> dict[str, float]:
-        return evaluate_ranker(ranker, val_pairs, 2 * config.batch_size, compute, lists=val_lists)
+        return evaluate_ranker(ranker, val_pairs, 2 * rows_per_batch, compute, lists=val_lists)
 
     task = TrainTask(
         name=name, n_examples=n_examples, batch_loss=bce_loss if lists is None else listwise_loss, objective=VAL_AUC,

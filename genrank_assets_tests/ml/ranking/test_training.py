@@ -128,7 +128,7 @@ def test_listwise_training_separates_planted_positives_and_checks_its_lists(worl
     assert len(bounds) - 1 == train_df.playlist_id.nunique() and bounds[-1] == len(train_df)
     ranker = tiny_ranker(world, use_song_text=False)
     lines = []
-    config = replace(RANKER_TRAINING, epochs=4, batch_size=4, lr=2e-3, warmup_ratio=0.1, early_stopping_patience=3,
+    config = replace(RANKER_TRAINING, epochs=4, batch_size=64, lr=2e-3, warmup_ratio=0.1, early_stopping_patience=3,
                      seed=0, log_every_steps=1000)
     result = train_ranker(ranker, train_df, val_df, song_vectors, None, config, log_fn=lines.append, loss="listwise")
     assert result.best_value > 0.85, result.history
@@ -136,9 +136,11 @@ def test_listwise_training_separates_planted_positives_and_checks_its_lists(worl
     pairs = encode_frame(ranker, val_df, song_vectors, None, "val_df")
     assert evaluate_ranker(ranker, pairs, lists=list_bounds(val_df))["val_loss"] == pytest.approx(
         result.best_val["val_loss"], abs=1e-5)
-    # a batch is batch_size whole lists: the steps count lists, not rows
+    # a batch is whole lists, as many as hold batch_size rows on average: the steps count lists, not rows
     n_lists = len(bounds) - 1
-    assert any(f"step {-(-n_lists // 4)}/" in line and "epoch 1/4 done" in line for line in lines), lines
+    per_batch = round(64 * n_lists / len(train_df))
+    assert per_batch > 1 and f"ranker_model: listwise, {per_batch} lists a batch (~64 rows)" in lines
+    assert any(f"step {-(-n_lists // per_batch)}/" in line and "epoch 1/4 done" in line for line in lines), lines
     with pytest.raises(ValueError, match="contiguous"):
         list_bounds(train_df.sample(frac=1.0, random_state=0))
     with pytest.raises(ValueError, match="no positive"):
