@@ -246,6 +246,15 @@ def build_pools(texts: Sequence[str], sources: CandidateSources, config: PoolCon
     return [build_pool(text, sources, config) for text in texts]
 
 
+def check_not_in_training(playlist_ids: Sequence[str], sources: CandidateSources) -> None:
+    """Raise ValueError when a query playlist is one the classical sources were fitted on: its own songs would
+    vote for themselves (kNN neighbour of itself, co-occurrence with itself, same-title share of itself)."""
+    leaked = [str(p) for p in playlist_ids if str(p) in sources.train_playlist_ids]
+    if leaked:
+        raise ValueError(f"{len(leaked)} query playlists are train playlists of the candidate sources (their songs "
+                         f"would vote for themselves), e.g. {leaked[:3]}: build ranker training data from val")
+
+
 def crossfit_pool_songs(corpus: pd.DataFrame, splits: Sequence[str] = ("train", "val"), folds: int = 5,
                         per_source: int = PoolConfig.per_source, seed: int = 0, log_fn=None) -> dict[str, list[str]]:
     """Playlist id -> the classical pool (``build_pool`` without the generator) of its title, for every titled
@@ -256,26 +265,24 @@ def crossfit_pool_songs(corpus: pd.DataFrame, splits: Sequence[str] = ("train", 
     if folds < 2:
         raise ValueError(f"crossfit_pool_songs needs folds >= 2, got {folds}")
     config = PoolConfig(per_source=per_source, sources=CLASSICAL_SOURCES)
-    ids = corpus["playlist_id"].astype(str)
-    fold = np.array([zlib.crc32(f"pool-fold:{seed}:{p}".encode("utf-8")) % folds for p in ids])
+    fold = np.array([zlib.crc32(f"pool-fold:{seed}:{p}".encode("utf-8")) % folds
+                     for p in corpus["playlist_id"].astype(str)])
     is_train = (corpus["split"] == "train").to_numpy()
-    # (train playlists the sources are fitted on, the queries they answer)
-    jobs = [(~is_train | (fold != k), is_train & (fold == k)) for k in range(folds) if "train" in splits]
+    # (train playlists left out of the sources' fit, the playlists they answer for)
+    jobs = [(is_train & (fold == k),) * 2 for k in range(folds)] if "train" in splits else []
     others = [s for s in splits if s != "train"]
     if others:
-        jobs.append((np.ones(len(corpus), dtype=bool), corpus["split"].isin(others).to_numpy()))
+        jobs.append((np.zeros(len(corpus), dtype=bool), corpus["split"].isin(others).to_numpy()))
     out: dict[str, list[str]] = {}
-    for fitted, asked in jobs:
+    for left_out, asked in jobs:
         part = corpus.copy()
-        part.loc[is_train & ~fitted, "split"] = HOLDOUT  # out of the fit
+        part.loc[left_out, "split"] = HOLDOUT  # out of the fit
         sources = CandidateSources.fit(part)
         asked_corpus = corpus[asked]
         for split in pd.unique(asked_corpus["split"]):
             qids, texts, _ = benchmark_queries(asked_corpus, split=str(split))
-            for qid, text in zip(qids, texts):
-                if qid in sources.train_playlist_ids:  # the rule the whole stage keeps
-                    raise ValueError(f"playlist {qid} would vote for itself in its own pool")
-                out[qid] = list(build_pool(text, sources, config).song_ids)
+            check_not_in_training(qids, sources)
+            out.update((qid, list(build_pool(text, sources, config).song_ids)) for qid, text in zip(qids, texts))
         if log_fn is not None:
             log_fn(f"cross-fitted pools: {len(out)} playlists")
     return out
@@ -309,6 +316,7 @@ __all__ = [
     "QueryPool",
     "build_pool",
     "build_pools",
+    "check_not_in_training",
     "crossfit_pool_songs",
     "recall_ceiling",
 ]

@@ -28,7 +28,7 @@ whole pool when that source ranked fewer in it): it lies in every pool with ``pe
 features do not change when other sources add or remove songs (the ablations, a smaller pool).
 
 Everything is read from the TRAIN playlists (the sources' catalogue) and models fitted on them; no query's own
-playlist can reach its features unless it is a train playlist (``check_not_in_training``).
+playlist can reach its features unless it is a train playlist (``candidates.check_not_in_training``).
 """
 from __future__ import annotations
 
@@ -89,15 +89,6 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 
 def _share(query: set[str], other: set[str]) -> float:
     return len(query & other) / len(query) if query else 0.0
-
-
-def check_not_in_training(playlist_ids: Sequence[str], sources: CandidateSources) -> None:
-    """Raise ValueError when a query playlist is one the classical sources were fitted on: its own songs would
-    vote for themselves (kNN neighbour of itself, co-occurrence with itself, same-title share of itself)."""
-    leaked = [str(p) for p in playlist_ids if str(p) in sources.train_playlist_ids]
-    if leaked:
-        raise ValueError(f"{len(leaked)} query playlists are train playlists of the candidate sources (their songs "
-                         f"would vote for themselves), e.g. {leaked[:3]}: build ranker training data from val")
 
 
 class FeatureBuilder:
@@ -359,7 +350,6 @@ __all__ = [
     "OTHER_FEATURES",
     "FeatureBuilder",
     "char_bigrams",
-    "check_not_in_training",
     "code_log_probs",
     "text_tokens",
 ]

@@ -20,14 +20,20 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import HOLDOUT
-from genrank_assets.ml.ranking.candidates import SOURCES, CandidateSources, PoolConfig, build_pool, recall_ceiling
+from genrank_assets.ml.ranking.candidates import (
+    SOURCES,
+    CandidateSources,
+    PoolConfig,
+    build_pool,
+    check_not_in_training,
+    recall_ceiling,
+)
 from genrank_assets.ml.ranking.features import (
     CLASSICAL_FEATURES,
     CROSS_ENCODER_FEATURES,
     FEATURES,
     GENERATOR_FEATURES,
     FeatureBuilder,
-    check_not_in_training,
 )
 from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, ranked_with_fill
 

@@ -7,13 +7,18 @@ import torch
 
 from genrank_assets.ml.data.corpus import HOLDOUT, upstream_corpus
 from genrank_assets.ml.generator.tokenizer import TextEncoder
-from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool, build_pools
+from genrank_assets.ml.ranking.candidates import (
+    CandidateSources,
+    PoolConfig,
+    build_pool,
+    build_pools,
+    check_not_in_training,
+)
 from genrank_assets.ml.ranking.features import (
     FEATURE_GROUPS,
     FEATURES,
     FeatureBuilder,
     char_bigrams,
-    check_not_in_training,
     code_log_probs,
     text_tokens,
 )
