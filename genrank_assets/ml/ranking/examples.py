@@ -295,8 +295,7 @@ class _NegativeSampler:
             if source == "generator":
                 picked = _sample_unused(self.proposals(text), wanted, taken, rng)
             elif source == "pool":
-                pool = (self.song_vectors.index_of(str(s)) for s in self.pool_of.get(playlist_id, ()))
-                picked = _sample_unused(list(dict.fromkeys(i for i in pool if i is not None)), wanted, taken, rng)
+                picked = _sample_unused(self.indices(self.pool_of.get(playlist_id, ())), wanted, taken, rng)
             else:
                 picked = self.clusters.sample(positives, wanted, taken, rng)
             negatives += [(i, source) for i in picked]
@@ -307,9 +306,13 @@ class _NegativeSampler:
 
     def proposals(self, text: str) -> list[int]:
         if text not in self.proposals_of_title:
-            proposed = (self.song_vectors.index_of(str(s)) for s in self.hard_negative_fn(text))
-            self.proposals_of_title[text] = list(dict.fromkeys(i for i in proposed if i is not None))
+            self.proposals_of_title[text] = self.indices(self.hard_negative_fn(text))
         return self.proposals_of_title[text]
+
+    def indices(self, song_ids) -> list[int]:
+        """The distinct vector indices of ``song_ids``, in order; songs without a vector dropped."""
+        found = (self.song_vectors.index_of(str(s)) for s in song_ids)
+        return list(dict.fromkeys(i for i in found if i is not None))
 
 
 class _CatalogueSampler:

@@ -4,8 +4,8 @@ What is the ranker's own: the examples tables are encoded once (``encode_frame``
 cross-entropy of the logits against the 0/1 labels (``loss="bce"``, pointwise), or with ``loss="listwise"`` the
 softmax cross-entropy of each playlist's list (its rows: positives and their negatives), the target spread evenly
 over its positives (ListNet's top-one form), a batch then being whole lists, as many as hold ``batch_size`` rows on
-average (at least one), so one ``batch_size`` means about the same step for both losses; validation is BCE loss, ROC-AUC and F1 / precision / recall
-/ accuracy at probability 0.5, and the val AUC (higher is better) picks the weights; the checkpoint fingerprint
+average (at least one), so one ``batch_size`` means about the same step for both losses; validation is the loss
+trained on, ROC-AUC and F1 / precision / recall / accuracy at probability 0.5, and the val AUC (higher is better) picks the weights; the checkpoint fingerprint
 covers the ranker and encoder config, the encoded pairs and the song vectors. Everything else (optimizer,
 schedule, checkpoints and resume, early stopping, precision, progress lines) is the shared loop's.
 """
@@ -72,8 +72,7 @@ def train_ranker(
         rows = np.concatenate([np.arange(lists[i], lists[i + 1]) for i in list_ids])
         input_ids, attention_mask, vectors, labels = train_pairs.batch(ranker, rows, device)
         logits = net(input_ids, attention_mask, vectors).float()
-        owner = torch.from_numpy(np.repeat(np.arange(len(list_ids)), np.diff(lists)[list_ids])).to(device)
-        return listwise_softmax_loss(logits, labels, owner, len(list_ids))
+        return listwise_softmax_loss(logits, labels, list_owner(np.diff(lists)[list_ids]).to(device), len(list_ids))
 
     n_examples = len(train_pairs) if lists is None else len(lists) - 1
     rows_per_batch = config.batch_size
@@ -116,6 +115,11 @@ def list_bounds(examples: pd.DataFrame) -> np.ndarray:
     return bounds
 
 
+def list_owner(sizes: np.ndarray) -> torch.Tensor:
+    """The list of each row, for lists of ``sizes`` rows laid one after the other (``listwise_softmax_loss``)."""
+    return torch.from_numpy(np.repeat(np.arange(len(sizes)), sizes))
+
+
 def listwise_softmax_loss(logits: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n_lists: int
                           ) -> torch.Tensor:
     """Mean over lists of the cross-entropy between softmax(logits) within a list (``owner``: each row's list)
@@ -142,9 +146,8 @@ def evaluate_ranker(ranker: CrossEncoderRanker, pairs: EncodedPairs, batch_size:
     if lists is None:
         loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(labels)))
     else:
-        owner = torch.from_numpy(np.repeat(np.arange(len(lists) - 1), np.diff(lists)))
-        loss = float(listwise_softmax_loss(torch.from_numpy(logits).float(), torch.from_numpy(labels), owner,
-                                           len(lists) - 1))
+        loss = float(listwise_softmax_loss(torch.from_numpy(logits).float(), torch.from_numpy(labels),
+                                           list_owner(np.diff(lists)), len(lists) - 1))
     predicted = (logits > 0).astype(np.int64)  # sigmoid(logit) > 0.5
     truth = labels.astype(np.int64)
     both_classes = len(np.unique(truth)) == 2
