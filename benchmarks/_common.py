@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The LTR rows a val-only benchmark may read: the holdout's and val's, never test's.
+NOT_TEST_FEATURES = "select * from genrank.ranking_features where split <> 'test'"
+CORPUS = "select * from genrank.playlist_corpus"
 MPD7K = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mpd7k"
 
 
@@ -43,6 +46,17 @@ def run_measured(argv: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed:\n{proc.stderr[-2000:]}")
     return {"seconds": wall, "peak_rss_mib_children_max": peak, "stdout": proc.stdout}
+
+
+def warehouse_frames(home: Path, *queries: str) -> list:
+    """The frame of each SQL query, from a materialised GENRANK_HOME's DuckDB warehouse opened read-only."""
+    import duckdb
+
+    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+    try:
+        return [con.execute(query).fetchdf() for query in queries]
+    finally:
+        con.close()
 
 
 def median(xs) -> float:

@@ -16,10 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MPD7K, write_json  # noqa: E402
+from _common import MPD7K, warehouse_frames, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = [  # (selection, what) in dependency order
@@ -102,9 +100,7 @@ def main() -> None:
         timings.append({**run_step(selection, preset, env), "what": what})
         saved.write_text(json.dumps(timings, indent=1))
         print(f"   {timings[-1]['wall_s']} s, peak {timings[-1]['peak_rss_mib']} MiB", flush=True)
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    report = con.execute("select * from genrank.evaluation_report").fetchdf()
-    con.close()
+    (report,) = warehouse_frames(home, "select * from genrank.evaluation_report")
     cols = ["method", "recall@10", "ndcg@10", "recall@100", "r_precision", "coverage@10", "latency_p50_ms",
             "latency_p95_ms"]
     print(report[cols].round(4).to_string(index=False))

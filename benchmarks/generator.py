@@ -34,14 +34,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import duckdb
 import numpy as np
 import pandas as pd
 import torch
 from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median, peak_rss_mib, write_json  # noqa: E402
+from _common import CORPUS, median, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
@@ -64,12 +63,7 @@ RATE_PATTERN = re.compile(r"step (\d+)/\d+ .* (\d+) samples/s")
 # ------------------------------------------------------------------------------------------------ data
 def load_warehouse(home: Path) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """(corpus, semantic-ID song ids, codes (n, L)) from the run's DuckDB warehouse, opened read-only."""
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()
-        sem = con.execute("select * from genrank.semantic_ids").fetchdf()
-    finally:
-        con.close()
+    corpus, sem = warehouse_frames(home, CORPUS, "select * from genrank.semantic_ids")
     corpus["song_ids"] = corpus["song_ids"].map(lambda ids: [str(s) for s in ids])
     levels = sorted((c for c in sem.columns if re.fullmatch(r"l\d+", c)), key=lambda c: int(c[1:]))
     return corpus, sem["song_id"].astype(str).tolist(), sem[levels].to_numpy(dtype=np.int64)

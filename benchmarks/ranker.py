@@ -35,14 +35,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import duckdb
 import numpy as np
 import pandas as pd
 import torch
 from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, peak_rss_mib, write_json  # noqa: E402
+from _common import CORPUS, RESULTS, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets import paths  # noqa: E402
 from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
@@ -62,11 +61,7 @@ SOURCES = ("title_knn", "generator")
 
 # ------------------------------------------------------------------------------------------------ data
 def load_corpus(home: Path) -> pd.DataFrame:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        corpus = con.execute("select * from genrank.playlist_corpus").fetchdf()
-    finally:
-        con.close()
+    (corpus,) = warehouse_frames(home, CORPUS)
     corpus["song_ids"] = corpus["song_ids"].map(lambda ids: [str(s) for s in ids])
     return corpus
 
