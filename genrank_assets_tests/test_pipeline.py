@@ -52,12 +52,17 @@ def _metadata(result, node: str) -> dict:
     return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
 
 
-def _report_table(home: Path) -> pd.DataFrame:
+def _tables(home: Path, *names: str) -> list[pd.DataFrame]:
+    """The warehouse tables ``names`` of ``home``, read through a read-only connection."""
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
-        return con.execute("select * from genrank.evaluation_report").fetchdf()
+        return [con.execute(f"select * from genrank.{name}").fetchdf() for name in names]
     finally:
         con.close()
+
+
+def _report_table(home: Path) -> pd.DataFrame:
+    return _tables(home, "evaluation_report")[0]
 
 
 @pytest.fixture(scope="module")
@@ -429,12 +434,7 @@ def test_the_cross_encoder_learns_listwise_from_cross_fitted_pool_negatives(buil
         assert meta["train_pool"] > 0 and meta["val_pool"] > 0, meta
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks["ranker_model_learned"] is True
-        con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-        try:
-            examples = con.execute("select * from genrank.ranker_dataset").fetchdf()
-            corpus = con.execute("select playlist_id, song_ids from genrank.upstream_corpus").fetchdf()
-        finally:
-            con.close()
+        examples, corpus = _tables(home, "ranker_dataset", "upstream_corpus")
         own = {p: set(s) for p, s in zip(corpus.playlist_id, corpus.song_ids)}
         pooled = examples[examples.negative_kind == "pool"]
         assert not any(s in own[p] for p, s in zip(pooled.playlist_id, pooled.song_id))
