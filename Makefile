@@ -12,18 +12,31 @@ UI_PORT ?= 3000
 MLFLOW_UI_PORT ?= 5000
 
 .PHONY: install install-dev demo test test-services test-browser ui mlflow-ui bench lint clean dagster-home \
-        team-stack team-stack-stop
+        team-stack team-stack-stop lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -qq -e .
+# Every install takes the exact versions of constraints.txt (the lock CI tested), so a fresh machine next month
+# installs what passed today; `make lock` refreshes it on purpose.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -qq -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -qq -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -qq -c constraints.txt -e '.[dev]'
 	touch $@ $(VENV)/.installed
+
+# Re-resolve pyproject's ranges in a throwaway venv and write every transitive version to constraints.txt.
+# Local version labels (torch's +cpu) are dropped so that the same lock serves the CUDA wheel of the gpu extra.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -qq -e '.[dev]'
+	{ echo '# The lock: every transitive version of `pip install -e .[dev]`, as CI tested it. Refresh on purpose with'; \
+	  echo '# `make lock` (a fresh venv resolves pyproject.toml again), then run `make test` before committing.'; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > constraints.txt
+	rm -rf $(LOCK_VENV)
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
