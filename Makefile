@@ -50,7 +50,7 @@ data/gen_playlist_info.csv:
 	$(BIN)/genrank demo-data --out data
 
 demo: install data/gen_playlist_info.csv dagster-home
-	@$(BIN)/python -m genrank_assets.demo_run -c $(PRESET) $(if $(filter-out 0,$(VERBOSE)),-v)
+	@$(BIN)/python -m genrank_assets.tools.demo_run -c $(PRESET) $(if $(filter-out 0,$(VERBOSE)),-v)
 	@echo; echo '$$ genrank recommend "适合深夜听的抒情歌曲" -k 10'
 	@$(BIN)/genrank recommend "适合深夜听的抒情歌曲" -k 10
 	@echo; echo '$$ genrank recommend "gym running bgm" -k 10'
@@ -69,19 +69,19 @@ test-browser: install-dev
 	$(BIN)/pytest -m browser
 
 ui: install dagster-home
-	GENRANK_PRESET=$${GENRANK_PRESET:-demo} $(BIN)/python -m genrank_assets.serve_ui --host 127.0.0.1 --port $(UI_PORT)
+	GENRANK_PRESET=$${GENRANK_PRESET:-demo} $(BIN)/python -m genrank_assets.tools.serve_ui --host 127.0.0.1 --port $(UI_PORT)
 
 # MLflow's UI on GENRANK_HOME's store (runs, registered models and their aliases): http://127.0.0.1:5000
 mlflow-ui: install
-	$(BIN)/python -m genrank_assets.serve_ui --mlflow --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+	$(BIN)/python -m genrank_assets.tools.serve_ui --mlflow --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
 # The team stack under GENRANK_HOME/team: PostgreSQL 15 (Debian's postgresql-15), `mlflow server` on it, and
-# Dagster's daemon and UI with run/event storage in it (genrank_assets/team_stack.py). PIDs in team/pids/.
+# Dagster's daemon and UI with run/event storage in it (genrank_assets/tools/team_stack.py). PIDs in team/pids/.
 team-stack: install
-	@$(BIN)/python -m genrank_assets.team_stack start
+	@$(BIN)/python -m genrank_assets.tools.team_stack start
 
 team-stack-stop:
-	@$(BIN)/python -m genrank_assets.team_stack stop
+	@$(BIN)/python -m genrank_assets.tools.team_stack stop
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

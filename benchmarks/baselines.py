@@ -40,9 +40,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genrank_assets.ml.baselines import classical as bl
 from genrank_assets.ml.data.corpus import split_of
 from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap
-from genrank_assets.ml.ranking import baselines as bl
 
 log = logging.getLogger("benchmarks.baselines")
 

@@ -42,6 +42,7 @@ from mlflow import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CORPUS, median, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
 
+from genrank_assets.ml.baselines.classical import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
 from genrank_assets.ml.generator.dataset import make_training_examples  # noqa: E402
@@ -49,7 +50,6 @@ from genrank_assets.ml.generator.model import build_model  # noqa: E402
 from genrank_assets.ml.generator.tiger import CodeTable  # noqa: E402
 from genrank_assets.ml.generator.tokenizer import build_tokenizer  # noqa: E402
 from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger  # noqa: E402
-from genrank_assets.ml.ranking.baselines import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.semantic_ids.codes import code_space_of  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
 

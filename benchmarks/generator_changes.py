@@ -57,10 +57,10 @@ from _common import write_json  # noqa: E402
 from baselines import DEFAULT_DATA  # noqa: E402
 from ltr_upstream import CACHE, _cache_dir, load_data, preset_settings  # noqa: E402
 
+from genrank_assets.ml.baselines import classical as bl  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
-from genrank_assets.ml.ranking import baselines as bl  # noqa: E402
-from genrank_assets.ml.ranking.candidates import PoolConfig  # noqa: E402
+from genrank_assets.ml.ranking.ltr.candidates import PoolConfig  # noqa: E402
 
 log = logging.getLogger("benchmarks.generator_changes")
 
@@ -266,9 +266,9 @@ def phase_ltr(val: Val, prior_weight: float, num_beams: int, threads: int) -> di
     import torch
     from ltr_upstream import build_upstream
 
-    from genrank_assets.ml.ranking.candidates import CandidateSources
-    from genrank_assets.ml.ranking.features import FEATURES, GENERATOR_FEATURES, FeatureBuilder
-    from genrank_assets.ml.ranking.ltr import LTRParams
+    from genrank_assets.ml.ranking.ltr.candidates import CandidateSources
+    from genrank_assets.ml.ranking.ltr.features import FEATURES, GENERATOR_FEATURES, FeatureBuilder
+    from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 
     previous = json.loads((Path(__file__).resolve().parent / "results" / "ltr.json").read_text())
     params = LTRParams(**{**previous["ltr"]["ltr"]["params"], "num_threads": threads})

@@ -44,17 +44,17 @@ from _common import write_json  # noqa: E402
 from baselines import DEFAULT_DATA  # noqa: E402
 from ltr_upstream import CACHE, _cache_dir, build_upstream  # noqa: E402
 
+from genrank_assets.ml.baselines import classical as bl  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.ranking import baselines as bl  # noqa: E402
-from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool, check_not_in_training  # noqa: E402
-from genrank_assets.ml.ranking.features import (  # noqa: E402
+from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, build_pool, check_not_in_training  # noqa: E402
+from genrank_assets.ml.ranking.ltr.features import (  # noqa: E402
     CLASSICAL_FEATURES,
     CROSS_ENCODER_FEATURES,
     FEATURES,
     GENERATOR_FEATURES,
     FeatureBuilder,
 )
-from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, ranked_with_fill  # noqa: E402
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, ranked_with_fill  # noqa: E402
 
 log = logging.getLogger("benchmarks.ltr")
 

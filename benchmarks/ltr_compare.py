@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
+from genrank_assets.ml.baselines.classical import benchmark_queries  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.ranking.baselines import benchmark_queries  # noqa: E402
-from genrank_assets.ml.ranking.features import FEATURES  # noqa: E402
-from genrank_assets.ml.ranking.ltr import LTRParams  # noqa: E402
-from genrank_assets.ml.ranking.ltr_tables import fit_ranker, oof_frame, rankings, training_rows  # noqa: E402
+from genrank_assets.ml.ranking.ltr.features import FEATURES  # noqa: E402
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams  # noqa: E402
+from genrank_assets.ml.ranking.ltr.tables import fit_ranker, oof_frame, rankings, training_rows  # noqa: E402
 
 
 def val_per_query(home: Path, params: LTRParams) -> tuple[dict, int]:

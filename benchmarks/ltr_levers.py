@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
+from genrank_assets.ml.baselines import classical as bl  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.ranking import baselines as bl  # noqa: E402
-from genrank_assets.ml.ranking.features import CROSS_ENCODER_FEATURES, FEATURES, GENERATOR_FEATURES  # noqa: E402
-from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, _group_sizes, query_folds  # noqa: E402
-from genrank_assets.ml.ranking.ltr_tables import rankings  # noqa: E402
+from genrank_assets.ml.ranking.ltr.features import CROSS_ENCODER_FEATURES, FEATURES, GENERATOR_FEATURES  # noqa: E402
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, _group_sizes, query_folds  # noqa: E402
+from genrank_assets.ml.ranking.ltr.tables import rankings  # noqa: E402
 
 PARAMS = LTRParams(min_data_in_leaf=200)  # presets/cpu-real.yaml's ltr_ranker
 E5_FEATURES = ["e5_cooc_score", "e5_cooc_rank", "e5_knn_score"]

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CORPUS, NOT_TEST_FEATURES, warehouse_frames, write_json  # noqa: E402
 
+from genrank_assets.ml.baselines.classical import benchmark_queries  # noqa: E402
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10  # noqa: E402
-from genrank_assets.ml.ranking.baselines import benchmark_queries  # noqa: E402
-from genrank_assets.ml.ranking.features import FEATURES  # noqa: E402
-from genrank_assets.ml.ranking.ltr import LTRParams  # noqa: E402
-from genrank_assets.ml.ranking.ltr_tables import fit_ranker, training_rows  # noqa: E402
+from genrank_assets.ml.ranking.ltr.features import FEATURES  # noqa: E402
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams  # noqa: E402
+from genrank_assets.ml.ranking.ltr.tables import fit_ranker, training_rows  # noqa: E402
 
 GRID = [dict(objective=o, num_leaves=leaves, min_data_in_leaf=m)
         for o in ("lambdarank", "rank_xendcg") for leaves in (7, 15, 31) for m in (50, 200)]

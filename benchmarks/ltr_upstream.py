@@ -148,7 +148,7 @@ def build_upstream(data_dir: Path = DEFAULT_DATA, cache: Path = CACHE, threads: 
                                                                 settings["tiger_model"]))
     generator = load_tiger(tiger_dir)
 
-    from genrank_assets.ml.ranking.model import load_ranker
+    from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
 
     ranker_dir = directory / "ranker"
     if not (ranker_dir / "ranker_config.json").exists():
@@ -202,9 +202,9 @@ def _train_tiger(corpus, song_ids, codes, out_dir: Path, directory: Path, config
 
 
 def _train_ranker(corpus, sv, song_ids, codes, generator, out_dir: Path, directory: Path, settings: dict) -> None:
-    from genrank_assets.ml.ranking.examples import build_ranker_examples, generator_proposals
-    from genrank_assets.ml.ranking.model import build_ranker, save_ranker
-    from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
+    from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples, generator_proposals
+    from genrank_assets.ml.ranking.cross_encoder.model import build_ranker, save_ranker
+    from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING, train_ranker
     from genrank_assets.ml.training import TrainConfig
 
     titles = corpus.loc[corpus["split"].isin(["train", "val"]), "title"].astype(str)

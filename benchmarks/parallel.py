@@ -1,4 +1,4 @@
-"""The whole asset graph in one process vs Dagster's multiprocess executor (genrank_assets/executors.py).
+"""The whole asset graph in one process vs Dagster's multiprocess executor (genrank_assets/defs/executors.py).
 
 For each engine: a fresh GENRANK_HOME and DAGSTER_HOME, `dagster asset materialize --select '*'` with the preset
 and `execution: {config: {<engine>: {}}}`, timed from outside; then, from the instance's step stats, every step's

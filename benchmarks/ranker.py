@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CORPUS, RESULTS, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
 
 from genrank_assets import paths  # noqa: E402
+from genrank_assets.ml.baselines.classical import benchmark_queries, reference_title_knn  # noqa: E402
 from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
 from genrank_assets.ml.evaluation.procedure import tune_weights  # noqa: E402
-from genrank_assets.ml.ranking.baselines import benchmark_queries, reference_title_knn  # noqa: E402
-from genrank_assets.ml.ranking.model import song_text  # noqa: E402
+from genrank_assets.ml.ranking.cross_encoder.model import song_text  # noqa: E402
 from genrank_assets.ml.serving import registry  # noqa: E402
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, rank_with_weights  # noqa: E402
 

@@ -33,8 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genrank_assets.ml.ranking.model import CrossEncoderRanker
-from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
+from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
+from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING, train_ranker
 from genrank_assets.ml.vectors.song_vectors import SongVectors
 
 N_CANDIDATES = 100

@@ -247,14 +247,14 @@ def reuse_1x(path: Path) -> dict:
 # ------------------------------------------------------------------------------------- classical probe
 def _probe_one(data: Path, n_queries: int) -> dict:
     """In this process: the classical sources of the candidate pool (tuned kNN, kNN + co-occurrence, bounded
-    kernel ridge + co-occurrence; ml/ranking/candidates.py, no generator) fitted on the data set's train
+    kernel ridge + co-occurrence; ml/ranking/ltr/candidates.py, no generator) fitted on the data set's train
     playlists, then ``build_pool`` for the first ``n_queries`` val titles: the per-query work that ltr_tables and
     evaluation_report repeat for every val / test query."""
     import pandas as pd
 
     sys.path.insert(0, str(e2e.REPO))
     from genrank_assets.ml.data.corpus import split_of
-    from genrank_assets.ml.ranking.candidates import CLASSICAL_SOURCES, CandidateSources, PoolConfig, build_pool
+    from genrank_assets.ml.ranking.ltr.candidates import CLASSICAL_SOURCES, CandidateSources, PoolConfig, build_pool
 
     header, info, groups, _ = _read_source(data)
     titles = {pid: ln.split(b"\t")[1].decode("utf-8", "replace") for pid, ln in info}

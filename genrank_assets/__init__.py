@@ -1,13 +1,14 @@
-"""genrank: a Dagster code location (`definitions.py`) over plain algorithms (`ml/`).
+"""genrank: a Dagster code location (`definitions.py` over `defs/`), operator tools (`tools/`) and plain algorithms
+(`ml/`).
 
-`genrank_assets.defs` is the code location's Definitions, resolved on first access so that `import
-genrank_assets.ml...` (the CLI, a notebook) does not import Dagster; `dagster ... -m genrank_assets` finds it
-through `__dir__`.
+`genrank_assets.code_location` is the code location's Definitions, resolved on first access so that `import
+genrank_assets.ml...` (a notebook, a server) does not import Dagster; `dagster ... -m genrank_assets` finds it
+through `__dir__`. (It is not called `defs`: that name is the `defs/` package.)
 """
 
 
 def __getattr__(name: str):
-    if name == "defs":
+    if name == "code_location":
         from genrank_assets.definitions import defs
 
         return defs
@@ -15,4 +16,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "defs"])
+    return sorted([*globals(), "code_location"])

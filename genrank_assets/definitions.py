@@ -4,12 +4,12 @@ from __future__ import annotations
 import dagster as dg
 
 import genrank_assets.paths as paths
-from genrank_assets.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
-from genrank_assets.automation import build_automation
-from genrank_assets.executors import genrank_executor
-from genrank_assets.io_managers import warehouse_io_manager
-from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
-from genrank_assets.run_checks import register_config_classes
+from genrank_assets.defs.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
+from genrank_assets.defs.automation import build_automation
+from genrank_assets.defs.executors import genrank_executor
+from genrank_assets.defs.io_managers import warehouse_io_manager
+from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.defs.run_checks import register_config_classes
 
 # Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation -> serving.
 STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation, serving]
@@ -43,6 +43,6 @@ defs = dg.Definitions(
     schedules=automation.schedules,
     sensors=automation.sensors,
     # Multiprocess by default (independent steps at once; one DuckDB writer at a time through the IO manager's
-    # lock wait), in_process or dask per run config: genrank_assets/executors.py.
+    # lock wait), in_process or dask per run config: genrank_assets/defs/executors.py.
     executor=genrank_executor,
 )

@@ -4,8 +4,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Files that ship inside the package: the run-config presets and the Dagster instance settings.
+PACKAGE_DIR = Path(__file__).resolve().parent
+PRESETS_DIR = PACKAGE_DIR / "presets"
+DAGSTER_YAML = PACKAGE_DIR / "dagster.yaml"
+REPO_DIR = PACKAGE_DIR.parent  # the checkout (workspace.yaml) when installed editable, as `make` does
+
 DEFAULT_HOME = ".genrank"
 DEFAULT_DATA_DIR = "data"
+
+
+def preset_file(name_or_path: str | os.PathLike) -> Path:
+    """A run-config preset: a file stem in presets/ (``demo``, ``cpu-real``, ...) or a path to a YAML file; a
+    ValueError naming the known presets otherwise."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml"):
+        raise ValueError(f"no preset file {path}")
+    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise ValueError(f"unknown preset {str(name_or_path)!r}: give a YAML path or one of {known}")
+    return candidate
 
 
 def genrank_home(home: str | os.PathLike | None = None) -> Path:

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from genrank_assets import automation
+import genrank_assets.paths as paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
+from genrank_assets.defs import automation
+from genrank_assets.defs.resources import GPU_TAGS, GenrankPaths
 from genrank_assets.ml.data.batches import (
     BASE_BATCH_ID,
     SUCCESS_MARKER,
@@ -19,7 +21,6 @@ from genrank_assets.ml.data.batches import (
     scan_incoming,
 )
 from genrank_assets.ml.data.ingest import IngestError
-from genrank_assets.resources import GPU_TAGS, GenrankPaths
 
 INFO_HEADER = "glid\tlistname\tnickname\ttag_list\tfeat\tcollect_type\tplay_count"
 
@@ -300,7 +301,7 @@ def test_schedule_cron_from_env(monkeypatch):
         automation.build_retrain_schedule(job)
 
 
-PRESETS = sorted(automation.PRESETS_DIR.glob("*.yaml"))
+PRESETS = sorted(paths.PRESETS_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])

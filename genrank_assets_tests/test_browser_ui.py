@@ -1,8 +1,8 @@
 """What a person sees in the two UIs, checked in a real headless Chromium (Debian's, through Playwright).
 
 One test-preset materialisation (`genrank materialize`, into a temporary GENRANK_HOME whose DAGSTER_HOME holds the
-run) feeds both UIs: `make ui`'s command (`python -m genrank_assets.serve_ui`) and `make mlflow-ui`'s
-(`python -m genrank_assets.serve_ui --mlflow`). Dagster: the global asset graph with every group expanded shows
+run) feeds both UIs: `make ui`'s command (`python -m genrank_assets.tools.serve_ui`) and `make mlflow-ui`'s
+(`python -m genrank_assets.tools.serve_ui --mlflow`). Dagster: the global asset graph with every group expanded shows
 every asset and group; `evaluation_report` shows the report (table and its three plots, loaded); a blocking
 check's result; `semantic_ids` shows its code plots; the sensor and the schedule pages load. MLflow: the three
 registered models with the `champion` alias, and the evaluation's metrics on their runs.
@@ -59,7 +59,7 @@ def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
     env.update({"GENRANK_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
                 "GENRANK_DATA_DIR": str(tiny_demo_dir), "HF_HUB_OFFLINE": "1",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
-    proc = subprocess.run([sys.executable, "-m", "genrank_assets.demo_run", "-c", str(root / "preset.yaml")],
+    proc = subprocess.run([sys.executable, "-m", "genrank_assets.tools.demo_run", "-c", str(root / "preset.yaml")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
 def _serve(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "genrank_assets.serve_ui", *extra, "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "genrank_assets.tools.serve_ui", *extra, "--host", "127.0.0.1",
                                  "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return proc, port

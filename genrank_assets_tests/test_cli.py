@@ -6,8 +6,8 @@ import time
 import mlflow
 import pytest
 
-from genrank_assets import cli
 from genrank_assets.ml.serving import registry
+from genrank_assets.tools import cli
 
 
 class _Echo(mlflow.pyfunc.PythonModel):

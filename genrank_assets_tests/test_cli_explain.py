@@ -8,10 +8,10 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from genrank_assets import cli
-from genrank_assets.ml.ranking.baselines import knn_cooccurrence
+from genrank_assets.ml.baselines.classical import knn_cooccurrence
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig
+from genrank_assets.tools import cli
 from genrank_assets_tests.ml.serving.fakes import SONGS, planted_corpus, planted_models
 from genrank_assets_tests.ml.serving.test_explain import CodedGenerator
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from genrank_assets.assets.generator import TigerModelConfig
-from genrank_assets.assets.ranking import RankerDatasetConfig, RankerModelConfig
+from genrank_assets.defs.assets.generator import TigerModelConfig
+from genrank_assets.defs.assets.ranking import RankerDatasetConfig, RankerModelConfig
+from genrank_assets.defs.resources import fill_device_defaults
 from genrank_assets.ml.device_defaults import CPU_DEFAULTS, CUDA_DEFAULTS, DeviceDefaults, for_device
-from genrank_assets.resources import fill_device_defaults
 
 PRESETS = Path(__file__).resolve().parents[1] / "genrank_assets" / "presets"
 CONFIGS = {"tiger_model": TigerModelConfig, "ranker_dataset": RankerDatasetConfig, "ranker_model": RankerModelConfig}

@@ -1,4 +1,4 @@
-"""The executors of genrank_assets/executors.py on the whole test-preset graph, each against an in-process run of
+"""The executors of genrank_assets/defs/executors.py on the whole test-preset graph, each against an in-process run of
 the same config: Dagster's multiprocess executor (steps in parallel processes, the DuckDB file shared through the
 IO manager's lock wait), and dagster-dask on a dask.distributed cluster of real worker processes on 127.0.0.1
 (the Parquet warehouse, no file any one process holds). Every warehouse table must come out equal, row for row,
@@ -20,7 +20,7 @@ import yaml
 
 import genrank_assets.paths as paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
-from genrank_assets.executors import TRAINING_LIMITS, genrank_executor, multiprocess_config
+from genrank_assets.defs.executors import TRAINING_LIMITS, genrank_executor, multiprocess_config
 from genrank_assets_tests.test_serve_ui import free_port, stop_group
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def tables(catalog: Path) -> dict[str, pd.DataFrame]:
 def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
     """Every table equal, exactly. (The cross-encoder's head used to be initialised from the process's torch RNG
     state, so a ranker trained in a step process of its own, or in a dask worker that had not run the steps
-    before it, differed from the in-process one: ml/ranking/model.py seeds it now.)"""
+    before it, differed from the in-process one: ml/ranking/cross_encoder/model.py seeds it now.)"""
     assert sorted(got) == sorted(want)
     differ = []
     for name, frame in want.items():

@@ -4,8 +4,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from genrank_assets import graph
+import genrank_assets.paths as paths
 from genrank_assets.definitions import defs
+from genrank_assets.tools import graph
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -39,13 +40,13 @@ def test_stage_map_lists_each_stage_with_its_modules():
     rows = {line.split(" | ")[0].strip("| `"): line for line in table.splitlines()[2:]}
     groups = {n.group for n in nodes}
     assert list(rows) == graph.stage_order(groups)
-    assert "`assets/vectors.py`" in rows["vectors"] and "`ml/vectors/song_vectors.py`" in rows["vectors"]
+    assert "`defs/assets/vectors.py`" in rows["vectors"] and "`ml/vectors/song_vectors.py`" in rows["vectors"]
     assert "`ml/data/ingest.py`" in rows["data"]
-    # One name per stage: the assets of group <stage> are written in assets/<stage>.py, and ml/<stage>/ exists.
+    # One name per stage: the assets of group <stage> are written in defs/assets/<stage>.py, and ml/<stage>/ exists.
     for node in nodes:
-        assert node.module == f"genrank_assets.assets.{node.group}", node
+        assert node.module == f"genrank_assets.defs.assets.{node.group}", node
     for group in groups:
-        assert (Path(graph.__file__).parent / "ml" / group).is_dir(), group
+        assert (paths.PACKAGE_DIR / "ml" / group).is_dir(), group
 
 
 def test_blocking_checks_are_marked():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import genrank_assets.paths as paths
-from genrank_assets.io_managers import (
+from genrank_assets.defs.io_managers import (
     WAREHOUSE_ENV,
     ParquetWarehouseIOManager,
     WarehouseIOManager,
@@ -198,7 +198,7 @@ import sys
 import dagster as dg
 import pandas as pd
 from pathlib import Path
-from genrank_assets.io_managers import warehouse_io_manager
+from genrank_assets.defs.io_managers import warehouse_io_manager
 
 home, kind, name, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 store = {"io_manager": warehouse_io_manager(home, kind)}

@@ -11,8 +11,8 @@ import dagster as dg
 import yaml
 
 from genrank_assets.definitions import defs
-from genrank_assets.liveness import fail_dead_runs, process_alive_since
-from genrank_assets.resources import GenrankPaths
+from genrank_assets.defs.liveness import fail_dead_runs, process_alive_since
+from genrank_assets.defs.resources import GenrankPaths
 
 REPO = Path(__file__).resolve().parents[1]
 

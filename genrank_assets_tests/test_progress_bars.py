@@ -8,7 +8,7 @@ import sys
 import termios
 from pathlib import Path
 
-GENRANK = [sys.executable, "-m", "genrank_assets.cli"]
+GENRANK = [sys.executable, "-m", "genrank_assets.tools.cli"]
 
 
 def _env() -> dict:

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
+from genrank_assets.defs.resources import ComputeResource
 from genrank_assets.ml.compute import CPU, Compute, check_device, resolve_compute
-from genrank_assets.resources import ComputeResource
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 
@@ -84,8 +84,8 @@ def test_an_assets_own_cuda_device_is_checked_and_named():
 
 
 def test_for_asset_reads_the_config_and_names_the_op():
-    from genrank_assets.assets.generator import TigerModelConfig
-    from genrank_assets.assets.semantic_ids import SemanticIdsConfig
+    from genrank_assets.defs.assets.generator import TigerModelConfig
+    from genrank_assets.defs.assets.semantic_ids import SemanticIdsConfig
 
     resource = ComputeResource(device="cpu")
     assert resource.for_asset("semantic_ids", SemanticIdsConfig(device="cpu")).device == "cpu"

@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
-from genrank_assets.run_checks import config_errors
+from genrank_assets.defs.run_checks import config_errors
 
 PRESETS = sorted((Path(__file__).resolve().parents[1] / "genrank_assets" / "presets").glob("*.yaml"))
 

@@ -1,4 +1,4 @@
-"""The Dagster UI starts (`python -m genrank_assets.serve_ui`), shows the whole asset graph with groups and
+"""The Dagster UI starts (`python -m genrank_assets.tools.serve_ui`), shows the whole asset graph with groups and
 dependencies, the sensor and the schedule, and stops when its process group is sent SIGTERM."""
 import json
 import os
@@ -91,7 +91,7 @@ def ui(tmp_path):
     log = tmp_path / "dagster_dev.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "genrank_assets.serve_ui", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "genrank_assets.tools.serve_ui", "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

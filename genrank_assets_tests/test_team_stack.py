@@ -1,4 +1,4 @@
-"""The team stack end to end (genrank_assets/team_stack.py, `make team-stack`): PostgreSQL initialised in a
+"""The team stack end to end (genrank_assets/tools/team_stack.py, `make team-stack`): PostgreSQL initialised in a
 temporary folder, `mlflow server` on it, Dagster's daemon and UI with run and event storage in it. A run of
 `retrain_all_job` is submitted with `dagster job launch` (queued; the daemon launches it, its steps in parallel
 processes), its events are read back from PostgreSQL, and the champion is looked up and loaded through the MLflow
@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from genrank_assets import team_stack
 from genrank_assets.ml.serving import registry
+from genrank_assets.tools import team_stack
 from genrank_assets_tests.test_executors import quick_config
 from genrank_assets_tests.test_serve_ui import free_port
 

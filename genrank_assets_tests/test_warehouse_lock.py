@@ -5,7 +5,7 @@ import sys
 import dagster as dg
 import pandas as pd
 
-from genrank_assets.io_managers import WarehouseIOManager, lock_holder
+from genrank_assets.defs.io_managers import WarehouseIOManager, lock_holder
 
 
 @dg.asset

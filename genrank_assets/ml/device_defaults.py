@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from genrank_assets.ml.compute import check_device
 from genrank_assets.ml.generator.model import TIGER
 from genrank_assets.ml.generator.training import TIGER_TRAINING
-from genrank_assets.ml.ranking.model import RANKER_DEFAULTS
-from genrank_assets.ml.ranking.training import RANKER_TRAINING
+from genrank_assets.ml.ranking.cross_encoder.model import RANKER_DEFAULTS
+from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from genrank_assets.automation import load_preset
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
+from genrank_assets.defs.automation import load_preset
 
 STAGES = {"data", "vectors"}
 FAST_VECTORS = {"song_vectors": load_preset("test")["ops"]["song_vectors"]}

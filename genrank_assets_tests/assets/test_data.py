@@ -9,8 +9,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from genrank_assets.automation import INGEST_ASSETS
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
+from genrank_assets.defs.automation import INGEST_ASSETS
 from genrank_assets.ml.data.corpus import split_of
 from genrank_assets.ml.data.ingest import IngestError, read_seed_folder
 

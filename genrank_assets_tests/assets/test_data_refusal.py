@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from genrank_assets.automation import INGEST_ASSETS
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
+from genrank_assets.defs.automation import INGEST_ASSETS
 from genrank_assets.ml.data.ingest import PLAYLIST_INFO_FILE, SONG_INFO_FILE, IngestError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bad_rows"

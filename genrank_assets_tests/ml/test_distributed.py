@@ -202,9 +202,9 @@ def test_tiny_tiger_on_two_processes_matches_one():
 
 @pytest.mark.services
 def test_tiny_ranker_on_two_processes_matches_one():
-    from genrank_assets.ml.ranking.examples import build_ranker_examples
-    from genrank_assets.ml.ranking.model import CrossEncoderRanker
-    from genrank_assets.ml.ranking.training import RANKER_TRAINING, train_ranker
+    from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples
+    from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
+    from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING, train_ranker
     from genrank_assets_tests.ml.ranking.ltr_world import SONG_DIM, make_corpus, song_vectors, tiny_generator
 
     corpus, vectors = make_corpus(), song_vectors()

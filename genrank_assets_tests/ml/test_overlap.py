@@ -42,8 +42,8 @@ def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch, thr
     import pandas as pd
     import torch
 
-    from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, build_pool
-    from genrank_assets.ml.ranking.features import FeatureBuilder
+    from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, build_pool
+    from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
     from genrank_assets_tests.ml.ranking.ltr_world import (
         make_corpus,
         song_info,

@@ -24,8 +24,8 @@ from genrank_assets.ml.evaluation.metrics import (
     recall_curve,
 )
 from genrank_assets.ml.evaluation.report import RECALL_CURVE_KS, MethodResult, fill_with
-from genrank_assets.ml.ranking.ltr import LTRRanker
-from genrank_assets.ml.ranking.ltr_tables import (
+from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
+from genrank_assets.ml.ranking.ltr.tables import (
     VARIANTS,
     fit_ranker,
     oof_frame,

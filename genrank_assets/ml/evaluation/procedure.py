@@ -25,6 +25,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.baselines.classical import (
+    PopularityRecommender,
+    benchmark_queries,
+    knn_cooccurrence,
+    reference_title_knn,
+)
+from genrank_assets.ml.baselines.kernel_ridge import kernel_ridge_cooccurrence
 from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, format_diff_ci, ndcg_at_10_of, paired_bootstrap
 from genrank_assets.ml.evaluation.report import (
@@ -37,16 +44,9 @@ from genrank_assets.ml.evaluation.report import (
     results_table,
     write_report,
 )
-from genrank_assets.ml.ranking.baselines import (
-    PopularityRecommender,
-    benchmark_queries,
-    knn_cooccurrence,
-    reference_title_knn,
-)
-from genrank_assets.ml.ranking.candidates import CandidateSources
-from genrank_assets.ml.ranking.kernel_ridge import kernel_ridge_cooccurrence
-from genrank_assets.ml.ranking.ltr import LTRParams, query_folds
-from genrank_assets.ml.ranking.ltr_tables import training_rows
+from genrank_assets.ml.ranking.ltr.candidates import CandidateSources
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, query_folds
+from genrank_assets.ml.ranking.ltr.tables import training_rows
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
 from genrank_assets.ml.training import format_duration

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.ranking.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
-from genrank_assets.ml.ranking.features import FeatureBuilder
-from genrank_assets.ml.ranking.ltr import LTRRanker, ranked_with_fill
+from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
+from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
+from genrank_assets.ml.ranking.ltr.ranker import LTRRanker, ranked_with_fill
 from genrank_assets.ml.serving.recommender import Recommendation, check_text, stage_medians
 
 METHOD = "ltr"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.ranking.model import song_text
+from genrank_assets.ml.ranking.cross_encoder.model import song_text
 
 if TYPE_CHECKING:
     from genrank_assets.ml.serving.explain import Explanation
@@ -168,7 +168,7 @@ class Recommender:
         self._classical = {}
         self._proposals = {}
         if self.knn is not None and (c.candidate_source == "hybrid" or c.classical_weight):
-            from genrank_assets.ml.ranking.baselines import top_k_indices
+            from genrank_assets.ml.baselines.classical import top_k_indices
 
             matrix = self.knn.score_matrix(list(texts))
             ids = self.knn.catalogue.song_ids
@@ -344,7 +344,7 @@ def load_train_corpus(directory) -> pd.DataFrame:
 
 def load_knn(directory):
     """Refit the classical recommender (tuned title-kNN + co-occurrence walk) on the saved train corpus."""
-    from genrank_assets.ml.ranking.baselines import knn_cooccurrence
+    from genrank_assets.ml.baselines.classical import knn_cooccurrence
 
     return knn_cooccurrence().fit(load_train_corpus(directory))
 

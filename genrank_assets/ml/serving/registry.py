@@ -95,7 +95,7 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context):
-        from genrank_assets.ml.ranking.model import load_ranker
+        from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
         from genrank_assets.ml.serving.recommender import load_song_side
 
         self.artifact_paths = dict(context.artifacts)
@@ -110,7 +110,7 @@ class RankerPyfunc(mlflow.pyfunc.PythonModel):
         if missing:
             raise ValueError(f"songs without a vector (cannot be scored): {missing[:5]}")
         vectors = self.song_vectors.vectors[rows]
-        from genrank_assets.ml.ranking.model import song_text
+        from genrank_assets.ml.ranking.cross_encoder.model import song_text
 
         texts = [song_text(*self.song_info.get(str(s), ("", ""))) for s in model_input["song_id"]]
         scores = self.ranker.score_pairs([str(t) for t in model_input["text"]], vectors,
@@ -125,7 +125,7 @@ class LTRPyfunc(mlflow.pyfunc.PythonModel):
     the score per row (higher ranks first within a query)."""
 
     def load_context(self, context):
-        from genrank_assets.ml.ranking.ltr import LTRRanker
+        from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
 
         self.artifact_paths = dict(context.artifacts)
         self.ltr = LTRRanker.load(context.artifacts["model_dir"])
@@ -165,7 +165,7 @@ def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=
     config says ``ltr``, the learning-to-rank one (``LTRRecommender``, its sources refitted on the bundled train
     corpus)."""
     from genrank_assets.ml.generator.tiger import load_tiger
-    from genrank_assets.ml.ranking.model import load_ranker
+    from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
     from genrank_assets.ml.serving.recommender import (
         Recommender,
         load_knn,
@@ -178,7 +178,7 @@ def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=
     sv, info = load_song_side(songs_dir)
     generator, ranker = load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu")
     if config is None:
-        from genrank_assets.ml.ranking.ltr import LTRRanker
+        from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
         from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 
         if not knn_dir or not ltr_dir:

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of
-from genrank_assets.ml.ranking.features import FEATURES
-from genrank_assets.ml.ranking.ltr import LTRParams
-from genrank_assets.ml.ranking.ltr_tables import VARIANTS, fit_ranker, without_generator
+from genrank_assets.ml.ranking.ltr.features import FEATURES
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams
+from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, without_generator
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):

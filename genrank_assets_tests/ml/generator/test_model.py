@@ -17,7 +17,7 @@ def test_build_model_presets(tokenizer):
 
 
 def test_defaults_are_the_asset_configs():
-    from genrank_assets.assets.generator import TigerModelConfig
+    from genrank_assets.defs.assets.generator import TigerModelConfig
     from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
     from genrank_assets.ml.generator.training import TIGER_TRAINING
 

@@ -67,6 +67,6 @@ def tiny_generator(corpus: pd.DataFrame, vectors: SongVectors, seed: int = 0):
 
 
 def tiny_ranker(generator, seed: int = 0):
-    from genrank_assets.ml.ranking.model import CrossEncoderRanker
+    from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
 
     return CrossEncoderRanker.from_config(generator.tokenizer, "tiny", SONG_DIM, seed=seed, use_song_text=False)

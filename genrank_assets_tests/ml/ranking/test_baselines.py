@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genrank_assets.ml.baselines import classical as bl
 from genrank_assets.ml.data.corpus import train_popularity
-from genrank_assets.ml.ranking import baselines as bl
 
 # Train popularity (distinct train playlists per song): r_hit 3; c_1 2 (3 occurrences, but twice in one
 # playlist); p_hit 2; every other song 1. Equal counts go by song id, so the popularity order is:

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrank_assets.ml.ranking.candidates import (
+from genrank_assets.ml.ranking.ltr.candidates import (
     CLASSICAL_SOURCES,
     SOURCES,
     CandidateSources,
@@ -95,7 +95,7 @@ def test_recall_ceiling_per_source_and_union(sources):
 
 
 def test_crossfit_pools_never_let_a_playlist_vote_for_itself():
-    from genrank_assets.ml.ranking.candidates import crossfit_pool_songs
+    from genrank_assets.ml.ranking.ltr.candidates import crossfit_pool_songs
 
     corpus = make_corpus()
     # a planted train playlist whose title and songs are unique: only it could put those songs in a pool

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from genrank_assets.ml.ranking.examples import build_ranker_examples, encode_frame, generator_proposals
+from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples, encode_frame, generator_proposals
 from genrank_assets_tests.ml.ranking.world import SONGS_PER_THEME, THEMES, tiny_ranker
 
 

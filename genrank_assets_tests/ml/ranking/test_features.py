@@ -7,14 +7,14 @@ import torch
 
 from genrank_assets.ml.data.corpus import HOLDOUT, upstream_corpus
 from genrank_assets.ml.generator.tokenizer import TextEncoder
-from genrank_assets.ml.ranking.candidates import (
+from genrank_assets.ml.ranking.ltr.candidates import (
     CandidateSources,
     PoolConfig,
     build_pool,
     build_pools,
     check_not_in_training,
 )
-from genrank_assets.ml.ranking.features import (
+from genrank_assets.ml.ranking.ltr.features import (
     FEATURE_GROUPS,
     FEATURES,
     FeatureBuilder,

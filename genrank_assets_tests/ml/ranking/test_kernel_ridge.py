@@ -3,8 +3,8 @@ right on planted data."""
 import numpy as np
 import pytest
 
-from genrank_assets.ml.ranking.baselines import CoOccurrenceRecommender, KernelRidgeRecommender
-from genrank_assets.ml.ranking.kernel_ridge import BoundedKernelRidgeRecommender, kernel_ridge_cooccurrence
+from genrank_assets.ml.baselines.classical import CoOccurrenceRecommender, KernelRidgeRecommender
+from genrank_assets.ml.baselines.kernel_ridge import BoundedKernelRidgeRecommender, kernel_ridge_cooccurrence
 from genrank_assets_tests.ml.ranking.ltr_world import make_corpus
 
 QUERIES = ["rock", "best jazz", "深夜 歌", "gym mix", "zzz unknown"]

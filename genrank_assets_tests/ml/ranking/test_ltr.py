@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from genrank_assets.ml.evaluation.metrics import ndcg_at_k
-from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, _rounds_from_other_folds, query_folds
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, _rounds_from_other_folds, query_folds
 
 FEATURES = ["a", "b", "noise"]
 

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from genrank_assets.ml.ranking.model import RANKER_DEFAULTS, CrossEncoderRanker, build_ranker, load_ranker, save_ranker
+from genrank_assets.ml.ranking.cross_encoder.model import (
+    RANKER_DEFAULTS,
+    CrossEncoderRanker,
+    build_ranker,
+    load_ranker,
+    save_ranker,
+)
 from genrank_assets_tests.ml.ranking.world import SONG_DIM, tiny_ranker
 
 
@@ -143,9 +149,9 @@ def test_build_ranker_from_each_starting_point(world, tmp_path):
 
 
 def test_defaults_are_the_asset_configs():
-    from genrank_assets.assets.ranking import RankerModelConfig
+    from genrank_assets.defs.assets.ranking import RankerModelConfig
     from genrank_assets.ml.device_defaults import CUDA_DEFAULTS
-    from genrank_assets.ml.ranking.training import RANKER_TRAINING
+    from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING
 
     config = RankerModelConfig()
     for name in ("song_positions", "max_title_tokens", "max_song_text_tokens", "interaction_dim"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from genrank_assets.ml.ranking.examples import build_ranker_examples, encode_frame
-from genrank_assets.ml.ranking.training import (
+from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples, encode_frame
+from genrank_assets.ml.ranking.cross_encoder.training import (
     RANKER_TRAINING,
     VAL_METRICS,
     evaluate_ranker,

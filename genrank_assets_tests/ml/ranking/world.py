@@ -1,6 +1,6 @@
 """Shared test data of the ranker tests: themes, songs whose vectors cluster by theme, a word-level tokenizer."""
 
-from genrank_assets.ml.ranking.model import CrossEncoderRanker
+from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
 
 THEMES = ["rock", "jazz", "metal", "pop", "blues", "folk", "salsa", "opera"]
 FILLERS = ["best", "night", "mix", "songs", "my", "the", "vibes", "playlist", "favorite", "new"]

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from genrank_assets.ml.ranking.baselines import benchmark_queries
-from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig
-from genrank_assets.ml.ranking.features import FEATURES, FeatureBuilder
-from genrank_assets.ml.ranking.ltr import LTRParams
-from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker
+from genrank_assets.ml.baselines.classical import benchmark_queries
+from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig
+from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams
+from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
 from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import load_train_corpus, save_knn_corpus
@@ -94,7 +94,7 @@ def test_a_ranker_without_its_pool_config_is_refused(trained, served):
 
 
 def test_the_ranker_round_trips_its_pool_config(trained, tmp_path):
-    from genrank_assets.ml.ranking.ltr import LTRRanker
+    from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
 
     loaded = LTRRanker.load(trained["ltr"].save(tmp_path / "ltr"))
     assert PoolConfig.from_dict(loaded.pool_config) == POOL

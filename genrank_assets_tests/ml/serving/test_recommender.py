@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from genrank_assets.ml.ranking.baselines import knn_cooccurrence
+from genrank_assets.ml.baselines.classical import knn_cooccurrence
 from genrank_assets.ml.serving.recommender import (
     ComponentScores,
     Recommender,

@@ -5,8 +5,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from genrank_assets import cli, paths
 from genrank_assets.ml.serving.relocate import recorded_home, relocate_home
+from genrank_assets.tools import cli, paths
 
 
 class _ReadsArtifact(mlflow.pyfunc.PythonModel):

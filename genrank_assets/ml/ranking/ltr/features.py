@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genrank_assets.ml.baselines.classical import normalize_title, train_playlists
 from genrank_assets.ml.overlap import beside
-from genrank_assets.ml.ranking.baselines import normalize_title, train_playlists
-from genrank_assets.ml.ranking.candidates import ABSENT, SOURCES, CandidateSources, QueryPool
-from genrank_assets.ml.ranking.model import song_text
+from genrank_assets.ml.ranking.cross_encoder.model import song_text
+from genrank_assets.ml.ranking.ltr.candidates import ABSENT, SOURCES, CandidateSources, QueryPool
 
 _CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 

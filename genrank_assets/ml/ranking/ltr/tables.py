@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import HOLDOUT
-from genrank_assets.ml.ranking.candidates import (
+from genrank_assets.ml.ranking.ltr.candidates import (
     SOURCES,
     CandidateSources,
     PoolConfig,
@@ -28,14 +28,14 @@ from genrank_assets.ml.ranking.candidates import (
     check_not_in_training,
     recall_ceiling,
 )
-from genrank_assets.ml.ranking.features import (
+from genrank_assets.ml.ranking.ltr.features import (
     CLASSICAL_FEATURES,
     CROSS_ENCODER_FEATURES,
     FEATURES,
     GENERATOR_FEATURES,
     FeatureBuilder,
 )
-from genrank_assets.ml.ranking.ltr import LTRParams, LTRRanker, ranked_with_fill
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, ranked_with_fill
 
 KEYS = ("split", "playlist_id", "song_id")
 TRAINING_SPLITS = (HOLDOUT, "val")  # the rows the LTR ranker learns from (rounds by query-fold CV over them)

@@ -9,25 +9,8 @@ import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.metadata import latest_metadata
-from genrank_assets.ml.data.corpus import HOLDOUT
-from genrank_assets.ml.device_defaults import for_device
-from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
-from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
-from genrank_assets.ml.ranking.baselines import benchmark_queries
-from genrank_assets.ml.ranking.candidates import CandidateSources, PoolConfig, crossfit_pool_songs
-from genrank_assets.ml.ranking.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
-from genrank_assets.ml.ranking.features import FEATURES, FeatureBuilder
-from genrank_assets.ml.ranking.ltr import LTRParams
-from genrank_assets.ml.ranking.ltr_tables import build_tables, fit_ranker, training_rows
-from genrank_assets.ml.ranking.model import INIT_FROM, RANKER_DEFAULTS, build_ranker, save_ranker, song_text
-from genrank_assets.ml.ranking.training import LOSSES, RANKER_TRAINING, train_ranker
-from genrank_assets.ml.semantic_ids.codes import codes_from_frame
-from genrank_assets.ml.serving import registry
-from genrank_assets.ml.serving.recommender import save_song_side
-from genrank_assets.ml.training import TrainConfig, judge_training
-from genrank_assets.ml.vectors.song_vectors import from_frame
-from genrank_assets.resources import (
+from genrank_assets.defs.metadata import latest_metadata
+from genrank_assets.defs.resources import (
     GPU_TAGS,
     ComputeResource,
     DeviceConfig,
@@ -36,6 +19,29 @@ from genrank_assets.resources import (
     TrainingDeviceConfig,
     fill_device_defaults,
 )
+from genrank_assets.ml.baselines.classical import benchmark_queries
+from genrank_assets.ml.data.corpus import HOLDOUT
+from genrank_assets.ml.device_defaults import for_device
+from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
+from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
+from genrank_assets.ml.ranking.cross_encoder.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
+from genrank_assets.ml.ranking.cross_encoder.model import (
+    INIT_FROM,
+    RANKER_DEFAULTS,
+    build_ranker,
+    save_ranker,
+    song_text,
+)
+from genrank_assets.ml.ranking.cross_encoder.training import LOSSES, RANKER_TRAINING, train_ranker
+from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, crossfit_pool_songs
+from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams
+from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker, training_rows
+from genrank_assets.ml.semantic_ids.codes import codes_from_frame
+from genrank_assets.ml.serving import registry
+from genrank_assets.ml.serving.recommender import save_song_side
+from genrank_assets.ml.training import TrainConfig, judge_training
+from genrank_assets.ml.vectors.song_vectors import from_frame
 
 
 class RankerDatasetConfig(DeviceConfig):

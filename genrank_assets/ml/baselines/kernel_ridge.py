@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
-from genrank_assets.ml.ranking.baselines import CoOccurrenceRecommender, KernelRidgeRecommender, top_k_indices
+from genrank_assets.ml.baselines.classical import CoOccurrenceRecommender, KernelRidgeRecommender, top_k_indices
 
 DEFAULT_NEIGHBOURS = 300
 

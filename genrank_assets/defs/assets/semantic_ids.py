@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.defs.resources import ComputeResource, DeviceConfig, GenrankPaths
 from genrank_assets.ml.plots import code_usage_plot, markdown_image, songs_per_code_plot
 from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import (
@@ -15,7 +16,6 @@ from genrank_assets.ml.semantic_ids.rq_kmeans import (
     semantic_id_tables,
 )
 from genrank_assets.ml.vectors.song_vectors import from_frame
-from genrank_assets.resources import ComputeResource, DeviceConfig, GenrankPaths
 
 
 class SemanticIdsConfig(DeviceConfig):

@@ -8,8 +8,8 @@ import dagster as dg
 from pydantic import field_validator
 
 import genrank_assets.paths as paths
+from genrank_assets.defs.run_checks import check_run_config
 from genrank_assets.ml.compute import Compute, check_asset_settings, resolve_compute
-from genrank_assets.run_checks import check_run_config
 
 # Op tags of the steps that train on the compute resource's device. dagster-k8s reads `dagster-k8s/config` when
 # the k8s_job_executor (or celery-k8s) launches a step's pod; `container_config` is merged into its container spec.

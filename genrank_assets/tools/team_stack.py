@@ -1,6 +1,6 @@
 """The team stack on one machine: PostgreSQL, an MLflow tracking server on it, and Dagster's daemon and UI on it.
 
-``python -m genrank_assets.team_stack start`` (``make team-stack``) starts, under GENRANK_HOME/team/:
+``python -m genrank_assets.tools.team_stack start`` (``make team-stack``) starts, under GENRANK_HOME/team/:
 
 * **PostgreSQL** (Debian's postgresql-15 binaries; `initdb`/`pg_ctl` from PATH or /usr/lib/postgresql/15/bin) in
   `postgres/` (GENRANK_TEAM_PGDATA to put it elsewhere), listening on 127.0.0.1 only, trust authentication
@@ -17,7 +17,7 @@ Every process is started with default signal handling restored (background shell
 an ignored signal survives exec), in a session of its own; its PID goes to `team/pids/<name>.pid`. ``stop``
 (``make team-stack-stop``) signals each by that PID (SIGTERM, SIGKILL after a grace period; PostgreSQL gets
 SIGINT, its fast shutdown) and removes the PID file. ``env`` prints the variables that point a shell at it
-(``eval "$(python -m genrank_assets.team_stack env)"``): DAGSTER_HOME, MLFLOW_TRACKING_URI.
+(``eval "$(python -m genrank_assets.tools.team_stack env)"``): DAGSTER_HOME, MLFLOW_TRACKING_URI.
 """
 from __future__ import annotations
 
@@ -39,8 +39,6 @@ import yaml
 
 import genrank_assets.paths as paths
 
-PACKAGE = Path(__file__).resolve().parent
-REPO = PACKAGE.parent
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)  # Debian's postgresql-15 (also on PATH through postgresql-common)
 PG_USER = "genrank"  # the cluster's superuser; trust authentication on 127.0.0.1 only
 PG_DATABASES = ("dagster", "mlflow")
@@ -130,7 +128,7 @@ def _spawn(stack: Stack, name: str, argv: list[str], env: dict[str, str]) -> int
     stack.logs.mkdir(parents=True, exist_ok=True)
     stack.pids.mkdir(parents=True, exist_ok=True)
     with open(stack.logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=paths.REPO_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=_default_signals)
     (stack.pids / f"{name}.pid").write_text(f"{proc.pid}\n")
     return proc.pid
@@ -285,7 +283,7 @@ def start_mlflow(stack: Stack, env: dict[str, str]) -> None:
 
 def dagster_instance_config(stack: Stack) -> dict:
     """genrank_assets/dagster.yaml (run monitoring, telemetry) with storage in PostgreSQL and queued runs."""
-    config = yaml.safe_load((PACKAGE / "dagster.yaml").read_text()) or {}
+    config = yaml.safe_load(paths.DAGSTER_YAML.read_text()) or {}
     config["storage"] = {"postgres": {"postgres_url": stack.postgres_uri("dagster", driver="psycopg2")}}
     # The daemon takes runs from the queue and launches them: what the UI, `dagster job launch`, the sensor and
     # the schedule submit is run by it.
@@ -296,7 +294,7 @@ def dagster_instance_config(stack: Stack) -> dict:
 def start_dagster(stack: Stack, env: dict[str, str]) -> None:
     stack.dagster_home.mkdir(parents=True, exist_ok=True)
     (stack.dagster_home / "dagster.yaml").write_text(yaml.safe_dump(dagster_instance_config(stack), sort_keys=False))
-    workspace = str(REPO / "workspace.yaml")
+    workspace = str(paths.REPO_DIR / "workspace.yaml")
     daemon = _spawn(stack, "dagster-daemon", [_bin("dagster-daemon"), "run", "-w", workspace], env)
     ui = _spawn(stack, "dagster-webserver", [_bin("dagster-webserver"), "-h", "127.0.0.1", "-p", str(stack.ui_port),
                                              "-w", workspace], env)
@@ -387,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  MLflow server   {stack.mlflow_uri} (backend {stack.postgres_uri('mlflow')})")
         print(f"  PostgreSQL      127.0.0.1:{stack.pg_port} ({stack.pgdata})")
         print(f"  logs {stack.logs}; PIDs {stack.pids}")
-        print('  use it from a shell: eval "$(.venv/bin/python -m genrank_assets.team_stack env)"')
+        print('  use it from a shell: eval "$(.venv/bin/python -m genrank_assets.tools.team_stack env)"')
     elif args.action == "stop":
         print(f"stopped: {', '.join(stop(stack)) or 'nothing was running'}")
     elif args.action == "status":

@@ -1,6 +1,6 @@
 """Materialise the asset graph quietly: one line per asset, full Dagster logs in a file.
 
-``python -m genrank_assets.demo_run -c genrank_assets/presets/demo.yaml`` (what `make demo` runs, also
+``python -m genrank_assets.tools.demo_run -c genrank_assets/presets/demo.yaml`` (what `make demo` runs, also
 ``genrank materialize``) starts ``dagster asset materialize`` against the instance in ``DAGSTER_HOME`` (so the run
 is in the UI like any other), sends everything it prints — every Dagster event at DEBUG — to a log file whose
 path is printed first, and follows the run in the instance's event log. It prints:
@@ -30,8 +30,6 @@ from pathlib import Path
 import genrank_assets.paths as paths
 from genrank_assets.ml.training import format_duration
 
-PACKAGE = Path(__file__).resolve().parent
-PRESETS = PACKAGE / "presets"
 PROGRESS = re.compile(r"\bepoch \d+/\d+ step \d+/\d+\b|\b\d+/\d+ .*\beta\b")  # the shared progress-line format
 PROGRESS_EVERY_S = 15.0
 POLL_S = 0.5
@@ -48,16 +46,10 @@ def verbose_from_env() -> bool:
 
 def preset_path(preset: str) -> Path:
     """A preset file stem (``demo``) or a path to a YAML file."""
-    path = Path(preset)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
-            raise SystemExit(f"genrank materialize: no preset file {path}")
-        return path
-    candidate = PRESETS / f"{preset}.yaml"
-    if not candidate.exists():
-        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
-        raise SystemExit(f"genrank materialize: unknown preset {preset!r} (known: {known})")
-    return candidate
+    try:
+        return paths.preset_file(preset)
+    except ValueError as e:
+        raise SystemExit(f"genrank materialize: {e}") from None
 
 
 def dagster_home() -> Path:
@@ -65,7 +57,7 @@ def dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or paths.genrank_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copy(PACKAGE / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(paths.DAGSTER_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

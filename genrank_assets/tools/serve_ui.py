@@ -14,20 +14,20 @@ import signal
 import sys
 from pathlib import Path
 
+import genrank_assets.paths as paths
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", default="3000")
-    parser.add_argument("--workspace", default=str(Path(__file__).resolve().parent.parent / "workspace.yaml"))
+    parser.add_argument("--workspace", default=str(paths.REPO_DIR / "workspace.yaml"))
     parser.add_argument("--mlflow", action="store_true",
                         help="the MLflow UI on MLFLOW_TRACKING_URI (default: GENRANK_HOME's sqlite store) instead")
     args = parser.parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
     if args.mlflow:
-        import genrank_assets.paths as paths
-
         store = paths.mlflow_tracking_uri()
         if store.startswith(("http://", "https://", "databricks")):
             raise SystemExit(f"MLFLOW_TRACKING_URI is a tracking server ({store}): open its own UI")

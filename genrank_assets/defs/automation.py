@@ -16,15 +16,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
 import yaml
 
-from genrank_assets.executors import genrank_executor
-from genrank_assets.liveness import fail_dead_runs
+import genrank_assets.paths as paths
+from genrank_assets.defs.executors import genrank_executor
+from genrank_assets.defs.liveness import fail_dead_runs
+from genrank_assets.defs.resources import GenrankPaths
 from genrank_assets.ml.data.batches import incoming_dir, scan_incoming
-from genrank_assets.resources import GenrankPaths
 
 # Display order of the per-stage jobs; groups not listed here follow in name order.
 STAGE_GROUPS = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
@@ -33,7 +33,6 @@ RETRAIN_CRON_ENV = "GENRANK_RETRAIN_CRON"
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
 RETRAIN_TIMEZONE_ENV = "GENRANK_RETRAIN_TIMEZONE"
 PRESET_ENV = "GENRANK_PRESET"
-PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 BATCH_TAG = "genrank/batch_id"
 TRIGGER_TAG = "genrank/trigger"
@@ -48,12 +47,7 @@ IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # the job of materialisations started from t
 
 def load_preset(name_or_path: str) -> dict:
     """Run config of a preset: a file stem in presets/ (`demo`, `cpu-real`, ...) or a path to a YAML file."""
-    path = Path(name_or_path).expanduser()
-    if not path.is_file():
-        path = PRESETS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
-        raise ValueError(f"preset {name_or_path!r} not found: give a YAML path or one of {known}")
+    path = paths.preset_file(name_or_path)
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(config, dict):
         raise ValueError(f"preset {path} must be a YAML mapping (ops:, resources:, ...)")  # noqa: TRY004

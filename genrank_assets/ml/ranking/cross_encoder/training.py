@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from genrank_assets.ml.compute import CPU, Compute
-from genrank_assets.ml.ranking.examples import EncodedPairs, encode_frame
-from genrank_assets.ml.ranking.model import CrossEncoderRanker
+from genrank_assets.ml.ranking.cross_encoder.examples import EncodedPairs, encode_frame
+from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
 from genrank_assets.ml.training import VAL_AUC, TrainConfig, TrainResult, TrainTask, train
 from genrank_assets.ml.vectors.song_vectors import SongVectors
 

@@ -28,9 +28,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.data.corpus import HOLDOUT
-from genrank_assets.ml.overlap import beside
-from genrank_assets.ml.ranking.baselines import (
+from genrank_assets.ml.baselines.classical import (
     CoOccurrenceRecommender,
     Recommender,
     SongCatalogue,
@@ -39,11 +37,13 @@ from genrank_assets.ml.ranking.baselines import (
     top_k_indices,
     train_playlists,
 )
-from genrank_assets.ml.ranking.kernel_ridge import (
+from genrank_assets.ml.baselines.kernel_ridge import (
     DEFAULT_NEIGHBOURS,
     BoundedKernelRidgeRecommender,
     kernel_ridge_cooccurrence,
 )
+from genrank_assets.ml.data.corpus import HOLDOUT
+from genrank_assets.ml.overlap import beside
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.metadata import latest_metadata
+from genrank_assets.defs.metadata import latest_metadata
+from genrank_assets.defs.resources import (
+    GPU_TAGS,
+    ComputeResource,
+    GenrankPaths,
+    MlflowRegistry,
+    TrainingDeviceConfig,
+    fill_device_defaults,
+)
 from genrank_assets.ml.data.corpus import train_popularity
 from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.generator.dataset import (
@@ -24,14 +32,6 @@ from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.semantic_ids.codes import code_space, codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.training import TrainConfig, judge_training
-from genrank_assets.resources import (
-    GPU_TAGS,
-    ComputeResource,
-    GenrankPaths,
-    MlflowRegistry,
-    TrainingDeviceConfig,
-    fill_device_defaults,
-)
 
 
 class GeneratorDatasetConfig(dg.Config):

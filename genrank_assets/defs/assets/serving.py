@@ -5,9 +5,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from genrank_assets.defs.resources import ComputeResource, MlflowRegistry
 from genrank_assets.ml.evaluation.procedure import Queries, compare_with_champion
 from genrank_assets.ml.serving import registry
-from genrank_assets.resources import ComputeResource, MlflowRegistry
 
 
 class ChampionConfig(dg.Config):

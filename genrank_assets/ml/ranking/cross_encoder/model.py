@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrank_assets.ml.ranking.examples import EncodedPairs
+from genrank_assets.ml.ranking.cross_encoder.examples import EncodedPairs
 
 # T5 encoder sizes for models trained from scratch. "tiny" is for tests and CPU demos.
 PRESETS: dict[str, dict] = {

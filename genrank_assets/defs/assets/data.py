@@ -12,12 +12,12 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 import genrank_assets.paths as paths
-from genrank_assets.metadata import latest_metadata
+from genrank_assets.defs.metadata import latest_metadata
+from genrank_assets.defs.resources import GenrankPaths
 from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
 from genrank_assets.ml.data.corpus import HOLDOUT, LTR_HOLDOUT_SHARE, SPLITS, build_corpus
 from genrank_assets.ml.data.corpus import upstream_corpus as hold_out
 from genrank_assets.ml.data.ingest import REASONS, refuse_unusable
-from genrank_assets.resources import GenrankPaths
 
 
 class IngestConfig(dg.Config):

@@ -7,6 +7,7 @@ import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry
 from genrank_assets.ml.data.corpus import SPLITS
 from genrank_assets.ml.evaluation.metrics import format_diff_ci
 from genrank_assets.ml.evaluation.procedure import (
@@ -20,7 +21,6 @@ from genrank_assets.ml.evaluation.procedure import (
 )
 from genrank_assets.ml.evaluation.report import report_markdown
 from genrank_assets.ml.serving import registry
-from genrank_assets.resources import ComputeResource, GenrankPaths, MlflowRegistry
 
 
 class EvaluationConfig(dg.Config):

@@ -36,7 +36,7 @@ def _demo_data(argv: list[str]) -> int:
 
 @command("materialize", "materialise the asset graph with a preset: one line per asset, full logs in a file (-v: all)")
 def _materialize(argv: list[str]) -> int:
-    import genrank_assets.demo_run as demo_run
+    import genrank_assets.tools.demo_run as demo_run
 
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO  # main() took -v off argv and set INFO
     return demo_run.main(argv + (["-v"] if verbose else []))

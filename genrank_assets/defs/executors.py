@@ -29,7 +29,7 @@ from dagster._core.definitions.executor_definition import (
     _core_multiprocess_executor_creation,
 )
 
-from genrank_assets.resources import GPU_TAGS
+from genrank_assets.defs.resources import GPU_TAGS
 
 # The module each step process would otherwise import on its own; the forkserver imports it once per run.
 PRELOAD_MODULES = ["genrank_assets.definitions"]

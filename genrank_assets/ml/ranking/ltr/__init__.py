@@ -1,0 +1,1 @@
+"""Learning to rank: candidate pools from every source, their features, and the LightGBM lambdarank ranker."""
