@@ -177,7 +177,7 @@ def test_tiny_tiger_on_two_processes_matches_one():
     from genrank_assets.ml.generator.dataset import make_training_examples
     from genrank_assets.ml.generator.model import build_model
     from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
-    from genrank_assets_tests.ml.ranking.ltr_world import make_corpus, song_vectors, tiny_generator
+    from genrank_assets_tests.ml.ltr_world import make_corpus, song_vectors, tiny_generator
 
     corpus, vectors = make_corpus(), song_vectors()
     generator = tiny_generator(corpus, vectors)
@@ -205,7 +205,7 @@ def test_tiny_ranker_on_two_processes_matches_one():
     from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples
     from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
     from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING, train_ranker
-    from genrank_assets_tests.ml.ranking.ltr_world import SONG_DIM, make_corpus, song_vectors, tiny_generator
+    from genrank_assets_tests.ml.ltr_world import SONG_DIM, make_corpus, song_vectors, tiny_generator
 
     corpus, vectors = make_corpus(), song_vectors()
     generator = tiny_generator(corpus, vectors)

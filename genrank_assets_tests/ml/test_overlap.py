@@ -44,7 +44,7 @@ def test_features_are_the_same_with_and_without_the_side_thread(monkeypatch, thr
 
     from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, build_pool
     from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
-    from genrank_assets_tests.ml.ranking.ltr_world import (
+    from genrank_assets_tests.ml.ltr_world import (
         make_corpus,
         song_info,
         song_vectors,

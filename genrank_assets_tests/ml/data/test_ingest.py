@@ -5,15 +5,13 @@ The assets over them (materialisation, checks, the dagster CLI) are tested in ge
 import gzip
 import shutil
 import zlib
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from genrank_assets.ml.data.corpus import build_corpus, split_of
 from genrank_assets.ml.data.ingest import IngestError, read_seed_folder
-
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "bad_rows"
+from genrank_assets_tests import BAD_ROWS
 
 # (file, line_no, reason) of every bad row in fixtures/bad_rows — see the files themselves.
 EXPECTED_REJECTS = {
@@ -34,7 +32,7 @@ EXPECTED_REJECTS = {
 
 
 def test_bad_rows_get_exactly_the_expected_rejects():
-    raw = read_seed_folder(FIXTURE)
+    raw = read_seed_folder(BAD_ROWS)
     got = {(r.file, r.line_no, r.reason) for r in raw.rejects.itertuples()}
     assert got == EXPECTED_REJECTS
     # Undecodable bytes are quarantined verbatim (escaped), never decoded with replacement.
@@ -53,10 +51,10 @@ def test_bad_rows_get_exactly_the_expected_rejects():
 
 
 def test_gzip_input_reads_the_same(tmp_path):
-    for f in FIXTURE.iterdir():
+    for f in BAD_ROWS.iterdir():
         with open(f, "rb") as src, gzip.open(tmp_path / (f.name + ".gz"), "wb") as dst:
             dst.write(src.read())
-    plain, zipped = read_seed_folder(FIXTURE), read_seed_folder(tmp_path)
+    plain, zipped = read_seed_folder(BAD_ROWS), read_seed_folder(tmp_path)
     pd.testing.assert_frame_equal(plain.playlists, zipped.playlists)
     pd.testing.assert_frame_equal(plain.playlist_songs, zipped.playlist_songs)
     assert {(r.line_no, r.reason) for r in plain.rejects.itertuples()} == {
@@ -65,14 +63,14 @@ def test_gzip_input_reads_the_same(tmp_path):
 
 
 def test_missing_file_names_it(tmp_path):
-    shutil.copytree(FIXTURE, tmp_path / "d")
+    shutil.copytree(BAD_ROWS, tmp_path / "d")
     (tmp_path / "d" / "gen_song_info.csv").unlink()
     with pytest.raises(IngestError, match="gen_song_info.csv"):
         read_seed_folder(tmp_path / "d")
 
 
 def test_missing_header_column_names_it(tmp_path):
-    shutil.copytree(FIXTURE, tmp_path / "d")
+    shutil.copytree(BAD_ROWS, tmp_path / "d")
     info = tmp_path / "d" / "gen_playlist_info.csv"
     lines = info.read_bytes().split(b"\n")
     lines[0] = lines[0].replace(b"\tplay_count", b"")

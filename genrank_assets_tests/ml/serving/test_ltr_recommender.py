@@ -15,7 +15,7 @@ from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
 from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import load_train_corpus, save_knn_corpus
-from genrank_assets_tests.ml.ranking.ltr_world import make_corpus, song_info, song_vectors, tiny_generator, tiny_ranker
+from genrank_assets_tests.ml.ltr_world import make_corpus, song_info, song_vectors, tiny_generator, tiny_ranker
 
 POOL = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
 PARAMS = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=30, early_stopping_rounds=5, folds=2, num_threads=1)

@@ -5,8 +5,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from genrank_assets import paths
 from genrank_assets.ml.serving.relocate import recorded_home, relocate_home
-from genrank_assets.tools import cli, paths
+from genrank_assets.tools import cli
 
 
 class _ReadsArtifact(mlflow.pyfunc.PythonModel):

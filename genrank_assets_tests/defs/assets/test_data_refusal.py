@@ -9,8 +9,7 @@ import pytest
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.defs.automation import INGEST_ASSETS
 from genrank_assets.ml.data.ingest import PLAYLIST_INFO_FILE, SONG_INFO_FILE, IngestError
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bad_rows"
+from genrank_assets_tests import BAD_ROWS
 
 
 def ingest(home: Path, data: Path, raise_on_error: bool = True):
@@ -33,7 +32,7 @@ def counts(home: Path) -> dict[str, int]:
 @pytest.mark.parametrize("damage", ["empty_song_info", "info_rows_all_malformed"])
 def test_broken_input_is_refused_and_the_last_good_tables_stay(genrank_home, tmp_path, damage):
     data = tmp_path / "data"
-    shutil.copytree(FIXTURE, data)
+    shutil.copytree(BAD_ROWS, data)
     assert ingest(genrank_home, data).success
     good = counts(genrank_home)
     assert good["raw_playlists"] > 0 and good["raw_songs"] > 0

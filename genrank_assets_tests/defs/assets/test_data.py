@@ -9,13 +9,12 @@ import dagster as dg
 import duckdb
 import pytest
 
+from genrank_assets import paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.defs.automation import INGEST_ASSETS
 from genrank_assets.ml.data.corpus import split_of
 from genrank_assets.ml.data.ingest import IngestError, read_seed_folder
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE = REPO / "genrank_assets_tests" / "fixtures" / "bad_rows"
+from genrank_assets_tests import BAD_ROWS
 
 
 def _materialize_ingest(home: Path, data: Path, run_config=None):
@@ -49,7 +48,7 @@ def test_materialize_ingest_and_corpus_on_demo_data(tiny_demo_dir, genrank_home)
 
 
 def test_materialize_fails_naming_missing_file(tmp_path, genrank_home):
-    shutil.copytree(FIXTURE, tmp_path / "d")
+    shutil.copytree(BAD_ROWS, tmp_path / "d")
     (tmp_path / "d" / "gen_playlist_song.csv.sort").unlink()
     with pytest.raises(IngestError, match="gen_playlist_song.csv.sort"):
         _materialize_ingest(genrank_home, tmp_path / "d")
@@ -61,7 +60,7 @@ def test_data_dir_is_selectable_per_run(tiny_demo_dir, genrank_home):
         [a for a in all_assets if "data" in set((a.group_names_by_key or {}).values())],
         resources=build_resources(home=str(genrank_home), data_dir=str(genrank_home / "nowhere")),
         selection=dg.AssetSelection.assets(*INGEST_ASSETS),
-        run_config={"resources": {"genrank_paths": {"config": {"data_dir": str(FIXTURE)}}}},
+        run_config={"resources": {"genrank_paths": {"config": {"data_dir": str(BAD_ROWS)}}}},
     )
     assert result.success
     assert result.output_for_node("raw_tables", "raw_playlists").playlist_id.tolist() == ["1", "0012", "12"]
@@ -69,7 +68,7 @@ def test_data_dir_is_selectable_per_run(tiny_demo_dir, genrank_home):
 
 def test_dagster_cli_materializes_everything(tiny_demo_dir, genrank_home, tmp_path):
     """The real `dagster` CLI, in a subprocess, materialises the whole graph with the tiny test preset."""
-    repo = REPO
+    repo = paths.REPO_DIR
     env = {"GENRANK_HOME": str(genrank_home), "GENRANK_DATA_DIR": str(tiny_demo_dir),
            "DAGSTER_HOME": str(tmp_path / "dagster_home"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}

@@ -5,7 +5,7 @@ import pytest
 
 from genrank_assets.ml.baselines.classical import CoOccurrenceRecommender, KernelRidgeRecommender
 from genrank_assets.ml.baselines.kernel_ridge import BoundedKernelRidgeRecommender, kernel_ridge_cooccurrence
-from genrank_assets_tests.ml.ranking.ltr_world import make_corpus
+from genrank_assets_tests.ml.ltr_world import make_corpus
 
 QUERIES = ["rock", "best jazz", "深夜 歌", "gym mix", "zzz unknown"]
 

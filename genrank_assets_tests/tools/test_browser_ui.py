@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from genrank_assets import paths
 from genrank_assets.definitions import defs
-from genrank_assets_tests.test_serve_ui import free_port, stop_group, wait_until_loaded
+from genrank_assets_tests.tools.test_serve_ui import free_port, stop_group, wait_until_loaded
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("GENRANK_CHROMIUM", "/usr/bin/chromium"))
-SHOTS = Path(os.environ.get("GENRANK_SCREENSHOTS") or REPO / ".artifacts" / "browser")
+SHOTS = Path(os.environ.get("GENRANK_SCREENSHOTS") or paths.REPO_DIR / ".artifacts" / "browser")
 # Headless Chromium on a machine without network: no background connections, no sandbox as root.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -50,7 +50,7 @@ pytestmark = [
 def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
     """Environment of a GENRANK_HOME built by `genrank materialize` with the test preset (fewer epochs)."""
     root = tmp_path_factory.mktemp("browser_home")
-    preset = yaml.safe_load((REPO / "genrank_assets" / "presets" / "test.yaml").read_text())
+    preset = yaml.safe_load(paths.preset_file("test").read_text())
     preset["ops"]["tiger_model"]["config"]["epochs"] = 4
     preset["ops"]["ranker_model"]["config"]["epochs"] = 2
     (root / "preset.yaml").write_text(yaml.safe_dump(preset))
@@ -60,7 +60,7 @@ def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
                 "GENRANK_DATA_DIR": str(tiny_demo_dir), "HF_HUB_OFFLINE": "1",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     proc = subprocess.run([sys.executable, "-m", "genrank_assets.tools.demo_run", "-c", str(root / "preset.yaml")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=paths.REPO_DIR, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     SHOTS.mkdir(parents=True, exist_ok=True)
     request.config.genrank_screenshots = SHOTS  # conftest prints where they are at the end of the session
@@ -71,7 +71,7 @@ def _serve(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "genrank_assets.tools.serve_ui", *extra, "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 "--port", str(port)], cwd=paths.REPO_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     return proc, port
 

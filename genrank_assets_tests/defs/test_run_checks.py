@@ -6,10 +6,11 @@ import pytest
 import torch
 import yaml
 
+from genrank_assets import paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.defs.run_checks import config_errors
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "genrank_assets" / "presets").glob("*.yaml"))
+PRESETS = sorted(paths.PRESETS_DIR.glob("*.yaml"))
 
 
 def _run(home: Path, data: Path, run_config: dict):

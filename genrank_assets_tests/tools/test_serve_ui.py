@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from genrank_assets import paths
 from genrank_assets.definitions import defs
 
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120
 
 WORKSPACE_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
@@ -92,7 +92,7 @@ def ui(tmp_path):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "genrank_assets.tools.serve_ui", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=paths.REPO_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         wait_until_loaded(port, proc, log)

@@ -12,7 +12,7 @@ from genrank_assets.ml.ranking.ltr.candidates import (
     build_pools,
     recall_ceiling,
 )
-from genrank_assets_tests.ml.ranking.ltr_world import make_corpus, song_vectors, tiny_generator
+from genrank_assets_tests.ml.ltr_world import make_corpus, song_vectors, tiny_generator
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from genrank_assets import paths
 from genrank_assets.definitions import defs
 from genrank_assets.defs.liveness import fail_dead_runs, process_alive_since
 from genrank_assets.defs.resources import GenrankPaths
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_process_alive_since():
@@ -40,7 +39,7 @@ def _wait_for_started_run(instance: dg.DagsterInstance, proc: subprocess.Popen, 
 def test_killed_run_is_marked_failed_and_the_next_batch_proceeds(tiny_demo_dir, tmp_path):
     home, dagster_home, data = tmp_path / "home", tmp_path / "dagster_home", tmp_path / "data"
     dagster_home.mkdir()
-    shutil.copy(REPO / "genrank_assets" / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(paths.DAGSTER_YAML, dagster_home / "dagster.yaml")
     shutil.copytree(tiny_demo_dir, data)
     # word2vec with very many epochs: a step that is surely still running when it is killed.
     config = tmp_path / "slow.yaml"
@@ -50,7 +49,7 @@ def test_killed_run_is_marked_failed_and_the_next_batch_proceeds(tiny_demo_dir, 
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "genrank_assets",
          "--select", "*song_vectors", "-c", str(config)],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env, cwd=paths.REPO_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:

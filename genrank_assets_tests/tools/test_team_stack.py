@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from genrank_assets import paths
 from genrank_assets.ml.serving import registry
 from genrank_assets.tools import team_stack
-from genrank_assets_tests.test_executors import quick_config
-from genrank_assets_tests.test_serve_ui import free_port
+from genrank_assets_tests.defs.test_executors import quick_config
+from genrank_assets_tests.tools.test_serve_ui import free_port
 
-REPO = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 600
 
 pytestmark = [
@@ -79,8 +79,8 @@ def test_team_stack_materialises_and_serves_the_champion(stack, tmp_path):
     env = {**os.environ, **stack.env(),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
     launch = subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", "retrain_all_job",
-                             "-w", str(REPO / "workspace.yaml"), "-c", str(config), "--run-id", run_id],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                             "-w", str(paths.REPO_DIR / "workspace.yaml"), "-c", str(config), "--run-id", run_id],
+                            cwd=paths.REPO_DIR, env=env, capture_output=True, text=True, timeout=300)
     assert launch.returncode == 0, launch.stdout[-2000:] + launch.stderr[-3000:]
     old_home = os.environ.get("DAGSTER_HOME")
     try:

@@ -22,7 +22,7 @@ from genrank_assets.ml.ranking.ltr.features import (
     code_log_probs,
     text_tokens,
 )
-from genrank_assets_tests.ml.ranking.ltr_world import (
+from genrank_assets_tests.ml.ltr_world import (
     make_corpus,
     song_info,
     song_vectors,

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from genrank_assets.ml.ranking.cross_encoder.examples import build_ranker_examples, encode_frame, generator_proposals
-from genrank_assets_tests.ml.ranking.world import SONGS_PER_THEME, THEMES, tiny_ranker
+from genrank_assets_tests.ml.ranking.cross_encoder.world import SONGS_PER_THEME, THEMES, tiny_ranker
 
 
 def test_build_ranker_examples_negatives_ratios_and_determinism(world):

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from genrank_assets import paths
 from genrank_assets.tools import demo_run
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(tmp_path: Path, data: Path, *args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "GENRANK_VERBOSE")}
     env.update({"GENRANK_HOME": str(tmp_path / "home"), "GENRANK_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1",
                 **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "genrank_assets.tools.cli", "materialize", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "genrank_assets.tools.cli", "materialize", *args], cwd=paths.REPO_DIR, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -12,7 +12,7 @@ from genrank_assets.ml.ranking.cross_encoder.model import (
     load_ranker,
     save_ranker,
 )
-from genrank_assets_tests.ml.ranking.world import SONG_DIM, tiny_ranker
+from genrank_assets_tests.ml.ranking.cross_encoder.world import SONG_DIM, tiny_ranker
 
 
 def test_pooling_ignores_padding(world):

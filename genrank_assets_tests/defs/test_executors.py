@@ -21,10 +21,9 @@ import yaml
 import genrank_assets.paths as paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
 from genrank_assets.defs.executors import TRAINING_LIMITS, genrank_executor, multiprocess_config
-from genrank_assets_tests.test_serve_ui import free_port, stop_group
+from genrank_assets_tests.tools.test_serve_ui import free_port, stop_group
 
-REPO = Path(__file__).resolve().parent.parent
-PRESET = REPO / "genrank_assets" / "presets" / "test.yaml"
+PRESET = paths.preset_file("test")
 # Measured, so different in every run (latencies, the evaluation's peak RSS and its timestamp); everything else
 # a step writes is a function of its inputs and seeds, and must be equal to the last bit whichever process ran it.
 MEASURED = ("latency", "ms_per_query", "peak_rss", "evaluated_at")
@@ -101,7 +100,7 @@ def run_env(home: Path, data: Path, **extra: str) -> dict[str, str]:
                 "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}", **extra})
     (home / "dagster").mkdir(parents=True, exist_ok=True)
-    (home / "dagster" / "dagster.yaml").write_text((REPO / "genrank_assets" / "dagster.yaml").read_text())
+    (home / "dagster" / "dagster.yaml").write_text(paths.DAGSTER_YAML.read_text())
     return env
 
 
@@ -111,7 +110,7 @@ def materialize_cli(home: Path, env: dict[str, str], execution: dict) -> None:
     config.write_text(yaml.safe_dump({**quick_config(), "execution": {"config": execution}}))
     proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
                            "genrank_assets.definitions", "--select", "*", "-c", str(config)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+                          cwd=paths.REPO_DIR, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 

@@ -8,7 +8,13 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from genrank_assets.ml.vectors.song_vectors import SongVectors  # noqa: E402
-from genrank_assets_tests.ml.ranking.world import FILLERS, SONG_DIM, SONGS_PER_THEME, THEMES, make_tokenizer  # noqa: E402
+from genrank_assets_tests.ml.ranking.cross_encoder.world import (  # noqa: E402
+    FILLERS,
+    SONG_DIM,
+    SONGS_PER_THEME,
+    THEMES,
+    make_tokenizer,
+)
 
 
 @pytest.fixture(scope="session")

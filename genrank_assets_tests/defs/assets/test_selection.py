@@ -8,10 +8,9 @@ import dagster as dg
 import duckdb
 import pytest
 
+from genrank_assets import paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
-
-REPO = Path(__file__).resolve().parents[2]
-TEST_PRESET = REPO / "genrank_assets" / "presets" / "test.yaml"
+from genrank_assets_tests import BAD_ROWS
 
 
 def _tables(home: Path) -> set[str]:
@@ -32,8 +31,8 @@ def test_cli_upstream_selection_of_semantic_ids(tiny_demo_dir, genrank_home, tmp
            "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "genrank_assets",
-         "--select", "*semantic_ids", "-c", str(TEST_PRESET)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO,
+         "--select", "*semantic_ids", "-c", str(paths.preset_file("test"))],
+        env=env, capture_output=True, text=True, timeout=600, cwd=paths.REPO_DIR,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not selected in this run, left as they are: ['ingested_batches', 'ingest_rejects']" in proc.stderr
@@ -46,9 +45,9 @@ def test_cli_upstream_selection_of_semantic_ids(tiny_demo_dir, genrank_home, tmp
 def test_adding_a_batch_needs_the_ledger_in_the_selection(genrank_home, tmp_path):
     """A subset run that would add a batch without recording it in the ledger is refused, naming the fix."""
     data = tmp_path / "data"
-    shutil.copytree(REPO / "genrank_assets_tests" / "fixtures" / "bad_rows", data)
+    shutil.copytree(BAD_ROWS, data)
     batch = data / "incoming" / "b1"
-    shutil.copytree(REPO / "genrank_assets_tests" / "fixtures" / "bad_rows", batch)
+    shutil.copytree(BAD_ROWS, batch)
     (batch / "_SUCCESS").write_text("")
     with pytest.raises(dg.DagsterInvalidConfigError, match="ingested_batches.*is not selected"):
         dg.materialize(

@@ -17,7 +17,7 @@ from genrank_assets.ml.ranking.cross_encoder.training import (
     listwise_softmax_loss,
     train_ranker,
 )
-from genrank_assets_tests.ml.ranking.world import tiny_ranker
+from genrank_assets_tests.ml.ranking.cross_encoder.world import tiny_ranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,17 +1,16 @@
 """Device-dependent defaults: CPU-sized unless the asset's device is CUDA; an explicit value always wins; the
 presets pin theirs, so their runs (and test_pipeline's figures) do not depend on the machine."""
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import yaml
 
+from genrank_assets import paths
 from genrank_assets.defs.assets.generator import TigerModelConfig
 from genrank_assets.defs.assets.ranking import RankerDatasetConfig, RankerModelConfig
 from genrank_assets.defs.resources import fill_device_defaults
 from genrank_assets.ml.device_defaults import CPU_DEFAULTS, CUDA_DEFAULTS, DeviceDefaults, for_device
 
-PRESETS = Path(__file__).resolve().parents[1] / "genrank_assets" / "presets"
 CONFIGS = {"tiger_model": TigerModelConfig, "ranker_dataset": RankerDatasetConfig, "ranker_model": RankerModelConfig}
 
 
@@ -54,7 +53,7 @@ def test_every_device_default_is_a_field_of_its_assets_config():
 @pytest.mark.parametrize("preset", ["test", "demo", "cpu-real"])
 def test_cpu_presets_pin_every_device_default(preset):
     # So a preset's run is the same on a CPU and a CUDA machine, and test_pipeline's figures stay what they were.
-    ops = yaml.safe_load((PRESETS / f"{preset}.yaml").read_text())["ops"]
+    ops = yaml.safe_load(paths.preset_file(preset).read_text())["ops"]
     for op in CONFIGS:
         missing = {f.name for f in fields(getattr(CPU_DEFAULTS, op))} - set(ops.get(op, {}).get("config", {}))
         assert not missing, f"{preset}.yaml ops.{op}.config leaves {missing} to the device"
@@ -62,7 +61,7 @@ def test_cpu_presets_pin_every_device_default(preset):
 
 def test_the_gpu_preset_gets_the_cuda_defaults_it_had():
     # gpu-seed runs on CUDA, whose defaults are the package's: what it leaves unset resolves as before.
-    preset = yaml.safe_load((PRESETS / "gpu-seed.yaml").read_text())
+    preset = yaml.safe_load(paths.preset_file("gpu-seed").read_text())
     assert preset["resources"]["compute"]["config"]["device"] == "cuda"
     assert "ranker_dataset" not in preset["ops"]
     assert (CUDA_DEFAULTS.ranker_dataset.generator_candidates, CUDA_DEFAULTS.ranker_dataset.generator_beams) == (50, 10)
