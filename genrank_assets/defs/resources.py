@@ -2,6 +2,9 @@
 fields and the device-dependent defaults of the asset configs that compute on a device."""
 
 import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +13,7 @@ from pydantic import field_validator
 import genrank_assets.paths as paths
 from genrank_assets.defs.run_checks import check_run_config
 from genrank_assets.ml.compute import Compute, check_asset_settings, resolve_compute
+from genrank_assets.ml.device_defaults import for_device
 
 # Op tags of the steps that train on the compute resource's device. dagster-k8s reads `dagster-k8s/config` when
 # the k8s_job_executor (or celery-k8s) launches a step's pod; `container_config` is merged into its container spec.
@@ -80,6 +84,22 @@ class ComputeResource(dg.ConfigurableResource):
         """The compute of asset op ``op``, whose config (a :class:`DeviceConfig`) may name its own device."""
         return self.resolve(config.device, getattr(config, "precision", ""), where=f"ops.{op}.config")
 
+    def for_step(self, op: str, config: "DeviceConfig", log_fn=None) -> tuple[Compute, "DeviceConfig", dict]:
+        """One call for a step that computes on a device: the compute of asset op ``op`` (its config may name its
+        own device) with its torch threads set, ``config`` with each field left at None ("auto") filled from
+        ``ml.device_defaults`` for that device (when that module has defaults for ``op``), and the values filled
+        in, for the metadata. ``log_fn`` is told which defaults were used."""
+        resolved = self.for_asset(op, config)
+        resolved.apply_threads()
+        defaults = getattr(for_device(resolved.device), op, None)
+        if defaults is None:
+            return resolved, config, {}
+        config, filled = fill_device_defaults(config, defaults)
+        if log_fn is not None:
+            log_fn(f"{resolved.device} defaults for the fields left unset: {filled}" if filled
+                   else "no device defaults used")
+        return resolved, config, filled
+
     def resolved_device(self) -> str:
         return self.resolve().device
 
@@ -133,3 +153,35 @@ class MlflowRegistry(dg.ConfigurableResource):
 
         return registry.connect(self.home or None, self.tracking_uri, self.experiment)
 
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRun:
+    """What a model-producing step writes into: its own folder and its MLflow run."""
+
+    folder: Path
+    run: object  # mlflow.ActiveRun
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+
+@contextmanager
+def step_run(context: dg.AssetExecutionContext, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry,
+             name: str = "", under: Path | None = None) -> Iterator[StepRun]:
+    """Open a step's artifact folder and its MLflow run together. The folder is ``<under>/<time>-<run8>`` (default
+    ``under``: ``artifacts/<name>``) and the run is named ``<name>-<run8>``; ``name`` defaults to the asset's op."""
+    import mlflow
+
+    name = name or context.op_execution_context.op.name
+    tag = context.run.run_id[:8]
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{tag}"
+    if under is None:
+        folder = genrank_paths.artifacts(name, stamp)
+    else:
+        folder = under / f"{name}-{stamp}"
+        folder.mkdir(parents=True, exist_ok=True)
+    mlflow_registry.setup()
+    with mlflow.start_run(run_name=f"{name}-{tag}") as run:
+        yield StepRun(folder, run)

@@ -1,13 +1,12 @@
 """Group `evaluation`: every method side by side on held-out playlists (docs/benchmark.md), the report, and the
 recommender registered as the challenger of the promotion gate (group `serving`)."""
-import time
 
 import dagster as dg
 import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry
+from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry, step_run
 from genrank_assets.ml.data.corpus import SPLITS
 from genrank_assets.ml.evaluation.metrics import format_diff_ci
 from genrank_assets.ml.evaluation.procedure import (
@@ -66,62 +65,69 @@ def evaluation_report(
     registered as `genrank-recommender` under the alias `challenger`."""
     mlflow_registry.setup()
     compute.apply_threads()  # evaluation runs on CPU: the models are loaded there, as they are served
-    # Both passed their blocking checks (this step runs only then): now they become registered versions.
-    tiger_model = registry.register_logged(tiger_model, registry.TIGER_NAME).uri
-    ranker_model = registry.register_logged(ranker_model, registry.RANKER_NAME).uri
-    ltr_model = registry.register_logged(ltr_ranker, registry.LTR_NAME).uri
-    tiger_py, ranker_py = registry.load_python_model(tiger_model), registry.load_python_model(ranker_model)
-    ltr_py = registry.load_python_model(ltr_model)
+    models = registry.register_evaluated(tiger_model, ranker_model, ltr_ranker)
     queries = Queries.of_split(playlist_corpus, config.split, config.max_queries)
     tune = Queries.of_split(playlist_corpus, config.tune_split, config.max_queries)
     context.log.info(f"evaluating on {len(queries)} {queries.split} queries; tuning on {len(tune)} {tune.split} queries")
     settings = EvaluationSettings(config.n_candidates, config.num_beams or None, config.popularity_grid,
                                   config.classical_grid, config.latency_queries)
-    models = TrainedModels(tiger_py.generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
-    results = evaluate_methods(playlist_corpus, models, queries, tune, settings,
-                               ltr=(ranking_features, ltr_py.ltr), log_fn=context.log.info)
+    trained = TrainedModels(models.tiger_py.generator, models.ranker_py.ranker, models.ranker_py.song_vectors,
+                            models.ranker_py.song_info)
+    results = evaluate_methods(playlist_corpus, trained, queries, tune, settings,
+                               ltr=(ranking_features, models.ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
+    context.log.info(_serving_line(results, method, config))
     served = results.systems[method]
-    new_ndcg = results.ndcg_at_10(method)
-    margin = results.choice_margin
-    margin_text = "" if margin is None else f"; {margin['served']} - {margin['runner_up']} {format_diff_ci(margin)} paired"
-    context.log.info(f"serving {method} ({'chosen on ' + tune.split if config.served_method == 'auto' else 'configured'}"
-                     f"; {tune.split} NDCG@10: {results.tune_ndcg}{margin_text})")
-
-    report_dir = genrank_paths.reports() / f"evaluation-{time.strftime('%Y%m%d-%H%M%S')}-{context.run.run_id[:8]}"
-    models = (tiger_model, ranker_model, ltr_model)
-    paths = write_evaluation_report(results, report_dir, models=models, served_method=method)
-    metrics = results.mlflow_metrics()
-    with mlflow.start_run(run_name=f"evaluation-{context.run.run_id[:8]}") as run:
-        mlflow.log_params({"tiger_model": tiger_model, "ranker_model": ranker_model, "ltr_model": ltr_model,
-                           "split": config.split, "queries": len(queries), "served_method": method,
-                           **{f"served.{k}": v for k, v in served.describe().items()}})
+    with step_run(context, genrank_paths, mlflow_registry, name="evaluation", under=genrank_paths.reports()) as step:
+        paths = write_evaluation_report(results, step.folder, models=models.uris, served_method=method)
+        metrics = results.mlflow_metrics()
+        mlflow.log_params({"tiger_model": models.tiger_uri, "ranker_model": models.ranker_uri,
+                           "ltr_model": models.ltr_uri, "split": config.split, "queries": len(queries),
+                           "served_method": method, **{f"served.{k}": v for k, v in served.describe().items()}})
         mlflow.log_metrics(metrics)
         is_ltr = method == LTR
         challenger = registry.register_recommender(
-            tiger_py, ranker_py, None if is_ltr else served.config, playlist_corpus, report_dir / "recommender",
-            method=method, split=queries.split, queries=len(queries), queries_fingerprint=queries.fingerprint,
-            ndcg_at_10=new_ndcg, ltr_py=ltr_py if is_ltr else None)
-        mlflow.log_artifacts(str(report_dir), "report")
-    registry.log_evaluation_on_models(models, metrics, paths["markdown"], run.info.run_id)
-    context.log.info(f"{challenger.uri} is the challenger (NDCG@10 {new_ndcg:.4f}); the `champion` step gates it")
-
+            models.tiger_py, models.ranker_py, None if is_ltr else served.config, playlist_corpus,
+            step.folder / "recommender", method=method, split=queries.split, queries=len(queries),
+            queries_fingerprint=queries.fingerprint, ndcg_at_10=results.ndcg_at_10(method),
+            ltr_py=models.ltr_py if is_ltr else None)
+        mlflow.log_artifacts(str(step.folder), "report")
+    registry.log_evaluation_on_models(models.uris, metrics, paths["markdown"], step.run_id)
+    context.log.info(f"{challenger.uri} is the challenger (NDCG@10 {challenger.ndcg_at_10:.4f}); the `champion` step "
+                     "gates it")
     table = results.table()
     table.insert(0, "split", config.split)
     table["evaluated_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
     return dg.Output(table, metadata={
         "dagster/row_count": len(table), "report": dg.MetadataValue.md(report_markdown(paths)),
-        "report_path": str(paths["markdown"]), "queries": len(queries),
+        "report_path": str(paths["markdown"]), "queries": len(queries), **_results_metadata(results, method),
+        "recommender_uri": challenger.uri, "tiger_model_uri": models.tiger_uri,
+        "ranker_model_uri": models.ranker_uri, "mlflow_run_id": step.run_id, "ltr_model_uri": models.ltr_uri,
+    })
+
+
+def _serving_line(results, method: str, config: EvaluationConfig) -> str:
+    """The log line that says which system is served, and why."""
+    margin = results.choice_margin
+    margin_text = "" if margin is None else f"; {margin['served']} - {margin['runner_up']} {format_diff_ci(margin)} paired"
+    why = "chosen on " + config.tune_split if config.served_method == "auto" else "configured"
+    return f"serving {method} ({why}; {config.tune_split} NDCG@10: {results.tune_ndcg}{margin_text})"
+
+
+def _results_metadata(results, method: str) -> dict:
+    """The evaluation's figures as asset metadata: every method's NDCG@10 and Recall@100, the served system and
+    its choice on the tuning split, the ablation lines and the phases' seconds."""
+    margin = results.choice_margin
+    return {
         **{f"{r.name}.ndcg@10": round(r.metrics["ndcg@10"], 4) for r in results.results},
         **{f"{r.name}.recall@100": round(r.metrics["recall@100"], 4) for r in results.results},
         "invalid_code_rate": results.invalid_code_rate, "generator_shortfall_per_query": results.generator_shortfall,
         "served_method": method, **{f"{m}.tune_ndcg@10": round(v, 4) for m, v in results.tune_ndcg.items()},
-        "new_ndcg@10": new_ndcg, "recommender_uri": challenger.uri, "tiger_model_uri": tiger_model,
-        "ranker_model_uri": ranker_model, "mlflow_run_id": run.info.run_id, "ltr_model_uri": ltr_model,
+        "new_ndcg@10": results.ndcg_at_10(method),
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
         "phase_s": dg.MetadataValue.json(results.phase_s),
         **({"auto_choice_margin": dg.MetadataValue.json(margin)} if margin else {}),
-    })
+    }
 
 
 @dg.asset_check(asset=evaluation_report, description="Trie-constrained decoding produced no invalid code.")

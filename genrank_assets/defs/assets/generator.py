@@ -1,5 +1,4 @@
 """Group `generator`: (title -> semantic-ID tokens) pairs and the TIGER model registered in MLflow."""
-import time
 
 import dagster as dg
 import mlflow
@@ -7,6 +6,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.defs.config import TRAINING_FIELDS, config_fields
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
     GPU_TAGS,
@@ -14,10 +14,9 @@ from genrank_assets.defs.resources import (
     GenrankPaths,
     MlflowRegistry,
     TrainingDeviceConfig,
-    fill_device_defaults,
+    step_run,
 )
 from genrank_assets.ml.data.corpus import train_popularity
-from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.generator.dataset import (
     GENERATOR_DATASET,
     SONG_ORDERS,
@@ -74,30 +73,16 @@ def generator_dataset(
                                    "target_length_histogram": dg.MetadataValue.md(hist_md)})
 
 
-class TigerModelConfig(TrainingDeviceConfig):
-    """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING;
-    None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA)."""
+_TigerSettings = config_fields(TIGER, auto=("num_beams",), base=TrainingDeviceConfig)
 
-    base_model: str = TIGER.base_model  # or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)
-    preset: str = TIGER.preset  # from_scratch size: tiny | small | base
-    vocab_size: int = TIGER.vocab_size
-    target_mode: str = TIGER.target_mode  # single (one code per example, TIGER) | sequence (the seed's)
-    max_codes: int = TIGER.max_codes
-    samples_per_playlist: int = TIGER.samples_per_playlist
-    max_input_length: int = TIGER.max_input_length
-    epochs: int | None = None  # None: ml.device_defaults for the device
-    batch_size: int = TIGER_TRAINING.batch_size
-    lr: float = TIGER_TRAINING.lr
-    warmup_ratio: float = TIGER_TRAINING.warmup_ratio
-    weight_decay: float = TIGER_TRAINING.weight_decay
-    early_stopping_patience: int = TIGER_TRAINING.early_stopping_patience  # 0 = never stop early
+
+class TigerModelConfig(config_fields(TIGER_TRAINING, names=TRAINING_FIELDS, auto=("epochs",), base=_TigerSettings)):
+    """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING;
+    None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA).
+    ``base_model``: from_scratch, or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)."""
+
     gradient_checkpointing: bool = False
-    checkpoint_every_steps: int = TIGER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
-    num_beams: int | None = None  # None: ml.device_defaults for the device
-    prior_weight: float = Field(default=TIGER.prior_weight, ge=0)  # popularity prior in beam search; 0 = off
-    prior_mass: str = TIGER.prior_mass  # popularity | songs: the prior's mass under a code prefix
-    seed: int = TIGER_TRAINING.seed
 
     @model_validator(mode="after")
     def _trainable(self):
@@ -113,6 +98,8 @@ class TigerModelConfig(TrainingDeviceConfig):
                                                 "num_beams") if (getattr(self, k) or 1) < 1}
         if small:
             raise ValueError(f"must be >= 1: {small}")
+        if self.prior_weight < 0:
+            raise ValueError(f"prior_weight must be >= 0 (0 = no popularity prior), got {self.prior_weight}")
         return self
 
 
@@ -135,10 +122,7 @@ def tiger_model(
 ) -> dg.Output[str]:
     """T5 text -> semantic-ID generator, logged in MLflow; value: the logged model's URI. It becomes a version of
     `genrank-tiger` only when the evaluation registers it, after its blocking check passed."""
-    resolved = compute.for_asset("tiger_model", config)
-    resolved.apply_threads()
-    config, auto = fill_device_defaults(config, for_device(resolved.device).tiger_model)
-    context.log.info(f"{resolved.device} defaults for the fields left unset: {auto}" if auto else "no device defaults used")
+    resolved, config, auto = compute.for_step("tiger_model", config, context.log.info)
     song_ids, codes = codes_from_frame(semantic_ids)
     levels = code_space(semantic_id_metrics)
     train = generator_dataset[generator_dataset["split"] == "train"]
@@ -153,33 +137,32 @@ def tiger_model(
     n_params = int(sum(p.numel() for p in model.parameters()))
     context.log.info(f"training TIGER ({config.base_model}/{config.preset}, {n_params:,} parameters) on "
                      f"{len(train_ds or [])} examples, {len(val_ds or [])} val, {resolved.device} {resolved.precision}")
-    result = train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config.model_dump(),
-                         TIGER_TRAINING), resolved, gradient_checkpointing=config.gradient_checkpointing,
-                         checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
-    code_table = CodeTable(song_ids=song_ids, codes=codes, popularity=song_popularity_array(song_ids, upstream_corpus))
-    generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
-                               max_codes=config.max_codes, max_input_length=config.max_input_length,
-                               num_beams=config.num_beams, prior_weight=config.prior_weight,
-                               prior_mass=config.prior_mass)
-    out_dir = genrank_paths.artifacts("tiger_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
-    save_tiger(generator, out_dir)
-    plot = history_plot(result.epochs, ["train_loss", "val_loss"], out_dir.parent / f"{out_dir.name}-loss.png",
-                        title="TIGER loss")
-    summary = result.summary()
-
-    mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"tiger_model-{context.run.run_id[:8]}") as run:
+    with step_run(context, genrank_paths, mlflow_registry) as step:
+        result = train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config.model_dump(),
+                             TIGER_TRAINING), resolved, gradient_checkpointing=config.gradient_checkpointing,
+                             checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
+        code_table = CodeTable(song_ids=song_ids, codes=codes,
+                               popularity=song_popularity_array(song_ids, upstream_corpus))
+        generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,
+                                   max_codes=config.max_codes, max_input_length=config.max_input_length,
+                                   num_beams=config.num_beams, prior_weight=config.prior_weight,
+                                   prior_mass=config.prior_mass)
+        save_tiger(generator, step.folder)
+        plot = history_plot(result.epochs, ["train_loss", "val_loss"],
+                            step.folder.parent / f"{step.folder.name}-loss.png", title="TIGER loss")
+        summary = result.summary()
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
                            "device_defaults": ",".join(auto) or "none",
                            "levels": str(levels), "train_examples": len(train_ds), "dagster_run_id": context.run.run_id})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
-        reg = registry.log_model_dir(out_dir, registered_name=None, python_model=registry.TIGER_CODE)
-    context.log.info(f"logged {reg.uri} (run {run.info.run_id}); the evaluation registers it once its checks pass")
+        reg = registry.log_model_dir(step.folder, registered_name=None, python_model=registry.TIGER_CODE)
+    context.log.info(f"logged {reg.uri} (run {step.run_id}); the evaluation registers it once its checks pass")
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else "no epochs"
     return dg.Output(reg.uri, metadata={
-        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir), "parameters": n_params, "train_examples": len(train_ds), **summary,
+        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(step.folder), "parameters": n_params,
+        "train_examples": len(train_ds), **summary,
         "device": resolved.device, "precision": resolved.precision, "epochs_configured": config.epochs,
         "num_beams": config.num_beams, "device_defaults": dg.MetadataValue.json(auto),
         "loss_curve": dg.MetadataValue.md(markdown_image(plot, "loss") + "\n\n" + history_md),

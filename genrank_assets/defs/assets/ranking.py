@@ -2,13 +2,14 @@
 learning-to-rank stage: candidate pools, their features and the LightGBM lambdarank ranker trained on the LTR holdout
 and val."""
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import dagster as dg
 import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.defs.config import TRAINING_FIELDS, config_fields, dataclass_config
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
     GPU_TAGS,
@@ -17,17 +18,16 @@ from genrank_assets.defs.resources import (
     GenrankPaths,
     MlflowRegistry,
     TrainingDeviceConfig,
-    fill_device_defaults,
+    step_run,
 )
 from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.data.corpus import HOLDOUT
-from genrank_assets.ml.device_defaults import for_device
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
 from genrank_assets.ml.ranking.cross_encoder.examples import RANKER_EXAMPLES, build_ranker_examples, generator_proposals
 from genrank_assets.ml.ranking.cross_encoder.model import (
     INIT_FROM,
-    RANKER_DEFAULTS,
+    RankerConfig,
     build_ranker,
     save_ranker,
     song_text,
@@ -80,9 +80,7 @@ def ranker_dataset(
     mlflow_registry: MlflowRegistry,
 ) -> dg.Output[pd.DataFrame]:
     """Rows (playlist_id, split, text, song_id, label, negative_kind) for train and val playlists (split by playlist)."""
-    resolved = compute.for_asset("ranker_dataset", config)
-    resolved.apply_threads()
-    config, auto = fill_device_defaults(config, for_device(resolved.device).ranker_dataset)
+    resolved, config, auto = compute.for_step("ranker_dataset", config, context.log.info)
     mlflow_registry.setup()  # the generator is read back from the registry by its URI
     sv = from_frame(song_vectors)
     song_ids, codes = codes_from_frame(semantic_ids)
@@ -126,27 +124,22 @@ def ranker_dataset(
                                    "counts": dg.MetadataValue.md(counts.to_markdown(index=False))})
 
 
-class RankerModelConfig(TrainingDeviceConfig):
-    """The ranker's settings and training; defaults: ml.ranking.model.RANKER_DEFAULTS and ...training.RANKER_TRAINING;
-    None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA)."""
+# The cross-encoder's settings and training fields of the ranker_model config, with their defaults where they are
+# defined (RankerConfig, RANKER_TRAINING); None ("auto"): the default for the asset's device (ml.device_defaults).
+RANKER_HEAD_FIELDS = ("song_positions", "use_song_text", "max_title_tokens", "max_song_text_tokens", "interaction_dim")
+_RankerHead = config_fields(RankerConfig, names=RANKER_HEAD_FIELDS, auto=("use_song_text",), base=TrainingDeviceConfig)
+
+
+class RankerModelConfig(config_fields(RANKER_TRAINING, names=TRAINING_FIELDS, auto=("epochs", "batch_size"),
+                                      base=_RankerHead)):
+    """The ranker's settings and training; defaults: ml.ranking.cross_encoder.model.RankerConfig and ...training.
+    RANKER_TRAINING; None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it
+    resolves to CUDA)."""
 
     init_from: str = "tiger"  # tiger (the trained TIGER encoder) | base_model | scratch
     base_model: str = ""  # local path or hub name, when init_from=base_model
     preset: str = "tiny"  # when init_from=scratch
-    song_positions: int = RANKER_DEFAULTS["song_positions"]
-    use_song_text: bool | None = None  # None: ml.device_defaults for the device (CPU: off, 8x cheaper scoring)
-    max_title_tokens: int = RANKER_DEFAULTS["max_title_tokens"]
-    max_song_text_tokens: int = RANKER_DEFAULTS["max_song_text_tokens"]
-    interaction_dim: int = RANKER_DEFAULTS["interaction_dim"]  # bilinear title x song-vector term (0 = none)
-    epochs: int | None = None  # None: ml.device_defaults for the device
-    batch_size: int | None = None  # None: ml.device_defaults for the device
-    lr: float = RANKER_TRAINING.lr
-    warmup_ratio: float = RANKER_TRAINING.warmup_ratio
-    weight_decay: float = RANKER_TRAINING.weight_decay
-    early_stopping_patience: int = RANKER_TRAINING.early_stopping_patience  # 0 = never stop early
-    checkpoint_every_steps: int = RANKER_TRAINING.checkpoint_every_steps
     max_steps: int = 0  # 0 = no cap
-    seed: int = RANKER_TRAINING.seed
     # "bce" (pointwise) or "listwise" (softmax over each playlist's examples, batches of whole lists ~batch_size rows)
     loss: str = "bce"
 
@@ -180,14 +173,9 @@ def ranker_model(
     """Cross-encoder (title tokens + projected song vector in one T5 encoder), logged in MLflow; the evaluation
     registers it as a `genrank-ranker` version after its blocking check passed."""
     sv = from_frame(song_vectors)
-    resolved = compute.for_asset("ranker_model", config)
-    resolved.apply_threads()
-    config, auto = fill_device_defaults(config, for_device(resolved.device).ranker_model)
-    context.log.info(f"{resolved.device} defaults for the fields left unset: {auto}" if auto else "no device defaults used")
+    resolved, config, auto = compute.for_step("ranker_model", config, context.log.info)
     mlflow_registry.setup()  # the TIGER encoder is read back from the registry by its URI
-    head = dict(song_positions=config.song_positions, use_song_text=config.use_song_text,
-                max_title_tokens=config.max_title_tokens, max_song_text_tokens=config.max_song_text_tokens,
-                interaction_dim=config.interaction_dim)
+    head = {name: getattr(config, name) for name in RANKER_HEAD_FIELDS}
     generator = registry.load_python_model(tiger_model).generator if config.init_from != "base_model" else None
     ranker = build_ranker(config.init_from, sv.dim, generator=generator, base_model=config.base_model,
                           preset=config.preset, seed=config.seed, **head)
@@ -195,31 +183,29 @@ def ranker_model(
     val = ranker_dataset[ranker_dataset["split"] == "val"]
     context.log.info(f"training ranker ({config.init_from}) on {len(train)} pairs, {len(val)} val pairs, "
                      f"{resolved.device} {resolved.precision}")
-    result = train_ranker(ranker, train, val if len(val) else None, sv,
-                          song_texts(raw_songs) if config.use_song_text else None,
-                          TrainConfig.from_mapping(config.model_dump(), RANKER_TRAINING), resolved,
-                          checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info,
-                          loss=config.loss)
-    ranker = ranker.to("cpu")
-    out_dir = genrank_paths.artifacts("ranker_model", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
-    save_ranker(ranker, out_dir / "ranker")
-    save_song_side(out_dir / "songs", sv, raw_songs)
-    plot = history_plot(result.epochs, ["train_loss", "val_loss", "val_auc"], out_dir / "curves.png", title="ranker")
-    summary = result.summary()
-
-    mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"ranker_model-{context.run.run_id[:8]}"):
+    with step_run(context, genrank_paths, mlflow_registry) as step:
+        result = train_ranker(ranker, train, val if len(val) else None, sv,
+                              song_texts(raw_songs) if config.use_song_text else None,
+                              TrainConfig.from_mapping(config.model_dump(), RANKER_TRAINING), resolved,
+                              checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info,
+                              loss=config.loss)
+        save_ranker(ranker.to("cpu"), step.folder / "ranker")
+        save_song_side(step.folder / "songs", sv, raw_songs)
+        plot = history_plot(result.epochs, ["train_loss", "val_loss", "val_auc"], step.folder / "curves.png",
+                            title="ranker")
+        summary = result.summary()
         mlflow.log_params({**config.model_dump(), "device": resolved.device, "precision": resolved.precision,
-                           "device_defaults": ",".join(auto) or "none", "train_pairs": len(train), "dagster_run_id": context.run.run_id, "tiger_model": tiger_model})
+                           "device_defaults": ",".join(auto) or "none", "train_pairs": len(train),
+                           "dagster_run_id": context.run.run_id, "tiger_model": tiger_model})
         registry.log_history(result.epochs)
         mlflow.log_metrics({k: v for k, v in summary.items() if not isinstance(v, str)})
         mlflow.log_artifact(str(plot), "plots")
-        reg = registry.log_model_dir(out_dir / "ranker", registered_name=None,
+        reg = registry.log_model_dir(step.folder / "ranker", registered_name=None,
                                      python_model=registry.RANKER_CODE,
-                                     extra_artifacts={"songs_dir": str(out_dir / "songs")})
+                                     extra_artifacts={"songs_dir": str(step.folder / "songs")})
     history_md = pd.DataFrame(result.history).to_markdown(index=False) if result.history else ""
     return dg.Output(reg.uri, metadata={
-        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(out_dir),
+        "model_uri": reg.uri, "mlflow_run_id": reg.run_id, "model_dir": str(step.folder),
         "init_from": config.init_from, "train_pairs": len(train), "val_pairs": len(val), **summary,
         "device": resolved.device, "precision": resolved.precision, "use_song_text": config.use_song_text,
         "epochs_configured": config.epochs, "batch_size": config.batch_size,
@@ -236,28 +222,13 @@ def ranker_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     return dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
-_POOL, _LTR = PoolConfig(), LTRParams()
 POOL_CONFIG_KEY = "pool_config"  # ranking_features metadata: the PoolConfig its pools were built with
 
 
-class CandidatePoolsConfig(dg.Config):
-    """The candidate pool of each val / test query; defaults: ml.ranking.candidates.PoolConfig."""
+class CandidatePoolsConfig(dataclass_config(PoolConfig)):
+    """The candidate pool of each val / test query; defaults: ml.ranking.ltr.candidates.PoolConfig."""
 
-    generator_songs: int = _POOL.generator_songs
-    num_beams: int = _POOL.num_beams
-    per_source: int = _POOL.per_source
-    rank_depth: int = _POOL.rank_depth
-    sources: list[str] = list(_POOL.sources)
     max_queries: int = Field(default=0, ge=0)  # per split; 0: every query
-
-    def pool_config(self) -> PoolConfig:
-        return PoolConfig(generator_songs=self.generator_songs, num_beams=self.num_beams, per_source=self.per_source,
-                          rank_depth=self.rank_depth, sources=tuple(self.sources))
-
-    @model_validator(mode="after")
-    def _valid_pool(self):
-        self.pool_config()  # PoolConfig's own checks
-        return self
 
 
 @dg.multi_asset(
@@ -300,7 +271,7 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
             continue
         sources = CandidateSources.fit(corpus, generator)
         builder = FeatureBuilder(sources, corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
-        pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.pool_config(),
+        pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
                                                         log_fn=context.log.info)
         pools.append(pool_rows)
         features.append(feature_rows)
@@ -315,35 +286,12 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         "recall_ceiling": dg.MetadataValue.md(table.to_markdown(index=False))})
     yield dg.Output(features, "ranking_features", metadata={
         "dagster/row_count": len(features), "features": len(FEATURES),
-        POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.pool_config())),
+        POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.params())),
         "positives": int(features["label"].sum()), **{f"{s}_queries": n for s, n in n_queries.items()}})
 
 
-class LTRRankerConfig(dg.Config):
-    """LightGBM lambdarank settings; defaults: ml.ranking.ltr.LTRParams (seed: LightGBM's, deterministic)."""
-
-    objective: str = _LTR.objective
-    num_leaves: int = _LTR.num_leaves
-    learning_rate: float = _LTR.learning_rate
-    min_data_in_leaf: int = _LTR.min_data_in_leaf
-    feature_fraction: float = _LTR.feature_fraction
-    bagging_fraction: float = _LTR.bagging_fraction
-    bagging_freq: int = _LTR.bagging_freq
-    lambda_l2: float = _LTR.lambda_l2
-    max_rounds: int = _LTR.max_rounds
-    early_stopping_rounds: int = _LTR.early_stopping_rounds
-    eval_at: int = _LTR.eval_at
-    folds: int = _LTR.folds
-    seed: int = _LTR.seed
-    num_threads: int = _LTR.num_threads
-
-    def params(self) -> LTRParams:
-        return LTRParams(**{f.name: getattr(self, f.name) for f in fields(LTRParams)})
-
-    @model_validator(mode="after")
-    def _valid_params(self):
-        self.params()  # LTRParams' own checks
-        return self
+class LTRRankerConfig(dataclass_config(LTRParams)):
+    """LightGBM lambdarank settings; defaults: ml.ranking.ltr.ranker.LTRParams (seed: LightGBM's, deterministic)."""
 
 
 @dg.asset(group_name="ranking", kinds={"lightgbm", "mlflow"}, io_manager_key="model_io_manager")
@@ -363,25 +311,23 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, rows, truths)  # out-of-fold, on the val queries among the training rows
     queries_per_split = {f"{s}_queries": int(n) for s, n in rows.groupby("split")["playlist_id"].nunique().items()}
-    out_dir = genrank_paths.artifacts("ltr_ranker", time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}")
-    model.save(out_dir / "ltr")
-    curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}
-    curve_png = curves_plot({f"CV NDCG@{config.eval_at} (pool)": curve}, out_dir / "cv_curve.png",
-                            title="LTR: mean held-out-fold NDCG per round (val queries)", xlabel="round",
-                            ylabel=f"NDCG@{config.eval_at}")
-    importance = dict(list(model.feature_importance("gain").items())[:15])
-    importance_png = bar_plot(importance, out_dir / "feature_importance.png", title="LTR feature importance (gain)",
-                              ylabel="total gain")
-    mlflow_registry.setup()
-    with mlflow.start_run(run_name=f"ltr_ranker-{context.run.run_id[:8]}") as run:
+    with step_run(context, genrank_paths, mlflow_registry) as step:
+        model.save(step.folder / "ltr")
+        curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}
+        curve_png = curves_plot({f"CV NDCG@{config.eval_at} (pool)": curve}, step.folder / "cv_curve.png",
+                                title="LTR: mean held-out-fold NDCG per round (val queries)", xlabel="round",
+                                ylabel=f"NDCG@{config.eval_at}")
+        importance = dict(list(model.feature_importance("gain").items())[:15])
+        importance_png = bar_plot(importance, step.folder / "feature_importance.png",
+                                  title="LTR feature importance (gain)", ylabel="total gain")
         mlflow.log_params({**config.model_dump(), **queries_per_split,
                            "n_rounds": model.n_rounds, "dagster_run_id": context.run.run_id})
         mlflow.log_metrics({"val_oof_ndcg_at_10": val_ndcg})
         mlflow.log_artifact(str(curve_png), "plots")
         mlflow.log_artifact(str(importance_png), "plots")
-        reg = registry.log_model_dir(out_dir / "ltr", registered_name=None, python_model=registry.LTR_CODE)
+        reg = registry.log_model_dir(step.folder / "ltr", registered_name=None, python_model=registry.LTR_CODE)
     return dg.Output(reg.uri, metadata={
-        "model_uri": reg.uri, "model_dir": str(out_dir / "ltr"), "mlflow_run_id": run.info.run_id,
+        "model_uri": reg.uri, "model_dir": str(step.folder / "ltr"), "mlflow_run_id": step.run_id,
         "n_rounds": model.n_rounds,
         "cv_best_rounds": str(model.cv.get("best_rounds")), "cv_oof_rounds": str(model.cv.get("oof_rounds")),
         "val_cv_ndcg@10": round(val_ndcg, 4),

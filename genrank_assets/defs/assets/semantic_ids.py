@@ -68,9 +68,7 @@ def semantic_ids(
 ):
     sv = from_frame(song_vectors)
     X = sv.normalized()  # cosine geometry, as word2vec neighbours are judged
-    resolved = compute.for_asset("semantic_ids", config)
-    device = resolved.device
-    resolved.apply_threads()
+    device = compute.for_step("semantic_ids", config)[0].device
     context.log.info(f"fitting RQ-KMeans {config.levels} on {len(sv)} songs (dim {sv.dim}) on {device}")
     model = RQKMeans(
         levels=tuple(config.levels), balanced=config.balanced, unique_codes=config.unique_codes,

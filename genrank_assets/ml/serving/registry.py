@@ -279,6 +279,30 @@ def register_logged(logged_uri: str, name: str) -> RegisteredModel:
     return RegisteredModel(name, int(mv.version), mv.run_id, f"models:/{name}/{mv.version}")
 
 
+@dataclass(frozen=True)
+class EvaluatedModels:
+    """The three models an evaluation judges, as registered versions and loaded as they are served."""
+
+    tiger_uri: str
+    ranker_uri: str
+    ltr_uri: str
+    tiger_py: Any
+    ranker_py: Any
+    ltr_py: Any
+
+    @property
+    def uris(self) -> tuple[str, str, str]:
+        return self.tiger_uri, self.ranker_uri, self.ltr_uri
+
+
+def register_evaluated(tiger_logged: str, ranker_logged: str, ltr_logged: str) -> EvaluatedModels:
+    """The logged generator, cross-encoder and LTR ranker (`models:/m-<id>`), which passed their blocking checks
+    (the evaluation runs only then), registered as versions of their names and loaded from those versions."""
+    uris = (register_logged(tiger_logged, TIGER_NAME).uri, register_logged(ranker_logged, RANKER_NAME).uri,
+            register_logged(ltr_logged, LTR_NAME).uri)
+    return EvaluatedModels(*uris, *(load_python_model(uri) for uri in uris))
+
+
 def log_history(history: list[dict[str, Any]], step_key: str = "epoch") -> None:
     """Per-epoch metrics (train/val loss, AUC...) as MLflow metric series."""
     for row in history:
