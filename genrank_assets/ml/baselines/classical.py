@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from genrank_assets.ml.checks import check_k
 from genrank_assets.ml.data.corpus import HOLDOUT, SPLITS, train_popularity
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,6 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([head, tied])
 
 
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
-
-
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise ValueError("texts must be a list of strings, got one string (use recommend for one query)")
@@ -244,7 +239,7 @@ class Recommender:
 
     def recommend_many(self, texts: Sequence[str], k: int) -> list[list[str]]:
         """Top-k song ids for each text, best first (at most the catalogue size)."""
-        k = _check_k(k)
+        k = check_k(k)
         texts = _check_texts(texts)
         catalogue = self._require_fit()
         ranked: list[list[str]] = []
@@ -353,7 +348,7 @@ class TitleKNNRecommender(Recommender):
         if tie_break == "song_id" and popularity_weight > 0:
             raise ValueError("tie_break='song_id' needs popularity_weight=0 (a popularity blend scores every song)")
         if k_neighbors is not None:
-            _check_k(k_neighbors)
+            check_k(k_neighbors)
         if similarity_power <= 0:
             raise ValueError(f"similarity_power must be positive, got {similarity_power!r}")
         if popularity_weight < 0:
@@ -474,7 +469,7 @@ class CoOccurrenceRecommender(Recommender):
                  seed_popularity_power: float = 1.0, target_popularity_power: float = 0.0):
         if not isinstance(base, Recommender):
             raise ValueError(f"base must be a Recommender, got {type(base).__name__}")
-        _check_k(n_seeds)
+        check_k(n_seeds)
         if walk_weight < 0:
             raise ValueError(f"walk_weight must be >= 0, got {walk_weight!r}")
         self.base = base

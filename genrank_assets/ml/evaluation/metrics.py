@@ -16,13 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from genrank_assets.ml.checks import check_k
+
 log = logging.getLogger(__name__)
-
-
-def _check_k(k: int, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{name} must be a positive integer, got {k!r}")
-    return int(k)
 
 
 def _check_truth(truth: Iterable[str]) -> set[str]:
@@ -44,7 +40,7 @@ def _hit_flags(ranked: Sequence[str], truth: set[str], k: int) -> list[bool]:
 
 def recall_at_k(ranked: Sequence[str], truth: Iterable[str], k: int) -> float:
     """|top-k ∩ truth| / |truth|."""
-    k = _check_k(k)
+    k = check_k(k)
     truth = _check_truth(truth)
     return sum(_hit_flags(ranked, truth, k)) / len(truth)
 
@@ -55,7 +51,7 @@ def _discounts(n: int) -> np.ndarray:
 
 def ndcg_at_k(ranked: Sequence[str], truth: Iterable[str], k: int) -> float:
     """Binary-relevance NDCG@k; the ideal DCG puts min(|truth|, k) hits at the top."""
-    k = _check_k(k)
+    k = check_k(k)
     truth = _check_truth(truth)
     flags = np.asarray(_hit_flags(ranked, truth, k), dtype=np.float64)
     dcg = float(flags @ _discounts(len(flags))) if len(flags) else 0.0
@@ -94,7 +90,7 @@ def evaluate_rankings(
     R-precision looks at the top |truth| songs, so rankings should hold max(max(ks), |truth|) songs;
     ``n_short_rankings`` counts those that do not (their missing slots score as misses; a warning is logged).
     """
-    ks = [_check_k(k, "ks") for k in ks]
+    ks = [check_k(k, "ks") for k in ks]
     qids = _query_ids(rankings, truths)
     per_query: dict[str, list[float]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg")}
     per_query["r_precision"] = []
@@ -122,7 +118,7 @@ def evaluate_rankings(
 
 def catalogue_coverage(rankings: Mapping[str, Sequence[str]], catalogue_size: int, k: int = 10) -> float:
     """Share of the catalogue that appears in at least one top-k list."""
-    k = _check_k(k)
+    k = check_k(k)
     if catalogue_size < 1:
         raise ValueError(f"catalogue_size must be positive, got {catalogue_size!r}")
     shown: set[str] = set()
@@ -135,7 +131,7 @@ def recall_curve(
     rankings: Mapping[str, Sequence[str]], truths: Mapping[str, Iterable[str]], ks: Sequence[int]
 ) -> dict[int, float]:
     """Mean Recall@k for each k, over the queries of ``truths`` (same rules as ``evaluate_rankings``)."""
-    ks = [_check_k(k, "ks") for k in ks]
+    ks = [check_k(k, "ks") for k in ks]
     qids = _query_ids(rankings, truths)
     totals = dict.fromkeys(ks, 0.0)
     for q in qids:
@@ -170,7 +166,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n: int = 1000, seed
         raise ValueError(f"a and b must be 1-D arrays of the same length, got {a.shape} and {b.shape}")
     if len(a) == 0:
         raise ValueError("a and b are empty")
-    _check_k(n, "n")
+    check_k(n, "n")
     diff = a - b
     rng = np.random.default_rng(seed)
     means = np.empty(n, dtype=np.float64)
@@ -199,7 +195,7 @@ def bootstrap_mean_ci(values: Sequence[float], n: int = 1000, seed: int = 0, lev
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or len(x) == 0:
         raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
-    _check_k(n, "n")
+    check_k(n, "n")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     rng = np.random.default_rng(seed)

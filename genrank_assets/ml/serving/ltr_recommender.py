@@ -13,7 +13,6 @@ registered recommender bundles them, ``registry.register_recommender``), as at t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,7 +21,7 @@ import pandas as pd
 from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
 from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
 from genrank_assets.ml.ranking.ltr.ranker import LTRRanker, ranked_with_fill
-from genrank_assets.ml.serving.recommender import Recommendation, check_text, stage_medians
+from genrank_assets.ml.serving.recommender import Recommendation, ServedRecommender, stage_medians
 
 METHOD = "ltr"
 
@@ -51,7 +50,7 @@ class RankedPool:
     song_ids: list[str]  # the ranking: pool by score, then the fill
 
 
-class LTRRecommender:
+class LTRRecommender(ServedRecommender):
     """``recommend`` / ``recommend_many`` / ``explain`` like ``Recommender``, ranking with a learned ranker."""
 
     def __init__(self, sources: CandidateSources, builder: FeatureBuilder, ltr: LTRRanker,
@@ -108,14 +107,8 @@ class LTRRecommender:
         self._times.rank_ms.append((t3 - t2) * 1000)
         return RankedPool(pool, features, scores, ranked)
 
-    # -- public -----------------------------------------------------------------------------------------------
-    def recommend(self, text: str, k: int = 10) -> list[Recommendation]:
-        return self.recommend_many([text], k)[0]
-
-    def recommend_many(self, texts: Sequence[str], k: int = 10) -> list[list[Recommendation]]:
-        texts = [check_text(t) for t in texts]
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+    # -- public: recommend / recommend_many / explain come from ServedRecommender -----------------------------
+    def _recommend_many(self, texts: list[str], k: int) -> list[list[Recommendation]]:
         out = []
         for text in texts:  # one query at a time: a pool never depends on the queries served with it
             t0 = time.perf_counter()
@@ -129,14 +122,11 @@ class LTRRecommender:
             self._times.total_ms.append((time.perf_counter() - t0) * 1000)
         return out
 
-    def explain(self, text: str, k: int = 10):
-        """``recommend(text, k)`` with, per song, the sources that proposed it (and their ranks) and the LTR score
-        as its largest feature contributions (LightGBM's SHAP values); the order is the recommended order."""
+    def _explain(self, text: str, k: int):
+        """Per song, the sources that proposed it (and their ranks) and the LTR score as its largest feature
+        contributions (LightGBM's SHAP values); the order is the recommended order."""
         from genrank_assets.ml.serving.explain import explain_ltr
 
-        text = check_text(text)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         t0 = time.perf_counter()
         ranked = self.rank(text, k)
         out = explain_ltr(self, ranked, k)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
+from genrank_assets.ml.checks import check_k
 from genrank_assets.ml.ranking.cross_encoder.model import song_text
 
 if TYPE_CHECKING:
@@ -107,7 +108,23 @@ def final_order(scores: np.ndarray, log_popularity: np.ndarray) -> np.ndarray:
     return np.lexsort((-log_popularity, -scores))
 
 
-class Recommender:
+class ServedRecommender:
+    """What every served recommender shares: the query checks, ``recommend`` through ``recommend_many``, and
+    ``explain``. A subclass implements ``_recommend_many(texts, k)`` and ``_explain(text, k)`` on checked input."""
+
+    def recommend(self, text: str, k: int = 10) -> list[Recommendation]:
+        return self.recommend_many([text], k)[0]
+
+    def recommend_many(self, texts: Sequence[str], k: int = 10) -> list[list[Recommendation]]:
+        return self._recommend_many([check_text(t) for t in texts], check_k(k))
+
+    def explain(self, text: str, k: int = 10):
+        """``recommend(text, k)`` with, per song, why: the sources that proposed it and the parts of its score;
+        the order is the recommended order."""
+        return self._explain(check_text(text), check_k(k))
+
+
+class Recommender(ServedRecommender):
     def __init__(self, generator, ranker, song_vectors, song_info: dict[str, tuple[str, str]],
                  config: RecommenderConfig | None = None, knn=None):
         self.generator = generator
@@ -233,14 +250,8 @@ class Recommender:
     def _song_text(self, song_id: str) -> str:
         return song_text(*self.song_info.get(song_id, ("", "")))
 
-    # -- public -----------------------------------------------------------------------------------------------
-    def recommend(self, text: str, k: int = 10) -> list[Recommendation]:
-        return self.recommend_many([text], k)[0]
-
-    def recommend_many(self, texts: Sequence[str], k: int = 10) -> list[list[Recommendation]]:
-        texts = [check_text(t) for t in texts]
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+    # -- public: recommend / recommend_many / explain come from ServedRecommender -----------------------------
+    def _recommend_many(self, texts: list[str], k: int) -> list[list[Recommendation]]:
         out = []
         for start in range(0, len(texts), 32):  # chunks bound the memory of classical score rows
             chunk = texts[start:start + 32]
@@ -257,14 +268,11 @@ class Recommender:
             self._classical = {}
         return out
 
-    def explain(self, text: str, k: int = 10) -> list[Explanation]:
-        """``recommend(text, k)`` with, per song, the candidate sources that proposed it and the parts of its final
-        score (same candidates, same ranking code: the order is the recommended order)."""
+    def _explain(self, text: str, k: int) -> list[Explanation]:
+        """Per song, the candidate sources that proposed it and the parts of its final score (same candidates,
+        same ranking code: the order is the recommended order)."""
         from genrank_assets.ml.serving.explain import explain_ranked
 
-        text = check_text(text)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
         t0 = time.perf_counter()
         rows = self.candidate_rows([text], k)[0]
         order, parts = self.ranked_parts(text, rows)
