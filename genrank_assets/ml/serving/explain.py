@@ -67,7 +67,8 @@ class ScoreComponents:
 @dataclass
 class LTRComponents:
     """score = bias + the sum of every feature's contribution (SHAP); ``top``: the largest ones by size, as
-    (feature, its value (None: missing), its contribution)."""
+    (feature, its value (None: missing), its contribution). A source's rank feature (``<source>_rank``, 0-based
+    in the model's input) is shown 1-based, as every rank the explanation shows (1 = the source's first song)."""
 
     score: float
     bias: float
@@ -143,6 +144,16 @@ def explain_ranked(rec, rows: list[int], order: np.ndarray, parts, proposals) ->
     return out
 
 
+_RANK_FEATURES = {f"{source}_rank" for source in (GENERATOR, *POOL_SOURCE_NAMES)}  # 0-based in the LTR features
+
+
+def _shown(feature: str, value: float) -> float | None:
+    """A feature's value as the explanation shows it: None when missing, a source's rank 1-based."""
+    if not np.isfinite(value):
+        return None
+    return float(value) + 1 if feature in _RANK_FEATURES else float(value)
+
+
 def explain_ltr(rec, ranked, k: int, top_features: int = 5) -> list[Explanation]:
     """Explanations of the top ``k`` of an LTR recommender's ``RankedPool``: per song the pool's sources that
     proposed it (generator: its place in the generator's list, its code and the code's beam rank and score;
@@ -176,8 +187,7 @@ def explain_ltr(rec, ranked, k: int, top_features: int = 5) -> list[Explanation]
         parts = contrib_of[i]
         values = ranked.features.iloc[i]
         order = np.argsort(-np.abs(parts[:-1]), kind="stable")[:top_features]
-        top_parts = [(names[j], None if not np.isfinite(values[names[j]]) else float(values[names[j]]),
-                      float(parts[j])) for j in order]
+        top_parts = [(names[j], _shown(names[j], values[names[j]]), float(parts[j])) for j in order]
         score = float(ranked.scores[i])
         out.append(Explanation(rank, song, name, singer, score, sources, LTRComponents(score, float(parts[-1]), top_parts)))
     return out

@@ -12,7 +12,7 @@ from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfi
 from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
-from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents
+from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents, explain_ltr
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import load_train_corpus, save_knn_corpus
 from genrank_assets_tests.ml.ltr_world import make_corpus, song_info, song_vectors, tiny_generator, tiny_ranker
@@ -99,3 +99,20 @@ def test_the_ranker_round_trips_its_pool_config(trained, tmp_path):
     loaded = LTRRanker.load(trained["ltr"].save(tmp_path / "ltr"))
     assert PoolConfig.from_dict(loaded.pool_config) == POOL
     np.testing.assert_array_equal(loaded.oof_scores, trained["ltr"].oof_scores)  # the val figure of `auto`
+
+
+def test_explain_shows_a_sources_rank_in_one_convention(served):
+    """The feature line's `<source>_rank` is the same 1-based rank as the `proposed by` line's (the model's input
+    is 0-based)."""
+    text = "best jazz"
+    ranked = served.rank(text, 8)
+    compared = 0
+    for e in explain_ltr(served, ranked, 8, top_features=len(FEATURES)):
+        shown = {name: value for name, value, _ in e.components.top}
+        row = ranked.features.set_index("song_id").loc[e.song_id]
+        for source in e.sources:
+            feature = f"{source.name}_rank"
+            if feature in shown:
+                assert shown[feature] == source.rank == row[feature] + 1, (e.song_id, feature)
+                compared += 1
+    assert compared > 0
