@@ -160,6 +160,24 @@ class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=["text", "rank", "song_id", "name", "singer", "score"])
 
 
+def recommender_signature():
+    """What `genrank-recommender` takes and returns, for clients, `mlflow models serve` and the MLflow UI: a frame
+    of ``text`` (and an optional per-row ``k``, else the ``k`` param, default 10) in; one row per (text, rank) out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "text"), ColSpec("long", "k", required=False)]),
+        outputs=Schema([ColSpec("string", "text"), ColSpec("long", "rank"), ColSpec("string", "song_id"),
+                        ColSpec("string", "name"), ColSpec("string", "singer"), ColSpec("double", "score")]),
+        params=ParamSchema([ParamSpec("k", "long", 10)]),
+    )
+
+
+# MLflow runs this example through the logged recommender when it registers it: the bundle must answer it.
+RECOMMENDER_INPUT_EXAMPLE = {"text": ["gym running bgm"], "k": [5]}
+
+
 def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None, ltr_dir=None):
     """The recommender a `genrank-recommender` bundle holds: generate-and-rank (``Recommender``) or, when its
     config says ``ltr``, the learning-to-rank one (``LTRRecommender``, its sources refitted on the bundled train
@@ -244,6 +262,8 @@ def log_model_dir(
     python_model: str | mlflow.pyfunc.PythonModel,
     artifact_name: str = "model",
     extra_artifacts: dict[str, str] | None = None,
+    signature=None,
+    input_example=None,
 ) -> RegisteredModel:
     """Inside an active run: log ``model_dir`` as a pyfunc model; with ``registered_name``, also register a new
     version (else the result's uri is the logged model's `models:/m-<id>` and its version 0, to be registered
@@ -256,7 +276,8 @@ def log_model_dir(
     artifacts = {"model_dir": str(model_dir), **(extra_artifacts or {})}
     info = mlflow.pyfunc.log_model(
         name=artifact_name, python_model=python_model, artifacts=artifacts,
-        registered_model_name=registered_name, pip_requirements=PIP_REQUIREMENTS,
+        registered_model_name=registered_name, pip_requirements=PIP_REQUIREMENTS, signature=signature,
+        input_example=None if input_example is None else pd.DataFrame(input_example),
     )
     if registered_name is None:
         return RegisteredModel("", 0, run.info.run_id, f"models:/{info.model_id}")
@@ -403,7 +424,8 @@ def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, 
     if ltr_py is not None:
         artifacts["ltr_dir"] = ltr_py.artifact_paths["model_dir"]
     reg = log_model_dir(tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME,
-                        python_model=RECOMMENDER_CODE, artifact_name="recommender", extra_artifacts=artifacts)
+                        python_model=RECOMMENDER_CODE, artifact_name="recommender", extra_artifacts=artifacts,
+                        signature=recommender_signature(), input_example=RECOMMENDER_INPUT_EXAMPLE)
     challenger = Challenger(reg.version, version_of(tiger_py.model_uri), version_of(ranker_py.model_uri), method, split,
                             int(queries), queries_fingerprint, float(ndcg_at_10), reg.run_id,
                             None if ltr_py is None else version_of(ltr_py.model_uri))

@@ -87,6 +87,13 @@ def test_challenger_round_trip_promotion_and_gate_record(store, tmp_path):
     assert found.ndcg_at_10 == 0.123456789012345  # the exact float, through a string tag
     assert found.evaluation_run_id == run.info.run_id and found.uri == "models:/genrank-recommender/1"
     assert registry.alias_version(registry.RECOMMENDER_NAME) is None  # a challenger is not yet the champion
+    # What a client, `mlflow models serve` and the MLflow UI read: the signature and the input example.
+    info = mlflow.models.get_model_info(found.uri)
+    assert info.signature.inputs.input_names() == ["text", "k"]
+    assert [c.required for c in info.signature.inputs.inputs] == [True, False]
+    assert info.signature.outputs.input_names() == ["text", "rank", "song_id", "name", "singer", "score"]
+    assert [(p.name, p.default) for p in info.signature.params.params] == [("k", 10)]
+    assert info.saved_input_example_info is not None
 
     registry.promote(found)
     assert [registry.alias_version(n) for n in (registry.TIGER_NAME, registry.RANKER_NAME,
