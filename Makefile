@@ -83,8 +83,10 @@ team-stack: install
 team-stack-stop:
 	@$(BIN)/python -m genrank_assets.tools.team_stack stop
 
+# Every live benchmark in order (python -m benchmarks; each is python -m benchmarks.<name>), JSON under
+# benchmarks/results/. QUICK=1: each at its --quick size (minutes on 2 cores), JSON under benchmarks/.cache/quick/.
 bench: install
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick)
 
 lint: install-dev
 	$(BIN)/ruff check genrank_assets genrank_assets_tests benchmarks

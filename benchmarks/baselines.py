@@ -1,6 +1,6 @@
 """Reproduce docs/benchmark.md's baseline rows on mpd7k and time them.
 
-Usage: .venv/bin/python benchmarks/baselines.py [--data ../shared/datasets/mpd7k] [--skip-ridge]
+Usage: python -m benchmarks.baselines [--data ../shared/datasets/mpd7k] [--skip-ridge] [--quick]
 
 Builds the corpus with pandas straight from the three-file format (all 7,071 playlists: no length filter;
 the crc32 split then gives 5,652 train / 720 val / 699 test), fits every baseline on the train split, ranks the
@@ -24,30 +24,33 @@ What mattered to reproduce the reference rows:
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import logging
-import os
-import platform
-import resource
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import (
+    MPD7K,
+    add_output_args,
+    argument_parser,
+    machine,
+    output_path,
+    peak_rss_mib,
+    require_mpd7k,
+    write_json,
+)
 
-from genrank_assets.ml.baselines import classical as bl
-from genrank_assets.ml.data.corpus import split_of
-from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings, paired_bootstrap
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from genrank_assets.ml.baselines import classical as bl
 
 log = logging.getLogger("benchmarks.baselines")
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mpd7k"
-RESULTS = Path(__file__).resolve().parent / "results" / "baselines.json"
+QUICK_QUERIES = 100
 METRICS = ("recall@10", "ndcg@10", "recall@100", "r_precision")
 
 # docs/benchmark.md, mpd7k test split
@@ -68,6 +71,10 @@ STRICT = ("popularity", "title_knn_char", "title_knn_word")
 
 def load_corpus(data_dir: Path) -> pd.DataFrame:
     """The shared corpus DataFrame from gen_playlist_info.csv + gen_playlist_song.csv.sort (ids kept as str)."""
+    import pandas as pd
+
+    from genrank_assets.ml.data.corpus import split_of
+
     read = {"sep": "\t", "dtype": str, "keep_default_na": False, "quoting": csv.QUOTE_NONE, "encoding": "utf-8"}
     info = pd.read_csv(data_dir / "gen_playlist_info.csv", **read)
     pairs = pd.read_csv(data_dir / "gen_playlist_song.csv.sort", header=None, names=["playlist_id", "song_id"], **read)
@@ -83,6 +90,8 @@ def load_corpus(data_dir: Path) -> pd.DataFrame:
 
 
 def methods(include_ridge: bool) -> dict[str, bl.Recommender]:
+    from genrank_assets.ml.baselines import classical as bl
+
     found = {
         "popularity": bl.PopularityRecommender(),
         # reference rows: equal kNN scores by song id reproduces docs/benchmark.md (see the module docstring)
@@ -98,23 +107,9 @@ def methods(include_ridge: bool) -> dict[str, bl.Recommender]:
     return found
 
 
-def machine_info() -> dict:
-    import sklearn
-    import torch
-
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cores": os.cpu_count(),
-        "ram_gib": round(mem_gib, 1),
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "torch": torch.__version__,
-    }
-
-
 def run_method(name: str, model: bl.Recommender, corpus: pd.DataFrame, qids, texts, truths) -> dict:
+    from genrank_assets.ml.evaluation.metrics import catalogue_coverage, evaluate_rankings
+
     started = time.perf_counter()
     model.fit(corpus)
     fit_s = time.perf_counter() - started
@@ -175,16 +170,27 @@ def print_table(rows: dict) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = argument_parser(__doc__, "baselines")
+    parser.add_argument("--data", type=Path, default=MPD7K)
     parser.add_argument("--skip-ridge", action="store_true", help="leave out kernel ridge + co-occurrence")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--max-queries", type=int, default=0, help="0: every test query (fewer: smoke runs)")
+    add_output_args(parser, f"the first {QUICK_QUERIES} test queries (no reference check: a subset cannot "
+                            "reproduce the printed figures)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.quick:
+        args.max_queries = args.max_queries or QUICK_QUERIES
+    import sklearn
 
-    corpus = load_corpus(args.data)
+    from genrank_assets.ml.baselines import classical as bl
+    from genrank_assets.ml.evaluation.metrics import paired_bootstrap
+
+    corpus = load_corpus(require_mpd7k(args.data))
     split_counts = corpus["split"].value_counts().to_dict()
     qids, texts, truths = bl.benchmark_queries(corpus, "test")
+    if args.max_queries:
+        qids, texts = qids[: args.max_queries], texts[: args.max_queries]
+        truths = {q: truths[q] for q in qids}
     print(f"corpus: {len(corpus)} playlists, split {split_counts}; {len(qids)} test queries")
 
     rows, per_query = {}, {}
@@ -213,21 +219,22 @@ def main() -> int:
     print(f"reference rows {', '.join(STRICT)} within +-5% of the printed figures: {raw_ok}; "
           f"of the 4-decimal rounding interval: {strict_ok}")
     result = {
-        "benchmark": "baselines",
         "dataset": str(args.data),
         "protocol": "docs/benchmark.md: crc32 split, test playlists with non-empty title, truth = distinct songs",
         "corpus": {"playlists": len(corpus), "split_counts": split_counts, "test_queries": len(qids),
                    "filter": "none (all playlists)"},
-        "machine": machine_info(),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "machine": machine(numpy=np.__version__, sklearn=sklearn.__version__),
+        "peak_rss_mib": peak_rss_mib(),
         "methods": rows,
         "paired_vs_title_knn_char": paired,
         "strict_rows_within_5pct_of_printed": raw_ok,
         "strict_rows_within_5pct_of_rounding_interval": strict_ok,
+        "quick": args.quick,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_json(output_path(args, "baselines"), result)
+    if args.max_queries:
+        print(f"{len(qids)} of the test queries: the reference check does not apply")
+        return 0
     return 0 if strict_ok else 1
 
 

@@ -3,91 +3,55 @@
 Each asset runs as its own `dagster asset materialize` process (the real CLI, DAGSTER_HOME under the benchmark's
 GENRANK_HOME), so wall time and peak RSS (os.wait4 rusage of that process alone) belong to that asset.
 
-    python benchmarks/end_to_end.py [--home /tmp/genrank_mpd7k] [--preset genrank_assets/presets/cpu-real.yaml]
-    python benchmarks/end_to_end.py --home /tmp/genrank_h50 --holdout-share 0.5   # -> end_to_end_holdout0.5.json
+    python -m benchmarks.end_to_end [--home /tmp/genrank_mpd7k] [--preset genrank_assets/presets/cpu-real.yaml]
+    python -m benchmarks.end_to_end --home /tmp/genrank_h50 --holdout-share 0.5   # -> end_to_end_holdout0.5.json
+    python -m benchmarks.end_to_end --quick   # the test preset on a 10% sample of mpd7k, home /tmp/genrank_quick/home
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import subprocess
-import sys
-import time
+import shutil
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MPD7K, warehouse_frames, write_json  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-STEPS = [  # (selection, what) in dependency order
-    ("raw_playlists", "ingest (4 tables)"),
-    ("playlist_corpus", "corpus"),
-    ("upstream_corpus", "LTR holdout carved from train"),
-    ("song_vectors", "word2vec"),
-    ("semantic_ids", "RQ-KMeans (+ metrics table)"),
-    ("generator_dataset", "generator pairs"),
-    ("tiger_model", "TIGER training + registry"),
-    ("ranker_dataset", "ranker pairs (generator hard negatives)"),
-    ("ranker_model", "ranker training + registry"),
-    ("ltr_tables", "candidate pools + features (holdout, val, test)"),
-    ("ltr_ranker", "LightGBM lambdarank on holdout + val"),
-    ("evaluation_report", "evaluation + challenger registered"),
-    ("champion", "promotion gate (champion re-evaluated)"),
-]
-# A multi-asset is selected whole through one of its keys; the others come with it.
-MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rejects,ingested_batches",
-         "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features"}
-
-
-def in_process_preset(preset: Path, home: Path, holdout_share: float | None = None) -> Path:
-    """The preset with the in-process executor: each step in the CLI's own process, so that process's rusage
-    (wall time, CPU seconds, peak RSS) is the step's (steps run one per process here anyway). ``holdout_share``:
-    upstream_corpus's ltr_holdout_share instead of the preset's."""
-    import yaml
-
-    config = yaml.safe_load(preset.read_text())
-    config["execution"] = {"config": {"in_process": {}}}
-    if holdout_share is not None:
-        config["ops"].setdefault("upstream_corpus", {}).setdefault("config", {})["ltr_holdout_share"] = holdout_share
-    out = home / f"{preset.stem}-in_process.yaml"
-    out.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-    return out
-
-
-def run_step(selection: str, preset: Path, env: dict) -> dict:
-    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "genrank_assets.definitions",
-           "--select", MULTI.get(selection, selection), "-c", str(preset)]
-    t0 = time.perf_counter()
-    with open(Path(env["GENRANK_HOME"]) / f"{selection}.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{selection} failed (exit {code}); see {env['GENRANK_HOME']}/{selection}.log")
-    return {"asset": selection, "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 0),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+from benchmarks._common import (
+    DEFAULT_HOME,
+    MPD7K,
+    PRESETS,
+    QUICK_HOME,
+    QUICK_PRESET,
+    STEPS,
+    add_output_args,
+    argument_parser,
+    home_env,
+    in_process_preset,
+    output_path,
+    quick_data,
+    require_mpd7k,
+    run_step,
+    warehouse_frames,
+    write_json,
+)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default="/tmp/genrank_mpd7k")
-    ap.add_argument("--data", default=str(MPD7K.resolve()))
-    ap.add_argument("--preset", default=str(REPO / "genrank_assets" / "presets" / "cpu-real.yaml"))
+    ap = argument_parser(__doc__, "end_to_end")
+    ap.add_argument("--home", default=None, help=f"default {DEFAULT_HOME} (--quick: {QUICK_HOME}, made afresh)")
+    ap.add_argument("--data", default=None, help=f"default {MPD7K} (--quick: a seeded 10%% sample of it)")
+    ap.add_argument("--preset", default=None, help="default genrank_assets/presets/cpu-real.yaml (--quick: test.yaml)")
     ap.add_argument("--from-step", default=None, help="skip the steps before this asset (reuse the warehouse)")
     ap.add_argument("--report-only", action="store_true", help="run nothing; report the saved timings and table")
     ap.add_argument("--holdout-share", type=float, default=None,
                     help="upstream_corpus.ltr_holdout_share (default: the preset's / the asset's); results go to "
                          "end_to_end_holdout<share>.json")
-    ap.add_argument("--out", default=None,
-                    help="results name (benchmarks/results/<out>.json) for a variant run, e.g. another preset")
+    add_output_args(ap, "the test preset on a seeded 10%% sample of mpd7k (707 playlists)")
     args = ap.parse_args()
-    home = Path(args.home)
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GENRANK_HOME": str(home), "GENRANK_DATA_DIR": args.data,
-           "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    fresh = args.quick and args.home is None and not (args.from_step or args.report_only)
+    home = Path(args.home or (QUICK_HOME if args.quick else DEFAULT_HOME))
+    data = Path(args.data) if args.data else quick_data() if args.quick else require_mpd7k()
+    args.preset = args.preset or str(QUICK_PRESET if args.quick else PRESETS / "cpu-real.yaml")
+    if fresh and home.exists():
+        shutil.rmtree(home)  # the quick home is made afresh, so that generator, ranker and compare read this run
+    env = home_env(home, data)
     names = [s for s, _ in STEPS]
     start = len(names) if args.report_only else names.index(args.from_step) if args.from_step else 0
     # Step timings persist beside the warehouse, so a run resumed with --from-step still reports every step.
@@ -132,16 +96,15 @@ def main() -> None:
     met = {k: None if measured[k] is None else (measured[k] >= g if k in ("ndcg@10", "recall@100", "r_precision")
                                                  else measured[k] <= g) for k, g in goals.items()}
     print(json.dumps({"summary": summary, "goals_met": met}, indent=2))
-    name = args.out or ("end_to_end" if args.holdout_share is None else f"end_to_end_holdout{args.holdout_share:g}")
-    write_json(name, {"preset": args.preset, "holdout_share": args.holdout_share, "home": str(home), "steps": timings,
-                              "report": report.drop(columns=["evaluated_at"]).to_dict("records"),
-                              "ablation": ablation, "goals": goals, "goals_met": met, "reference": ref,
-                              "summary": summary})
+    name = "end_to_end" if args.holdout_share is None else f"end_to_end_holdout{args.holdout_share:g}"
+    write_json(output_path(args, name), {
+        "preset": args.preset, "data": str(data), "quick": args.quick, "holdout_share": args.holdout_share,
+        "home": str(home), "steps": timings, "report": report.drop(columns=["evaluated_at"]).to_dict("records"),
+        "ablation": ablation, "goals": goals, "goals_met": met, "reference": ref, "summary": summary})
 
 
 def served_method(home: Path) -> str | None:
     """The method of the recommender the evaluation registered (its `genrank.method` tag)."""
-    sys.path.insert(0, str(REPO))
     from genrank_assets.ml.serving import registry
 
     registry.connect(home)

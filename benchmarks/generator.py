@@ -1,6 +1,7 @@
-"""The registered TIGER generator on mpd7k: training throughput, generation latency, candidate quality.
+"""The TIGER generator on CPU, one thread, in two sections (``--sections``; default both).
 
-Reads the warehouse and MLflow registry an end-to-end run left under --home (benchmarks/end_to_end.py):
+``registered`` — the registered generator on mpd7k: training throughput, generation latency, candidate quality.
+Reads the warehouse and MLflow registry an end-to-end run left under --home (``python -m benchmarks.end_to_end``):
 
 1. Training throughput on CPU (one thread): a fresh tiny TIGER (the preset's size, a BPE tokenizer of 2,000
    pieces on the train titles) trained for --train-steps steps on the mpd7k train playlists with the
@@ -15,49 +16,66 @@ Reads the warehouse and MLflow registry an end-to-end run left under --home (ben
    Recall@100 of the bare candidates; paired bootstrap against title-kNN; candidate count / shortfall;
    invalid-code rate.
 
-Everything runs with torch.set_num_threads(1): small models are fastest single-threaded on 2 cores
-(docs/findings.md).
+``trie`` — the cost of the decoding itself: training throughput (single vs sequence targets, --trie-steps steps,
+--trie-repeats runs) and the latency of 100 candidates with trie-constrained beam search against the same beams
+unconstrained, interleaved query by query. Titles and playlists are mpd7k's (read in place, never copied); codes
+are random over levels [128, 128, 256] for the songs seen at least twice (throughput and latency do not depend on
+what the codes mean; the trie has the real shape: ~56k songs, every level-1/level-2 prefix present).
 
-    .venv/bin/python benchmarks/generator.py [--home /tmp/genrank_mpd7k] [--train-steps 100]
+Everything runs with torch.set_num_threads(1): small models are fastest single-threaded on 2 cores
+(docs/findings.md). Both sections go to one JSON (``sections.registered``, ``sections.trie``); a run of one
+section leaves the other's entry as it was.
+
+    python -m benchmarks.generator [--home /tmp/genrank_mpd7k] [--train-steps 100] [--sections registered trie]
+    python -m benchmarks.generator --quick   # the quick end_to_end home, 50 test queries, a few steps
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
-import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
-import pandas as pd
-import torch
-from mlflow import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CORPUS, median, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
+from benchmarks._common import (
+    CORPUS,
+    DEFAULT_HOME,
+    MPD7K,
+    QUICK_HOME,
+    add_output_args,
+    argument_parser,
+    median,
+    output_path,
+    peak_rss_mib,
+    require_home,
+    require_mpd7k,
+    warehouse_frames,
+    write_sections,
+)
 
-from genrank_assets.ml.baselines.classical import PopularityRecommender, benchmark_queries, reference_title_knn  # noqa: E402
-from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.evaluation.report import fill_with  # noqa: E402
-from genrank_assets.ml.generator.dataset import make_training_examples  # noqa: E402
-from genrank_assets.ml.generator.model import build_model  # noqa: E402
-from genrank_assets.ml.generator.tiger import CodeTable  # noqa: E402
-from genrank_assets.ml.generator.tokenizer import build_tokenizer  # noqa: E402
-from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger  # noqa: E402
-from genrank_assets.ml.semantic_ids.codes import code_space_of  # noqa: E402
-from genrank_assets.ml.serving import registry  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from genrank_assets.ml.generator.tiger import CodeTable
 
 log = logging.getLogger("benchmarks.generator")
 
 BEAM_WIDTHS = (20, 50, 100)
 N_CANDIDATES = 100
 RATE_PATTERN = re.compile(r"step (\d+)/\d+ .* (\d+) samples/s")
+LEVELS = [128, 128, 256]  # the trie section's random codes
+SECTIONS = ("registered", "trie")
+QUICK = {"train_steps": 20, "latency_queries": 10, "max_queries": 50, "trie_steps": 5, "trie_repeats": 1,
+         "trie_queries": 5}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -73,6 +91,13 @@ def load_warehouse(home: Path) -> tuple[pd.DataFrame, list[str], np.ndarray]:
 def training_throughput(corpus: pd.DataFrame, song_ids: list[str], codes: np.ndarray, mode: str,
                         steps: int, batch_size: int, samples_per_playlist: int) -> dict:
     """Train a fresh tiny TIGER for ``steps`` steps; samples/s as logged by train_tiger."""
+    from genrank_assets.ml.generator.dataset import make_training_examples
+    from genrank_assets.ml.generator.model import build_model
+    from genrank_assets.ml.generator.tiger import CodeTable
+    from genrank_assets.ml.generator.tokenizer import build_tokenizer
+    from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
+    from genrank_assets.ml.semantic_ids.codes import code_space_of
+
     train = corpus[(corpus["split"] == "train") & corpus["title"].fillna("").str.strip().astype(bool)]
     levels = code_space_of(codes)
     tokenizer = build_tokenizer(train["title"].tolist(), levels, vocab_size=2000)
@@ -97,6 +122,8 @@ def training_throughput(corpus: pd.DataFrame, song_ids: list[str], codes: np.nda
 
 def registered_training(client: MlflowClient, version: int) -> dict:
     """What the registered generator's training run logged to MLflow."""
+    from genrank_assets.ml.serving import registry
+
     run = client.get_run(client.get_model_version(registry.TIGER_NAME, str(version)).run_id)
     metrics, params = run.data.metrics, run.data.params
     # Per-epoch samples_per_second is a series by epoch; the whole call's figure is train_samples_per_second.
@@ -135,6 +162,9 @@ def summary(metrics: dict) -> dict:
 
 def generator_quality(generator, qids, texts, truths, popular: list[str], depth: int, beams: int,
                       reference: dict) -> dict:
+    from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap
+    from genrank_assets.ml.evaluation.report import fill_with
+
     generator.reset_counters()
     t0 = time.perf_counter()
     candidates = generator.generate_candidates_batch(texts, n=N_CANDIDATES, num_beams=beams)
@@ -160,19 +190,120 @@ def generator_quality(generator, qids, texts, truths, popular: list[str], depth:
     }
 
 
+# ------------------------------------------------------------------------------------------- trie section
+def load_playlists() -> tuple[list[str], list[list[str]]]:
+    import pandas as pd
+
+    info = pd.read_csv(MPD7K / "gen_playlist_info.csv", sep="\t", dtype=str, keep_default_na=False)
+    songs = pd.read_csv(MPD7K / "gen_playlist_song.csv.sort", sep="\t", header=None, names=["pid", "sid"], dtype=str)
+    by_playlist = songs.groupby("pid", sort=False)["sid"].apply(list)
+    titles = info.set_index("glid")["listname"]
+    pids = [p for p in by_playlist.index if p in titles.index and titles[p].strip()]
+    return [titles[p] for p in pids], [by_playlist[p] for p in pids]
+
+
+def random_code_table(song_lists, seed=0) -> CodeTable:
+    from genrank_assets.ml.generator.tiger import CodeTable
+
+    counts = Counter(s for songs in song_lists for s in songs)
+    kept = sorted(s for s, c in counts.items() if c >= 2)
+    rng = np.random.default_rng(seed)
+    codes = np.stack([rng.integers(0, k, len(kept)) for k in LEVELS], axis=1)
+    return CodeTable(kept, codes, np.array([counts[s] for s in kept]))
+
+
+def train_throughput(model_seed, tokenizer, dataset, steps, repeats):
+    from genrank_assets.ml.generator.model import build_model
+    from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
+
+    rates = []
+    for r in range(repeats):
+        model = build_model(tokenizer, preset="tiny", seed=model_seed)
+        config = replace(TIGER_TRAINING, epochs=1, batch_size=64, max_steps=steps, seed=r, log_every_steps=10**9)
+        result = train_tiger(model, tokenizer, dataset, None, config)
+        rates.append(result.samples_per_second)
+    return model, rates
+
+
+def latency_pair(generator, texts, n, num_beams, **generate_kwargs):
+    """Per-query latency with the trie and without it, interleaved query by query so that load on the shared
+    machine hits both alike. ``generate_kwargs`` go to ``model.generate`` (e.g. ``min_new_tokens``)."""
+    from transformers import LogitsProcessorList
+
+    processor = generator._processor(None)
+    out = {}
+    timings = {True: [], False: []}
+    sizes = {True: [], False: []}
+    codes = {True: 0, False: 0}
+    invalid = {True: 0, False: 0}
+    for text in texts:
+        for constrained in (True, False):
+            generator.reset_counters()
+            t0 = time.perf_counter()
+            inputs = generator.encoder.encode_batch([text])
+            result = generator.model.generate(
+                **inputs, num_beams=num_beams, num_return_sequences=num_beams,
+                max_new_tokens=processor.constraint.max_new_tokens(), early_stopping=True,
+                logits_processor=LogitsProcessorList([processor] if constrained else []),
+                output_scores=True, return_dict_in_generate=True, **generate_kwargs,
+            )  # fmt: skip
+            ranked = generator._rank_codes(result.sequences[:, 1:].tolist(), result.sequences_scores.tolist())
+            cands = generator.candidates_from_codes(ranked, n)
+            timings[constrained].append(time.perf_counter() - t0)
+            sizes[constrained].append(len(cands))
+            codes[constrained] += generator.codes_generated
+            invalid[constrained] += generator.invalid_codes
+    for constrained in (True, False):
+        out["trie" if constrained else "free"] = {
+            "p50_ms": 1000 * median(timings[constrained]),
+            "p95_ms": 1000 * float(np.percentile(timings[constrained], 95)),
+            "median_candidates": median(sizes[constrained]),
+            "codes_per_beam": codes[constrained] / (len(texts) * num_beams),
+            "invalid_code_rate": invalid[constrained] / max(codes[constrained], 1),
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default="/tmp/genrank_mpd7k")
-    ap.add_argument("--train-steps", type=int, default=100)
-    ap.add_argument("--latency-queries", type=int, default=100)
-    ap.add_argument("--max-queries", type=int, default=0, help="0: every test query (a smaller number: smoke runs)")
-    ap.add_argument("--name", default="generator", help="results/<name>.json")
+    ap = argument_parser(__doc__, "generator")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--home", type=Path, default=None, help=f"registered: the home end_to_end left (default "
+                    f"{DEFAULT_HOME}; --quick: {QUICK_HOME})")
+    ap.add_argument("--train-steps", type=int, default=100, help="registered: steps of the fresh TIGER")
+    ap.add_argument("--latency-queries", type=int, default=100, help="registered: titles timed one by one")
+    ap.add_argument("--max-queries", type=int, default=0, help="registered: 0 = every test query (fewer: smoke runs)")
+    ap.add_argument("--trie-steps", type=int, default=20, help="trie: training steps per throughput run")
+    ap.add_argument("--trie-repeats", type=int, default=3, help="trie: throughput runs per target mode")
+    ap.add_argument("--trie-queries", type=int, default=30, help="trie: titles timed per setting")
+    add_output_args(ap, "the quick end_to_end home, 50 test queries, 20 + 5 training steps, 5 trie queries")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
+    home = args.home or (QUICK_HOME if args.quick else DEFAULT_HOME)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # bare candidate lists are short
+    import torch
+
     torch.set_num_threads(1)
-    home = Path(args.home)
+    sections = {}
+    if "registered" in args.sections:
+        sections["registered"] = registered_section(require_home(home, "python -m benchmarks.end_to_end"
+                                                                 + (" --quick" if args.quick else "")), args)
+    if "trie" in args.sections:
+        require_mpd7k()
+        sections["trie"] = trie_section(args.trie_steps, args.trie_repeats, args.trie_queries)
+    write_sections(output_path(args, "generator"), {k: {**v, "quick": args.quick} for k, v in sections.items()})
+
+
+def registered_section(home: Path, args) -> dict:
+    """Training throughput, latency and quality of the generator registered in ``home`` (the module docstring)."""
+    from mlflow import MlflowClient
+
+    from genrank_assets.ml.baselines.classical import PopularityRecommender, benchmark_queries, reference_title_knn
+    from genrank_assets.ml.evaluation.metrics import evaluate_rankings
+    from genrank_assets.ml.semantic_ids.codes import code_space_of
+    from genrank_assets.ml.serving import registry
 
     corpus, song_ids, codes = load_warehouse(home)
     qids, texts, truths = benchmark_queries(corpus, "test")
@@ -188,7 +319,8 @@ def main() -> None:
     registry.connect(home)
     version = registry.alias_version(registry.TIGER_NAME)
     if version is None:
-        raise SystemExit(f"{registry.TIGER_NAME} has no @champion in {home}/mlflow.db: run end_to_end.py first")
+        raise SystemExit(f"{registry.TIGER_NAME} has no @champion in {home}/mlflow.db: run "
+                         "python -m benchmarks.end_to_end first")
     registered = {"version": version, **registered_training(MlflowClient(), version)}
     generator = registry.load_python_model(f"models:/{registry.TIGER_NAME}@{registry.CHAMPION}").generator
     generator.model.eval()
@@ -213,8 +345,8 @@ def main() -> None:
         print(f"{t['target_mode']:<12} {t['samples_per_second_median_logged']:>26.0f} "
               f"{t['samples_per_second_overall']:>9.0f} {t['seconds']:>8.1f}")
     print(f"registered genrank-tiger v{version} ({registered['params']['target_mode']} targets): "
-          f"{registered['samples_per_second']:.0f} samples/s (median epoch {registered['samples_per_second_median_epoch']:.0f}) "
-          f"over {registered['train_seconds']:.0f} s of training")
+          f"{_fmt(registered['samples_per_second'])} samples/s (median epoch "
+          f"{_fmt(registered['samples_per_second_median_epoch'])}) over {_fmt(registered['train_seconds'])} s of training")
     print(f"\nGeneration latency, {N_CANDIDATES} candidates, {latency[0]['queries']} test titles one by one")
     print(f"{'beams':>6} {'p50 ms':>8} {'p95 ms':>8} {'mean cands':>11}")
     for lt in latency:
@@ -232,7 +364,7 @@ def main() -> None:
               f"{b['mean_diff']:>+10.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]")
 
     _, per_code = np.unique(codes, axis=0, return_counts=True)
-    write_json(args.name, {
+    return {
         "home": str(home),
         "semantic_ids": {"songs": len(song_ids), "distinct_codes": len(per_code),
                          "max_songs_per_code": int(per_code.max()), "levels_used": code_space_of(codes),
@@ -268,7 +400,70 @@ def main() -> None:
             "generator": quality,
         },
         "peak_rss_mib": peak_rss_mib(),
-    })
+    }
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def trie_section(steps: int, repeats: int, n_queries: int) -> dict:
+    """Throughput by target mode and trie vs unconstrained latency on random codes (the module docstring)."""
+    from genrank_assets.ml.generator.dataset import make_training_examples
+    from genrank_assets.ml.generator.tiger import TigerGenerator
+    from genrank_assets.ml.generator.tokenizer import build_tokenizer
+
+    titles, song_lists = load_playlists()
+    table = random_code_table(song_lists)
+    tokenizer = build_tokenizer(titles, LEVELS, vocab_size=2000)
+    print(f"{len(titles)} playlists, {len(table)} coded songs, vocab {len(tokenizer)}")
+
+    rows = {}
+    models = {}
+    for mode in ("single", "sequence"):
+        data = make_training_examples(titles, song_lists, table, tokenizer, mode=mode, max_codes=20,
+                                      samples_per_playlist=1, seed=0)
+        models[mode], rates = train_throughput(0, tokenizer, data, steps, repeats)
+        rows[f"train_{mode}"] = {"samples_per_s_median": median(rates), "runs": rates}
+    n_params = sum(p.numel() for p in models["single"].parameters())
+
+    queries = titles[:: max(1, len(titles) // n_queries)][: n_queries]
+    gen_rows = {}
+    settings = [("single", 20, {}), ("single", 50, {}), ("single", 100, {}), ("sequence", 20, {}),
+                # A barely trained model ends sequences early; force all 20 codes for the worst case.
+                ("sequence", 20, {"min_new_tokens": 20 * len(LEVELS)})]  # fmt: skip
+    for mode, beams, kwargs in settings:
+        generator = TigerGenerator(models[mode], tokenizer, table, target_mode=mode, max_codes=20)
+        generator.generate_codes(queries[0], num_beams=beams)  # warm-up
+        pair = latency_pair(generator, queries, 100, beams, **kwargs)
+        for variant, row in pair.items():
+            gen_rows[f"{mode}_{beams}beams{'_full20' if kwargs else ''}_{variant}"] = row
+
+    print(f"\nT5 tiny ({n_params / 1e6:.2f}M params), CPU, 1 thread, batch 64")
+    print(f"{'training targets':<20}{'samples/s (median)':>20}")
+    for mode in ("single", "sequence"):
+        print(f"{mode:<20}{rows[f'train_{mode}']['samples_per_s_median']:>20.0f}")
+    ratio = rows["train_single"]["samples_per_s_median"] / rows["train_sequence"]["samples_per_s_median"]
+    print(f"single / sequence: {ratio:.1f}x")
+    print(f"\n100 candidates per query, {len(queries)} queries, batch 1")
+    print(f"{'setting':<35}{'p50 ms':>9}{'p95 ms':>9}{'cands':>7}{'codes/beam':>11}{'invalid':>9}")
+    for key, r in gen_rows.items():
+        print(f"{key:<35}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}{r['median_candidates']:>7.0f}"
+              f"{r['codes_per_beam']:>11.2f}{r['invalid_code_rate']:>9.3f}")  # fmt: skip
+    trie_overhead = {
+        key: gen_rows[key]["p50_ms"] / gen_rows[key.replace("_trie", "_free")]["p50_ms"]
+        for key in gen_rows if key.endswith("_trie")
+    }  # fmt: skip
+    return {
+        "setup": {"levels": LEVELS, "playlists": len(titles), "coded_songs": len(table), "vocab": len(tokenizer),
+                  "params": n_params, "threads": 1, "batch_size": 64, "steps_per_run": steps,
+                  "codes": "random (shape only)"},
+        "training": rows,
+        "training_single_over_sequence": ratio,
+        "generation": gen_rows,
+        "trie_latency_over_unconstrained_p50": trie_overhead,
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 if __name__ == "__main__":

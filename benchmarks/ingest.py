@@ -1,19 +1,18 @@
 """Ingest + corpus throughput and peak memory on mpd7k and on a generated 200k-playlist set.
 
 Each measurement runs in a fresh subprocess (so peak RSS belongs to that run alone), three times; medians.
-    python benchmarks/ingest.py [--playlists 200000] [--repeats 3]
+    python -m benchmarks.ingest [--playlists 200000] [--repeats 3] [--quick]
 """
 from __future__ import annotations
 
-import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import MPD7K, median, write_json  # noqa: E402
+from benchmarks._common import MPD7K, add_output_args, argument_parser, median, output_path, write_json
 
 CHILD = r"""
 import json, resource, sys, time
@@ -28,11 +27,10 @@ print(json.dumps({"read_s": t1 - t0, "corpus_s": t2 - t1, "rows": len(raw.playli
                   "playlists": len(raw.playlists), "songs": len(raw.songs), "rejects": len(raw.rejects),
                   "kept": len(res.corpus), "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+QUICK = {"playlists": 5_000, "songs": 10_000, "repeats": 1}
 
 
 def measure(folder: Path, repeats: int) -> dict:
-    import subprocess
-
     runs = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", CHILD, str(folder)], capture_output=True, text=True, check=True)
@@ -49,11 +47,14 @@ def measure(folder: Path, repeats: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argument_parser(__doc__, "ingest")
     ap.add_argument("--playlists", type=int, default=200_000)
     ap.add_argument("--songs", type=int, default=400_000)
     ap.add_argument("--repeats", type=int, default=3)
+    add_output_args(ap, f"one run each, a generated set of {QUICK['playlists']:,} playlists")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     from genrank_assets.ml.data.demo_data import generate_demo_data
 
     results = {}
@@ -68,8 +69,9 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<20} {r['rows']:>10,} {r['playlists']:>10,} {r['rejects']:>8,} {r['read_s_median']:>8.2f} "
               f"{r['corpus_s_median']:>9.2f} {r['rows_per_s']:>11,.0f} {r['peak_rss_mib_max']:>9.0f}")
-    write_json("ingest", {"results": results, "repeats": args.repeats,
-                          "note": "medians of fresh-process runs; corpus built with min_songs=1 (all playlists)"})
+    write_json(output_path(args, "ingest"), {
+        "results": results, "repeats": args.repeats, "quick": args.quick,
+        "note": "medians of fresh-process runs; corpus built with min_songs=1 (all playlists)"})
 
 
 if __name__ == "__main__":

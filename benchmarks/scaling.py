@@ -7,22 +7,22 @@ For each s the generator writes a dataset in the input format (docs/input-format
 * s > 1: floor(s) copies of mpd7k (copy c > 0 has playlist ids `<id>x<c>` and song ids `<id>x<c>`, so songs scale
   alike; titles, names and singers kept) plus a seeded sample of the remaining fraction as one more copy.
 
-The graph then runs once per size with benchmarks/end_to_end.py's step runner (each asset its own
-`dagster asset materialize` process with the in-process executor; wall, CPU seconds and peak RSS from os.wait4)
-into a fresh GENRANK_HOME per size, and the per-asset and total growth exponents are fitted (numpy polyfit of
-log value vs log playlists; CPU seconds, wall seconds, peak RSS). Results: benchmarks/results/scaling.json and
-scaling.png.
+The graph then runs once per size with the one-process-per-asset step runner of benchmarks/_common.py (as
+end_to_end: each asset its own `dagster asset materialize` process with the in-process executor; wall, CPU
+seconds and peak RSS from os.wait4) into a fresh GENRANK_HOME per size, and the per-asset and total growth
+exponents are fitted (numpy polyfit of log value vs log playlists; CPU seconds, wall seconds, peak RSS). Results:
+benchmarks/results/scaling.json and scaling.png.
 
-    python benchmarks/scaling.py --sizes 0.1 0.3 --reuse-1x /tmp/e2e/benchmarks/results/end_to_end.json
-    python benchmarks/scaling.py --sizes 3 10          # adds to the sizes already in scaling.json
-    python benchmarks/scaling.py --fit-only            # refit and replot scaling.json's sizes
-    python benchmarks/scaling.py --generate-only --sizes 10   # only write the data set
+    python -m benchmarks.scaling      # 0.1x and 0.3x, the 1x point from results/end_to_end.json when present
+    python -m benchmarks.scaling --sizes 3 10          # adds to the sizes already in scaling.json
+    python -m benchmarks.scaling --fit-only            # refit and replot scaling.json's sizes
+    python -m benchmarks.scaling --generate-only --sizes 10   # only write the data set
+    python -m benchmarks.scaling --quick  # 0.05x and 0.1x with the test preset, into benchmarks/.cache/quick/
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shutil
@@ -33,92 +33,35 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import end_to_end as e2e  # noqa: E402  (its step runner: STEPS, in_process_preset, run_step)
-from _common import MPD7K, RESULTS, machine  # noqa: E402
+from benchmarks._common import (
+    MPD7K,
+    PRESETS,
+    QUICK_PRESET,
+    QUICK_RESULTS,
+    QUICK_ROOT,
+    REPO,
+    RESULTS,
+    STEPS,
+    argument_parser,
+    home_env,
+    in_process_preset,
+    machine,
+    read_source,
+    require_mpd7k,
+    run_step,
+    scaled_mpd7k,
+)
 
 ROOT = Path("/tmp/genrank_scaling")
-FILES = ("gen_playlist_info.csv", "gen_playlist_song.csv.sort", "gen_song_info.csv")
 TARGET_TIME_RATIO = 11.0  # 10x the playlists -> at most 11x the total time
 TARGET_PEAK_RSS_MIB = 6144.0  # at 70k playlists (10x)
+DEFAULT_SIZES = (0.1, 0.3)
+QUICK_SIZES = (0.05, 0.1)
 
 
 # ------------------------------------------------------------------------------------------------- data
-def _read_source(src: Path) -> tuple[bytes, list[tuple[bytes, bytes]], list[tuple[bytes, list[bytes]]], list[tuple[bytes, bytes]]]:
-    """(info header, [(playlist id, info line)], [(playlist id, [song lines])] in file order, [(song id, line)])."""
-    info_lines = (src / FILES[0]).read_bytes().split(b"\n")
-    header, info = info_lines[0], [(ln.split(b"\t", 1)[0], ln) for ln in info_lines[1:] if ln]
-    groups: list[tuple[bytes, list[bytes]]] = []
-    for ln in (src / FILES[1]).read_bytes().split(b"\n"):
-        if not ln:
-            continue
-        pid = ln.split(b"\t", 1)[0]
-        if groups and groups[-1][0] == pid:
-            groups[-1][1].append(ln)
-        else:
-            groups.append((pid, [ln]))
-    songs = [(ln.split(b"\t", 1)[0], ln) for ln in (src / FILES[2]).read_bytes().split(b"\n") if ln]
-    return header, info, groups, songs
-
-
-def _relabel(line: bytes, suffix: bytes, fields: int) -> bytes:
-    """The line with its first ``fields`` tab-separated fields suffixed (ids of a copy)."""
-    parts = line.split(b"\t")
-    for i in range(min(fields, len(parts))):
-        parts[i] += suffix
-    return b"\t".join(parts)
-
-
-def generate(scale: float, out: Path, src: Path = MPD7K, seed: int = 0) -> dict:
-    """Write the data set of scale factor ``scale`` to ``out`` (see the module docstring); its manifest."""
-    manifest_path = out / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("scale") == scale and manifest.get("seed") == seed and manifest.get("source") == str(src):
-            return manifest
-    header, info, groups, songs = _read_source(src)
-    rng = np.random.default_rng(seed)
-    n_src = len(info)
-    copies = int(math.floor(scale)) if scale >= 1 else 0
-    rest = scale - copies
-    # (copy index, chosen playlist ids); copy 0 keeps the original ids
-    plan: list[tuple[int, set[bytes] | None]] = [(c, None) for c in range(copies)]
-    if rest > 1e-9:
-        k = int(round(rest * n_src))
-        chosen = rng.choice(n_src, size=k, replace=False)
-        plan.append((copies, {info[i][0] for i in chosen}))
-    out.mkdir(parents=True, exist_ok=True)
-    n_playlists = n_rows = n_songs = 0
-    with open(out / FILES[0], "wb") as f_info, open(out / FILES[1], "wb") as f_ps, open(out / FILES[2], "wb") as f_s:
-        f_info.write(header + b"\n")
-        for c, keep in plan:
-            suffix = b"" if c == 0 else b"x" + str(c).encode()
-            used: set[bytes] | None = None if keep is None else set()
-            for pid, line in info:
-                if keep is None or pid in keep:
-                    f_info.write(_relabel(line, suffix, 1) + b"\n")
-                    n_playlists += 1
-            for pid, lines in groups:
-                if keep is None or pid in keep:
-                    for ln in lines:
-                        f_ps.write(_relabel(ln, suffix, 2) + b"\n")
-                        if used is not None:
-                            used.add(ln.split(b"\t")[1])
-                    n_rows += len(lines)
-            for sid, line in songs:  # a whole copy keeps the whole catalogue, a sample the songs it holds
-                if used is None or sid in used:
-                    f_s.write(_relabel(line, suffix, 1) + b"\n")
-                    n_songs += 1
-    manifest = {"scale": scale, "seed": seed, "source": str(src), "path": str(out), "playlists": n_playlists,
-                "playlist_song_rows": n_rows, "songs": n_songs,
-                "how": "seeded sample of mpd7k's playlists" if scale <= 1 else
-                       f"{copies} relabelled copies of mpd7k" + (" + a seeded sample" if rest > 1e-9 else "")}
-    manifest_path.write_text(json.dumps(manifest, indent=1))
-    return manifest
-
-
 def source_counts(src: Path = MPD7K) -> dict:
-    _, info, groups, songs = _read_source(src)
+    _, info, groups, songs = read_source(src)
     return {"playlists": len(info), "playlist_song_rows": sum(len(g) for _, g in groups), "songs": len(songs)}
 
 
@@ -157,21 +100,18 @@ def warehouse_counts(home: Path) -> dict:
 
 
 def run_size(scale: float, preset: Path, root: Path, seed: int) -> dict:
-    manifest = generate(scale, root / "data" / f"s{scale:g}", seed=seed)
+    manifest = scaled_mpd7k(scale, root / "data" / f"s{scale:g}", seed=seed)
     home = root / f"home-s{scale:g}"
     if home.exists():
         shutil.rmtree(home)  # a fresh GENRANK_HOME per size
-    (home / "dagster").mkdir(parents=True)
-    env = {**os.environ, "GENRANK_HOME": str(home), "GENRANK_DATA_DIR": manifest["path"],
-           "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    step_preset = e2e.in_process_preset(preset, home)
+    env = home_env(home, manifest["path"])
+    step_preset = in_process_preset(preset, home)
     started, steps = _uptime(), []
     print(f"== scale {scale:g}: {manifest['playlists']} playlists, {manifest['songs']} songs -> {home}\n   {started}",
           flush=True)
-    for selection, what in e2e.STEPS:
+    for selection, what in STEPS:
         load0 = os.getloadavg()[0]
-        step = {**e2e.run_step(selection, step_preset, env), "what": what}
+        step = {**run_step(selection, step_preset, env), "what": what}
         step["load1_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
         steps.append(step)
         (home / "step_timings.json").write_text(json.dumps(steps, indent=1))
@@ -215,7 +155,7 @@ def measure_startup(root: Path) -> dict:
     env = {**os.environ, "GENRANK_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "HF_HUB_OFFLINE": "1"}
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "list", "-m", "genrank_assets.definitions"]
     load0, t0 = os.getloadavg()[0], time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=e2e.REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed")
@@ -234,7 +174,7 @@ def reuse_1x(path: Path) -> dict:
     """The 1x point from an end_to_end.json (or the step_timings.json of a run in progress): mpd7k itself."""
     payload = json.loads(path.read_text())
     steps = payload if isinstance(payload, list) else payload["steps"]
-    names = [s for s, _ in e2e.STEPS]
+    names = [s for s, _ in STEPS]
     missing = [n for n in names if n not in {s["asset"] for s in steps}]
     counts = source_counts()
     home = payload.get("home") if isinstance(payload, dict) else str(path.parent)
@@ -252,11 +192,10 @@ def _probe_one(data: Path, n_queries: int) -> dict:
     evaluation_report repeat for every val / test query."""
     import pandas as pd
 
-    sys.path.insert(0, str(e2e.REPO))
     from genrank_assets.ml.data.corpus import split_of
     from genrank_assets.ml.ranking.ltr.candidates import CLASSICAL_SOURCES, CandidateSources, PoolConfig, build_pool
 
-    header, info, groups, _ = _read_source(data)
+    header, info, groups, _ = read_source(data)
     titles = {pid: ln.split(b"\t")[1].decode("utf-8", "replace") for pid, ln in info}
     ids = [pid.decode() for pid, _ in groups]
     corpus = pd.DataFrame({"playlist_id": ids, "title": [titles.get(pid, "") for pid, _ in groups],
@@ -283,10 +222,11 @@ def probe_classical(scales: list[float], root: Path, seed: int, n_queries: int) 
     """``_probe_one`` per scale, each in its own process (its wall, CPU and peak RSS from os.wait4)."""
     out = []
     for scale in scales:
-        data = generate(scale, root / "data" / f"s{scale:g}", seed=seed)
-        cmd = [sys.executable, __file__, "--probe-one", data["path"], "--probe-queries", str(n_queries)]
+        data = scaled_mpd7k(scale, root / "data" / f"s{scale:g}", seed=seed)
+        cmd = [sys.executable, "-m", "benchmarks.scaling", "--probe-one", data["path"], "--probe-queries",
+               str(n_queries)]
         load0, t0 = os.getloadavg()[0], time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
         stdout = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
@@ -329,7 +269,7 @@ def fit(sizes: list[dict], startup_cpu: float = 0.0) -> dict:
     n = [s["playlists"] for s in sizes]
     last2 = slice(len(sizes) - 2, len(sizes))
     out = {"assets": {}, "playlists": n}
-    for name, _ in e2e.STEPS:
+    for name, _ in STEPS:
         rows = [{t["asset"]: t for t in s["steps"]}.get(name) for s in sizes]
         if any(r is None for r in rows):
             continue
@@ -376,7 +316,7 @@ def project(sizes: list[dict], fits: dict, factors=(3.0, 10.0)) -> dict:
         base = sum(by[n]["cpu_s"] for n in per)  # the same steps, measured at the largest size
         out[f"x{f:g}"] = {"playlists": int(round(top["playlists"] * f)), "total_cpu_s": round(cpu, 1),
                           "time_ratio": round(cpu / base, 2), "peak_rss_mib": round(rss, 0), "steps": per,
-                          "steps_left_out": [n for n, _ in e2e.STEPS if n not in per]}
+                          "steps_left_out": [n for n, _ in STEPS if n not in per]}
     x10 = out.get("x10")
     if x10:
         out["targets"] = {"time_ratio_at_10x<=11": x10["time_ratio"] <= TARGET_TIME_RATIO,
@@ -426,7 +366,8 @@ def previous_probe(out: Path) -> list | None:
     return json.loads(out.read_text()).get("classical_probe") if out.exists() else None
 
 
-def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
+def write(sizes: list[dict], out: Path, startup: dict | None = None, preset: Path | None = None,
+          quick: bool = False) -> dict:
     sizes = sorted(sizes, key=lambda s: s["playlists"])
     for entry in sizes:
         add_in_step_seconds(entry)
@@ -435,12 +376,15 @@ def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
                 (Path(entry["home"]) / "warehouse.duckdb").exists():
             entry["tables"] = {**entry.get("tables", {}), **warehouse_counts(Path(entry["home"]))}
     fits = fit(sizes, startup["cpu_s"] if startup else 0.0) if len(sizes) >= 2 else {}
-    payload = {"benchmark": "scaling", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "preset": "genrank_assets/presets/cpu-real.yaml (in-process executor, one process per step)",
+    preset_name = Path(preset).relative_to(REPO) if preset and Path(preset).is_relative_to(REPO) else preset
+    payload = {"benchmark": out.stem, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "preset": f"{preset_name or 'genrank_assets/presets/cpu-real.yaml'} (in-process executor, one "
+                         "process per step)", "quick": quick,
                "targets": {"time_ratio_10x": TARGET_TIME_RATIO, "peak_rss_mib_at_10x": TARGET_PEAK_RSS_MIB},
                "step_process_startup": startup, "sizes": sizes, "fits": fits,
                "classical_probe": previous_probe(out),
                "projection": project(sizes, fits) if fits else None}
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     if fits:
         plot(sizes, fits, out.with_suffix(".png"))
@@ -449,14 +393,22 @@ def write(sizes: list[dict], out: Path, startup: dict | None = None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=float, nargs="*", default=[], help="scale factors of mpd7k (e.g. 0.1 0.3 1 3 10)")
+    ap = argument_parser(__doc__, "scaling")
+    ap.add_argument("--sizes", type=float, nargs="*", default=None,
+                    help=f"scale factors of mpd7k (e.g. 0.1 0.3 1 3 10; default {' '.join(map(str, DEFAULT_SIZES))} "
+                         "and the 1x point from results/end_to_end.json when it is there)")
     ap.add_argument("--reuse-1x", type=Path, default=None,
                     help="take the 1x point from this end_to_end.json (or a run's step_timings.json)")
-    ap.add_argument("--root", type=Path, default=ROOT, help="data sets and GENRANK_HOMEs go here (not the repo)")
-    ap.add_argument("--preset", type=Path, default=e2e.REPO / "genrank_assets" / "presets" / "cpu-real.yaml")
+    ap.add_argument("--root", type=Path, default=None, help=f"data sets and GENRANK_HOMEs go here (not the repo; "
+                    f"default {ROOT}, --quick: {QUICK_ROOT / 'scaling'})")
+    ap.add_argument("--preset", type=Path, default=None,
+                    help="default genrank_assets/presets/cpu-real.yaml (--quick: test.yaml)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"sizes {' '.join(map(str, QUICK_SIZES))} with the test preset, measured afresh; the JSON "
+                         f"and plot go to {QUICK_RESULTS.relative_to(REPO)}/ unless --out is given")
+    ap.add_argument("--out", type=Path, default=None, help="the JSON (and plot beside it) to read and extend "
+                    f"(default {(RESULTS / 'scaling.json').relative_to(REPO)})")
     ap.add_argument("--fresh", action="store_true", help="forget the sizes already in --out")
     ap.add_argument("--fit-only", action="store_true", help="run nothing; refit and replot --out")
     ap.add_argument("--generate-only", action="store_true", help="only write the data sets of --sizes")
@@ -468,17 +420,27 @@ def main() -> None:
     if args.probe_one:
         print(json.dumps(_probe_one(args.probe_one, args.probe_queries)))
         return
+    require_mpd7k()
+    args.out = args.out or (QUICK_RESULTS if args.quick else RESULTS) / "scaling.json"
+    args.root = args.root or (QUICK_ROOT / "scaling" if args.quick else ROOT)
+    args.preset = args.preset or (QUICK_PRESET if args.quick else PRESETS / "cpu-real.yaml")
     if args.probe is not None:
         payload = json.loads(args.out.read_text()) if args.out.exists() else {"sizes": []}
         payload["classical_probe"] = probe_classical(args.probe, args.root, args.seed, args.probe_queries)
         args.out.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
         print(f"wrote {args.out}")
         return
+    if args.sizes is None and not args.fit_only:
+        args.sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+        if not args.quick and args.reuse_1x is None and (RESULTS / "end_to_end.json").exists():
+            args.reuse_1x = RESULTS / "end_to_end.json"
+    args.sizes = args.sizes or []
     if args.generate_only:
         for s in args.sizes:
-            print(json.dumps(generate(s, args.root / "data" / f"s{s:g}", seed=args.seed)))
+            print(json.dumps(scaled_mpd7k(s, args.root / "data" / f"s{s:g}", seed=args.seed)))
         return
-    previous = {} if args.fresh or not args.out.exists() else json.loads(args.out.read_text())
+    fresh = args.fresh or args.quick
+    previous = {} if fresh or not args.out.exists() else json.loads(args.out.read_text())
     sizes = previous.get("sizes", [])
     startup = previous.get("step_process_startup") or measure_startup(args.root)
     keep = lambda new: [s for s in sizes if s["playlists"] != new["playlists"]] + [new]  # noqa: E731
@@ -487,8 +449,8 @@ def main() -> None:
     if not args.fit_only:
         for s in args.sizes:
             sizes = keep(run_size(s, args.preset, args.root, args.seed))
-            write(sizes, args.out, startup)  # after every size, so a long run leaves what it measured
-    payload = write(sizes, args.out, startup)
+            write(sizes, args.out, startup, args.preset, args.quick)  # after every size: a long run keeps its sizes
+    payload = write(sizes, args.out, startup, args.preset, args.quick)
     if payload["fits"]:
         print(json.dumps({k: payload["fits"][k] for k in payload["fits"] if k.startswith("total")}, indent=1))
         print(json.dumps(payload["projection"], indent=1)[:3000])

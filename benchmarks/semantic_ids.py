@@ -1,6 +1,6 @@
 """Semantic IDs on mpd7k: RQKMeans (balanced, per-parent) vs faiss ResidualQuantizer vs plain residual k-means.
 
-    python benchmarks/semantic_ids.py [--epochs 5] [--repeats 3] [--threads 1]
+    python -m benchmarks.semantic_ids [--epochs 5] [--repeats 3] [--threads 1] [--quick]
 
 Song vectors: skip-gram word2vec on the train playlists only (docs/benchmark.md crc32 split), dim 64, window 50,
 min_count 2, cached in /tmp/genrank_bench_cache. They are L2-normalised before quantization (the geometry the
@@ -26,24 +26,19 @@ All methods run with the same thread count (``--threads``; default 1: on this sh
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import MPD7K, median, write_json
-
-from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, semantic_id_metrics
+from benchmarks._common import MPD7K, add_output_args, argument_parser, median, output_path, require_mpd7k, write_json
 
 CACHE = Path("/tmp/genrank_bench_cache")
 NOMINAL = (128, 128, 256)
 TARGETS = {"coverage_min": 0.95, "recon_error_ratio_max": 1.05, "fit_time_ratio_max": 1.5}
+QUICK = {"epochs": 1, "repeats": 1, "sample_size": 1000, "max_songs": 5000}
 log = logging.getLogger("semantic_ids")
 
 
@@ -150,6 +145,8 @@ class GlobalResidualKMeans:
 
 class RQKMeansMethod:
     def __init__(self, levels, balanced, balance_slack=0.0):
+        from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans
+
         self.model = RQKMeans(levels, balanced=balanced, balance_slack=balance_slack, seed=0, n_iter=20,
                               min_cluster_size=1)  # as measured in results/semantic_ids.json
         self.levels = self.model.levels
@@ -174,6 +171,8 @@ METHODS = {
 
 
 def measure(name: str, levels, X, repeats: int, sample_size: int) -> dict:
+    from genrank_assets.ml.semantic_ids.rq_kmeans import semantic_id_metrics
+
     seconds, codes_seen, method, codes = [], [], None, None
     for _ in range(repeats):
         method = METHODS[name](levels)
@@ -228,12 +227,17 @@ def judge(rows: list[dict], levels) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argument_parser(__doc__, "semantic_ids")
     ap.add_argument("--epochs", type=int, default=5, help="word2vec epochs for the song vectors")
     ap.add_argument("--repeats", type=int, default=3, help="fits per method and budget (median time)")
     ap.add_argument("--threads", type=int, default=1, help="faiss OpenMP and BLAS threads for every method")
     ap.add_argument("--sample-size", type=int, default=5000, help="songs sampled for cluster/neighbour metrics")
+    ap.add_argument("--max-songs", type=int, default=0, help="0: every song; fewer: a seeded sample of the vectors")
+    add_output_args(ap, "word2vec for 1 epoch, one fit per method, a sample of 5,000 songs")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
+    require_mpd7k()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.semantic_ids.rq_kmeans").setLevel(logging.WARNING)
 
@@ -242,6 +246,8 @@ def main() -> None:
 
     faiss.omp_set_num_threads(args.threads)
     _, vectors, vector_info = load_song_vectors(args.epochs)
+    if args.max_songs and args.max_songs < len(vectors):
+        vectors = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), args.max_songs, replace=False))]
     X = np.ascontiguousarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
     budgets = [NOMINAL, scaled_budget(len(X))]
     log.info("%d songs, dim %d; budgets %s", len(X), X.shape[1], budgets)
@@ -258,9 +264,9 @@ def main() -> None:
               f"{'met' if v['coverage_met'] else 'MISSED'}); rel. error {v['recon_error_ratio_vs_faiss_rq']:.3f}x "
               f"faiss RQ ({'met' if v['recon_error_met'] else 'MISSED'}); fit time "
               f"{v['fit_time_ratio_vs_faiss_rq']:.2f}x faiss RQ ({'met' if v['fit_time_met'] else 'MISSED'})")
-    write_json("semantic_ids", {
+    write_json(output_path(args, "semantic_ids"), {
         "config": {"epochs": args.epochs, "repeats": args.repeats, "threads": args.threads,
-                   "sample_size": args.sample_size, "songs": len(X), "dim": int(X.shape[1]),
+                   "sample_size": args.sample_size, "songs": len(X), "max_songs": args.max_songs or None, "dim": int(X.shape[1]),
                    "vectors": "word2vec skip-gram on train playlists, d64 w50 min_count2, L2-normalised",
                    "faiss": faiss.__version__, "numpy": np.__version__, "budgets": [list(b) for b in budgets]},
         "vector_training": vector_info,

@@ -1,0 +1,20 @@
+"""genrank's benchmarks, one module per measurement, each run from the repository root as
+``python -m benchmarks.<name>`` (``--help`` for its options, ``--quick`` for a size that finishes in minutes on
+2 cores). ``python -m benchmarks`` (``make bench``, ``make bench QUICK=1``) runs them all in order.
+
+- ``ingest``: ingest + corpus throughput and peak memory (mpd7k and a generated set).
+- ``baselines``: docs/benchmark.md's classical rows on mpd7k, reproduced and timed.
+- ``semantic_ids``: RQ-KMeans against faiss's residual quantizer and plain residual k-means.
+- ``end_to_end``: the whole graph on mpd7k (cpu-real preset), wall time and peak memory per asset, the report.
+- ``generator``: the registered TIGER generator (throughput, latency, candidate quality) and the cost of the
+  trie-constrained decoding (a fresh tiny T5, random codes).
+- ``ranker``: the registered cross-encoder's reranking and its cost, and the scoring / training cost of the
+  cross-encoder presets.
+- ``compare``: the paired A/B of two homes (or of a preset and a variant of it) on val: the LTR ranker's
+  out-of-fold NDCG@10, paired bootstrap CI; test is never read.
+- ``scaling``: the whole graph at scale factors of mpd7k, growth exponents per asset.
+- ``gpu_check``: the gpu-seed preset's training on a CUDA GPU per mixed-precision path (nothing without CUDA).
+
+Results: ``benchmarks/results/<name>.json`` (the latest full run of each); experiment records the docs cite in
+``benchmarks/results/experiments/``; ``--quick`` runs write under ``benchmarks/.cache/quick/`` (git-ignored).
+"""
