@@ -1,7 +1,7 @@
-"""The registered cross-encoder ranker on mpd7k: does reranking 100 candidates help, and what does it cost?
+"""The cross-encoder ranker in two sections (``--sections``; default both).
 
-Reads the warehouse and MLflow registry an end-to-end run left under --home (benchmarks/end_to_end.py).
-
+``registered`` — the registered cross-encoder on mpd7k: does reranking 100 candidates help, and what does it cost?
+Reads the warehouse and MLflow registry an end-to-end run left under --home (``python -m benchmarks.end_to_end``).
 For each test title (docs/benchmark.md protocol) and each candidate source:
 - title-kNN: the reference title-kNN's top 100 (fitted in this run on the train playlists),
 - generator: the registered generator's top 100 (``generate_candidates(n=100)``, its own beam width; no
@@ -13,50 +13,70 @@ NDCG@10 and Recall@10 are measured before reranking (source order) and after rer
 and, as a reference without the ranker, by train popularity alone.
 Candidates without a song vector cannot be scored: they keep their source order, after the scored ones. Equal
 scores go to the more popular song.
-
 Also: ``ranker.score(text, vectors of 100 songs)`` latency p50/p95 over --latency-queries test titles (after 3
 warm-up calls), and the registered ranker's training time and best val AUC (MLflow run; the training seconds
 come from the Dagster materialization's metadata, which is where the ranker asset records them).
 
-torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores (docs/findings.md).
+``presets`` — the cross-encoder's cost by preset on this machine's CPU: scoring latency and training throughput.
+Real text: test-split titles of mpd7k as queries, real "song name - singer" strings as candidates, a BPE tokenizer
+of 2,000 pieces trained on train titles + song texts (as the TIGER tokenizer is). Song vectors are random (64-d):
+their values do not change the cost. For each preset ("tiny", "small") and with/without song text:
+- latency of ``score(title, 100 candidates)`` (one batched forward pass), p50/p95 over --presets-queries queries,
+  model loaded; baseline measured in the same run: the same 100 candidates scored one forward pass each;
+- training throughput of ``train_ranker`` (samples/s, batch 64, fp32) on --presets-train-rows (title, song) rows.
 
-    .venv/bin/python benchmarks/ranker.py [--home /tmp/genrank_mpd7k]
+torch.set_num_threads(1) in ``registered`` (small models are fastest single-threaded on 2 cores,
+docs/findings.md), --threads in ``presets``. Both sections go to one JSON (``sections.registered``,
+``sections.presets``); a run of one section leaves the other's entry as it was.
+
+    python -m benchmarks.ranker [--home /tmp/genrank_mpd7k] [--sections registered presets]
+    python -m benchmarks.ranker --quick   # the quick end_to_end home, 50 val / test queries, fewer preset rows
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
-import pandas as pd
-import torch
-from mlflow import MlflowClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CORPUS, RESULTS, peak_rss_mib, warehouse_frames, write_json  # noqa: E402
+from benchmarks._common import (
+    CORPUS,
+    DEFAULT_HOME,
+    MPD7K,
+    QUICK_HOME,
+    QUICK_RESULTS,
+    RESULTS,
+    add_output_args,
+    argument_parser,
+    output_path,
+    peak_rss_mib,
+    require_home,
+    require_mpd7k,
+    warehouse_frames,
+    write_sections,
+)
 
-from genrank_assets import paths  # noqa: E402
-from genrank_assets.ml.baselines.classical import benchmark_queries, reference_title_knn  # noqa: E402
-from genrank_assets.ml.data.corpus import train_popularity  # noqa: E402
-from genrank_assets.ml.evaluation.metrics import evaluate_rankings, paired_bootstrap  # noqa: E402
-from genrank_assets.ml.evaluation.procedure import tune_weights  # noqa: E402
-from genrank_assets.ml.ranking.cross_encoder.model import song_text  # noqa: E402
-from genrank_assets.ml.serving import registry  # noqa: E402
-from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, rank_with_weights  # noqa: E402
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
 
 log = logging.getLogger("benchmarks.ranker")
 
 N_CANDIDATES = 100
 WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0)
 SOURCES = ("title_knn", "generator")
+SONG_DIM = 64  # the presets section's random song vectors
+SECTIONS = ("registered", "presets")
+QUICK = {"latency_queries": 10, "max_queries": 50, "presets_queries": 20, "presets_baseline_queries": 8,
+         "presets_train_rows": 512}
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -71,6 +91,8 @@ class Scorer:
     reads it)."""
 
     def __init__(self, generator, ranker_py):
+        from genrank_assets.ml.serving.recommender import Recommender
+
         self.recommender = Recommender(generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
         self.clean = generator.encoder.clean
         self.ranker = ranker_py.ranker
@@ -78,6 +100,8 @@ class Scorer:
         self.song_info = ranker_py.song_info
 
     def song_texts(self, song_ids: list[str]) -> list[str] | None:
+        from genrank_assets.ml.ranking.cross_encoder.model import song_text
+
         if not self.ranker.config.use_song_text:
             return None
         return [song_text(*self.song_info.get(s, ("", ""))) for s in song_ids]
@@ -90,6 +114,8 @@ class ScoredCandidates:
     """One split, one source: per query the candidates (source order), which have a vector, and their logits."""
 
     def __init__(self, qids, texts, candidates: list[list[str]], scorer: Scorer, popularity: dict[str, int]):
+        from genrank_assets.ml.serving.recommender import ComponentScores
+
         self.qids = list(qids)
         self.candidates = [list(c) for c in candidates]
         self.scored, self.unscored, self.logits, self.log_pop = [], [], [], []
@@ -109,6 +135,8 @@ class ScoredCandidates:
     def reranked(self, popularity_weight: float | None) -> dict[str, list[str]]:
         """Scored candidates by the final score, logit + w * log1p(popularity) (ties: more popular first), then
         the unscored ones in source order. ``popularity_weight=None``: logits alone (w = 0)."""
+        from genrank_assets.ml.serving.recommender import rank_with_weights
+
         return dict(zip(self.qids, rank_with_weights(self.components, popularity_weight or 0.0, 0.0, None)))
 
     def by_popularity(self) -> dict[str, list[str]]:
@@ -126,6 +154,8 @@ class ScoredCandidates:
 
 
 def metrics_of(rankings: dict, truths: dict) -> dict:
+    from genrank_assets.ml.evaluation.metrics import evaluate_rankings
+
     m = evaluate_rankings(rankings, truths, ks=(10, 100))
     return {"ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"], "recall@100": m["recall@100"],
             "per_query": m["per_query"]}
@@ -133,6 +163,8 @@ def metrics_of(rankings: dict, truths: dict) -> dict:
 
 def choose_weight(val: ScoredCandidates, truths: dict) -> tuple[float, list[dict]]:
     """The recommender's weight tuning over WEIGHT_GRID (no classical part; ties: the smaller weight)."""
+    from genrank_assets.ml.evaluation.procedure import tune_weights
+
     weight, _, trials = tune_weights(val.components, val.qids, truths, WEIGHT_GRID, [0.0])
     return weight, [{k: t[k] for k in ("popularity_weight", "val_ndcg@10")} for t in trials]
 
@@ -179,9 +211,8 @@ def dagster_train_seconds(home: Path, run_id: str) -> dict:
     return {"train_seconds": None, "note": "no ranker_model materialization names this MLflow run"}
 
 
-def e2e_step_seconds(home: Path) -> float | None:
-    """Wall time of the ranker_model step in results/end_to_end.json, when that run used this home."""
-    path = RESULTS / "end_to_end.json"
+def e2e_step_seconds(home: Path, path: Path) -> float | None:
+    """Wall time of the ranker_model step in ``path`` (end_to_end's JSON), when that run used this home."""
     if not path.exists():
         return None
     data = json.loads(path.read_text())
@@ -190,7 +221,9 @@ def e2e_step_seconds(home: Path) -> float | None:
     return next((s["wall_s"] for s in data.get("steps", []) if s["asset"] == "ranker_model"), None)
 
 
-def registered_training(client: MlflowClient, home: Path, version: int) -> dict:
+def registered_training(client: MlflowClient, home: Path, version: int, e2e_json: Path) -> dict:
+    from genrank_assets.ml.serving import registry
+
     run_id = client.get_model_version(registry.RANKER_NAME, str(version)).run_id
     run = client.get_run(run_id)
     history = {k: [m.value for m in client.get_metric_history(run_id, k)] for k in ("val_auc", "train_loss", "val_loss")}
@@ -203,22 +236,131 @@ def registered_training(client: MlflowClient, home: Path, version: int) -> dict:
         "params": {k: params.get(k) for k in ("init_from", "epochs", "batch_size", "lr", "use_song_text",
                                               "interaction_dim", "train_pairs", "device", "precision", "tiger_model")},
         **dagster_train_seconds(home, run_id),
-        "e2e_step_wall_s": e2e_step_seconds(home),
+        "e2e_step_wall_s": e2e_step_seconds(home, e2e_json),
     }
+
+
+# ---------------------------------------------------------------------------------------- presets section
+def load_text(data_dir: Path, n_songs: int, seed: int):
+    import csv
+
+    import pandas as pd
+
+    from genrank_assets.ml.data.corpus import split_of
+
+    info = pd.read_csv(
+        data_dir / "gen_playlist_info.csv", sep="\t", dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False
+    )
+    info["split"] = [split_of(p) for p in info["glid"]]
+    titles = info[info["listname"].str.strip() != ""]
+    songs = pd.read_csv(
+        data_dir / "gen_song_info.csv",
+        sep="\t",
+        header=None,
+        dtype=str,
+        quoting=csv.QUOTE_NONE,
+        keep_default_na=False,
+        usecols=[0, 1, 2],
+        names=["song_id", "name", "singer"],
+    )
+    songs = songs.sample(n=min(n_songs, len(songs)), random_state=seed)
+    song_texts = (songs["name"] + " - " + songs["singer"]).tolist()
+    return (
+        titles[titles.split == "train"]["listname"].tolist(),
+        titles[titles.split == "test"]["listname"].tolist(),
+        songs["song_id"].tolist(),
+        song_texts,
+    )
+
+
+def bpe_tokenizer(texts, vocab_size=2000):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"])
+    )
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=128
+    )
+
+
+def percentiles(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "mean_ms": float(a.mean()),
+    }
+
+
+def time_scoring(ranker, queries, vectors, song_texts, rng, one_by_one: bool) -> dict:
+    use_text = ranker.config.use_song_text
+    times = []
+    for i, q in enumerate(queries):
+        pick = rng.choice(len(vectors), size=N_CANDIDATES, replace=False)
+        texts = [song_texts[j] for j in pick] if use_text else None
+        t0 = time.perf_counter()
+        if one_by_one:
+            for k, j in enumerate(pick):
+                ranker.score(q, vectors[j : j + 1], texts[k : k + 1] if use_text else None)
+        else:
+            ranker.score(q, vectors[pick], texts)
+        if i >= 5:  # the first calls warm up allocator and kernels
+            times.append((time.perf_counter() - t0) * 1000)
+    return percentiles(times)
 
 
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--home", default="/tmp/genrank_mpd7k")
-    ap.add_argument("--latency-queries", type=int, default=100)
-    ap.add_argument("--max-queries", type=int, default=0, help="0: every val/test query (a smaller number: smoke runs)")
-    ap.add_argument("--name", default="ranker", help="results/<name>.json")
+    ap = argument_parser(__doc__, "ranker")
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    ap.add_argument("--home", type=Path, default=None, help=f"registered: the home end_to_end left (default "
+                    f"{DEFAULT_HOME}; --quick: {QUICK_HOME})")
+    ap.add_argument("--latency-queries", type=int, default=100, help="registered: titles timed one by one")
+    ap.add_argument("--max-queries", type=int, default=0,
+                    help="registered: 0 = every val/test query (fewer: smoke runs)")
+    ap.add_argument("--data", type=Path, default=MPD7K, help="presets: the mpd7k folder")
+    ap.add_argument("--presets-queries", type=int, default=200, help="presets: titles timed per model")
+    ap.add_argument("--presets-baseline-queries", type=int, default=30,
+                    help="presets: titles timed one candidate per forward pass")
+    ap.add_argument("--presets-train-rows", type=int, default=4096, help="presets: (title, song) training rows")
+    ap.add_argument("--threads", type=int, default=1, help="presets: torch threads")
+    add_output_args(ap, "the quick end_to_end home, 50 val / test queries; 20 preset queries, 512 training rows")
     args = ap.parse_args()
+    if args.quick:
+        vars(args).update(QUICK)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # 100-song lists vs long truths
-    torch.set_num_threads(1)
-    home = Path(args.home)
+    import torch
+
+    sections = {}
+    if "registered" in args.sections:
+        torch.set_num_threads(1)
+        home = args.home or (QUICK_HOME if args.quick else DEFAULT_HOME)
+        hint = "python -m benchmarks.end_to_end" + (" --quick" if args.quick else "")
+        e2e_json = (QUICK_RESULTS if args.quick else RESULTS) / "end_to_end.json"
+        sections["registered"] = registered_section(require_home(home, hint), args, e2e_json)
+    if "presets" in args.sections:
+        torch.set_num_threads(args.threads)
+        sections["presets"] = presets_section(require_mpd7k(args.data), args)
+    write_sections(output_path(args, "ranker"), {k: {**v, "quick": args.quick} for k, v in sections.items()})
+
+
+def registered_section(home: Path, args, e2e_json: Path) -> dict:
+    """Reranking quality and cost of the ranker registered in ``home`` (the module docstring)."""
+    from mlflow import MlflowClient
+
+    from genrank_assets import paths
+    from genrank_assets.ml.baselines.classical import benchmark_queries, reference_title_knn
+    from genrank_assets.ml.data.corpus import train_popularity
+    from genrank_assets.ml.evaluation.metrics import paired_bootstrap
+    from genrank_assets.ml.serving import registry
 
     corpus = load_corpus(home)
     splits = {}
@@ -233,7 +375,7 @@ def main() -> None:
     tiger_v, ranker_v = registry.alias_version(registry.TIGER_NAME), registry.alias_version(registry.RANKER_NAME)
     if tiger_v is None or ranker_v is None:
         raise SystemExit(f"genrank-tiger / genrank-ranker need a @champion in {paths.mlflow_tracking_uri(home)}: "
-                         "run end_to_end.py")
+                         "run python -m benchmarks.end_to_end")
     generator = registry.load_python_model(f"models:/{registry.TIGER_NAME}@{registry.CHAMPION}").generator
     ranker_py = registry.load_python_model(f"models:/{registry.RANKER_NAME}@{registry.CHAMPION}")
     ranker_py.ranker.eval()
@@ -279,7 +421,7 @@ def main() -> None:
     results["title_knn"].pop("_per_query")
 
     latency = scoring_latency(scorer, knn, splits["test"][1][: args.latency_queries])
-    training = registered_training(MlflowClient(), home, ranker_v)
+    training = registered_training(MlflowClient(), home, ranker_v, e2e_json)
 
     # -- table ----------------------------------------------------------------------------------------------
     n_test = len(splits["test"][0])
@@ -304,7 +446,7 @@ def main() -> None:
           f"{'n/a' if ts is None else f'{ts:.0f} s'} (e2e step wall {training['e2e_step_wall_s']} s), "
           f"{training['params']['epochs']} epochs, {training['params']['train_pairs']} train pairs")
 
-    write_json(args.name, {
+    return {
         "home": str(home),
         "threads": 1,
         "threads_note": "torch.set_num_threads(1) throughout: small models are fastest single-threaded on 2 cores "
@@ -326,7 +468,84 @@ def main() -> None:
                                                 "that have a vector) one title at a time after 3 warm-ups, CPU"},
         "training": training,
         "peak_rss_mib": peak_rss_mib(),
-    })
+    }
+
+
+def presets_section(data: Path, args) -> dict:
+    """Scoring latency and training throughput per cross-encoder preset (the module docstring)."""
+    import pandas as pd
+
+    from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
+    from genrank_assets.ml.ranking.cross_encoder.training import RANKER_TRAINING, train_ranker
+    from genrank_assets.ml.vectors.song_vectors import SongVectors
+
+    rng = np.random.default_rng(0)
+
+    train_titles, test_titles, song_ids, song_texts = load_text(data, 5000, seed=0)
+    tokenizer = bpe_tokenizer(train_titles + song_texts)
+    vectors = rng.normal(scale=0.3, size=(len(song_ids), SONG_DIM)).astype(np.float32)
+    song_vectors = SongVectors(song_ids, np.ones(len(song_ids), dtype=np.int64), vectors)
+    song_text_of = dict(zip(song_ids, song_texts))
+    queries = [test_titles[i] for i in rng.permutation(len(test_titles))[: args.presets_queries]]
+    rows_i = rng.integers(0, len(train_titles), size=args.presets_train_rows)
+    train_df = pd.DataFrame(
+        {
+            "text": [train_titles[i] for i in rows_i],
+            "song_id": [song_ids[j] for j in rng.integers(0, len(song_ids), size=args.presets_train_rows)],
+            "label": rng.integers(0, 2, size=args.presets_train_rows),
+        }
+    )
+    val_df = train_df.head(512)
+
+    results = []
+    for preset in ("tiny", "small"):
+        for use_song_text in (False, True):
+            ranker = CrossEncoderRanker.from_config(
+                tokenizer, preset, SONG_DIM, seed=0, use_song_text=use_song_text
+            )
+            n_params = sum(p.numel() for p in ranker.parameters())
+            batched = time_scoring(
+                ranker.eval(), queries, vectors, song_texts, np.random.default_rng(1), False
+            )
+            single = time_scoring(
+                ranker, queries[: args.presets_baseline_queries], vectors, song_texts, np.random.default_rng(1), True
+            )
+            trained = train_ranker(
+                ranker,
+                train_df,
+                val_df,
+                song_vectors,
+                song_text_of,
+                replace(RANKER_TRAINING, epochs=1, batch_size=64, lr=1e-3, seed=0, log_every_steps=10_000),
+            )
+            row = {
+                "preset": preset,
+                "use_song_text": use_song_text,
+                "parameters": n_params,
+                "score_100": batched,
+                "score_100_one_by_one": single,
+                "batched_speedup_p50": single["p50_ms"] / batched["p50_ms"],
+                "train_samples_per_second": trained.samples_per_second,
+            }
+            results.append(row)
+            print(
+                f"{preset:5s} song_text={use_song_text!s:5s} params={n_params / 1e6:.2f}M  "
+                f"score(100): p50 {batched['p50_ms']:.1f} ms p95 {batched['p95_ms']:.1f} ms | one-by-one p50 "
+                f"{single['p50_ms']:.1f} ms ({row['batched_speedup_p50']:.1f}x) | train "
+                f"{row['train_samples_per_second']:.0f} samples/s",
+                flush=True,
+            )
+
+    return {
+        "torch_threads": args.threads,
+        "candidates": N_CANDIDATES,
+        "queries": len(queries),
+        "tokenizer_vocab": len(tokenizer),
+        "train_rows": args.presets_train_rows,
+        "batch_size": 64,
+        "precision": "fp32",
+        "results": results,
+    }
 
 
 if __name__ == "__main__":
