@@ -7,13 +7,12 @@ from pydantic import Field, model_validator
 from genrank_assets.defs.resources import ComputeResource, DeviceConfig, GenrankPaths
 from genrank_assets.ml.plots import code_usage_plot, markdown_image, songs_per_code_plot
 from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
+from genrank_assets.ml.semantic_ids.metrics import semantic_id_metrics, semantic_id_tables
 from genrank_assets.ml.semantic_ids.rq_kmeans import (
     DEFAULT_LEVELS,
     DEFAULT_MIN_CLUSTER_SIZE,
     DEFAULT_N_ITER,
     RQKMeans,
-    semantic_id_metrics,
-    semantic_id_tables,
 )
 from genrank_assets.ml.vectors.song_vectors import from_frame
 

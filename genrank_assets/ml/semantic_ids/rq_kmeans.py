@@ -49,7 +49,6 @@ fingerprint matches and continues at the first missing one, and ignores (then ov
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -62,15 +61,12 @@ from pathlib import Path
 import numpy as np
 
 from genrank_assets.ml.compute import check_device
-from genrank_assets.ml.semantic_ids.codes import code_space_of
+from genrank_assets.ml.semantic_ids.kmeans_backends import cluster_means, kmeans, kmeans_backend, nearest, sq_distances
 
 log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 _CHECKPOINT_NAME = "level_{}.npz"
-# Below this many point-centroid pairs faiss k-means runs on one thread: thread start-up and synchronisation
-# cost more than the work (measured 40x slower k-means of 454 points on a busy 2-core machine).
-_SMALL_FAISS_WORK = 1 << 20
 
 # Defaults of the estimator, which the `semantic_ids` asset config reads (one place for each).
 DEFAULT_LEVELS = (128, 128, 256)  # the seed's
@@ -143,7 +139,7 @@ class RQKMeans:
         return len(self.levels) + int(self.unique_codes)
 
     def fit(self, X: np.ndarray) -> RQKMeans:
-        X = _check_matrix(X, "X")
+        X = check_matrix(X, "X")
         self._check_device()
         t_start = time.perf_counter()
         fingerprint = self._fingerprint(X)
@@ -191,7 +187,7 @@ class RQKMeans:
         catalogue's songs with the same code (and after earlier rows of ``X`` with that code).
         """
         self._check_fitted()
-        X = _check_matrix(X, "X", dim=self.dim_)
+        X = check_matrix(X, "X", dim=self.dim_)
         base_codes = self._rows_to_codes(self._encode_rows(X))
         return self._with_disambiguation(base_codes, fitted=False)
 
@@ -303,12 +299,12 @@ class RQKMeans:
             return points.mean(axis=0, keepdims=True), np.zeros(n, dtype=np.int64)
         if k >= n:  # one song per cluster: the centroid is the song itself
             return points.copy(), np.arange(n, dtype=np.int64)
-        centroids = _kmeans(points, k, self.n_iter, seed, self.device)
+        centroids = kmeans(points, k, self.n_iter, seed, self.device)
         if self.balanced:
             capacity = math.ceil(n / k * (1.0 + self.balance_slack))
             centroids, labels = self._balanced_lloyd(points, centroids, capacity)
         else:
-            labels = _nearest(points, centroids, self.device)
+            labels = nearest(points, centroids, self.device)
         used = np.flatnonzero(np.bincount(labels, minlength=len(centroids)))
         if len(used) < len(centroids):
             remap = np.full(len(centroids), -1, dtype=np.int64)
@@ -324,13 +320,13 @@ class RQKMeans:
         """
         labels, cost = None, np.inf
         for _ in range(self.n_iter):
-            sq = _sq_distances(points, centroids, self.device)
+            sq = sq_distances(points, centroids, self.device)
             new_labels = balanced_assign(sq, capacity)
             new_cost = float(sq[np.arange(len(points)), new_labels].sum())
             if labels is not None and new_cost >= cost * (1.0 - 1e-4):
                 break
             labels, cost = new_labels, new_cost
-            centroids = _cluster_means(points, labels, centroids)
+            centroids = cluster_means(points, labels, centroids)
         return centroids, labels
 
     def _next_residual(self, residual, assigned_centroids):
@@ -356,7 +352,7 @@ class RQKMeans:
             for parent, start, end in zip(parents, starts, ends):
                 members = order[start:end]
                 lo, hi = offsets[parent], offsets[parent + 1]
-                rows[members, level] = lo + _nearest(residual[members], centroids[lo:hi], self.device)
+                rows[members, level] = lo + nearest(residual[members], centroids[lo:hi], self.device)
             residual, _ = self._next_residual(residual, centroids[rows[:, level]])
             parent_rows = rows[:, level]
         return rows
@@ -492,129 +488,8 @@ def balanced_assign(sq_distances: np.ndarray, capacity: int) -> np.ndarray:
     return labels
 
 
-# ---------------------------------------------------------------------- numeric backends
-def faiss_gpus() -> int:
-    """How many GPUs faiss can use: 0 with faiss-cpu (its ``get_num_gpus`` says 0) or a build without the call."""
-    import faiss
-
-    get_num_gpus = getattr(faiss, "get_num_gpus", None)
-    return int(get_num_gpus()) if callable(get_num_gpus) else 0
-
-
-def kmeans_backend(device: str) -> str:
-    """The k-means for a resolved device: ``faiss-cpu`` on CPU; on ``cuda`` / ``cuda:N`` faiss's GPU k-means
-    (``faiss-gpu``, the `gpu` extra) when faiss sees GPU N, else ``torch`` (a plain Lloyd loop on that GPU)."""
-    device = check_device(device, require_available=False)
-    if device == "cpu":
-        return "faiss-cpu"
-    index = int(device.split(":")[1]) if ":" in device else 0
-    return "faiss-gpu" if faiss_gpus() > index else "torch"
-
-
-_GPU_RESOURCES: dict[int, object] = {}  # one faiss StandardGpuResources per GPU: each reserves scratch memory
-
-
-def _faiss_gpu_index(dim: int, device: str):
-    """A flat L2 index on GPU ``device`` for faiss's k-means to search with (Kmeans(gpu=...) would use them all)."""
-    import faiss
-
-    gpu = int(device.split(":")[1]) if ":" in device else 0
-    if gpu not in _GPU_RESOURCES:
-        _GPU_RESOURCES[gpu] = faiss.StandardGpuResources()
-    config = faiss.GpuIndexFlatConfig()
-    config.device = gpu
-    return faiss.GpuIndexFlatL2(_GPU_RESOURCES[gpu], dim, config)
-
-
-def _kmeans(points: np.ndarray, k: int, n_iter: int, seed: int, device: str) -> np.ndarray:
-    """Seeded k-means centroids: faiss on CPU, and on CUDA with faiss-gpu (the same Kmeans, its nearest-centroid
-    search on that GPU); a plain torch Lloyd loop on CUDA without faiss-gpu."""
-    backend = kmeans_backend(device)
-    if backend == "torch":
-        return _torch_kmeans(points, k, n_iter, seed, device)
-    import faiss
-
-    km = faiss.Kmeans(points.shape[1], k, niter=n_iter, seed=seed, min_points_per_centroid=1)
-    if backend == "faiss-gpu":
-        km.index = _faiss_gpu_index(points.shape[1], device)
-    with _faiss_threads(1 if len(points) * k < _SMALL_FAISS_WORK else None):
-        km.train(np.ascontiguousarray(points, dtype=np.float32))
-    return np.asarray(km.centroids, dtype=np.float32)
-
-
-@contextlib.contextmanager
-def _faiss_threads(n_threads: int | None):
-    """Run the faiss calls inside on ``n_threads`` (None: as configured), restoring the setting afterwards."""
-    import faiss
-
-    if n_threads is None:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-def _torch_kmeans(points, k, n_iter, seed, device):
-    import torch
-
-    x = torch.as_tensor(points, dtype=torch.float32, device=device)
-    start = np.random.default_rng(seed).choice(len(points), size=k, replace=False)
-    centroids = x[torch.as_tensor(np.sort(start), device=device)].clone()
-    for _ in range(n_iter):
-        labels = torch.cdist(x, centroids).argmin(dim=1)
-        sums = torch.zeros_like(centroids).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
-        filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled, None]  # an empty cluster keeps its centroid
-    return centroids.cpu().numpy()
-
-
-def _sq_distances(points: np.ndarray, centroids: np.ndarray, device: str) -> np.ndarray:
-    if device == "cpu":
-        import faiss
-
-        # One thread: sgemm's last bits change with the thread count, which flips near-ties (and, through
-        # the balanced assignment, every later level); codes must not depend on the machine's cores.
-        with _faiss_threads(1):
-            return faiss.pairwise_distances(np.ascontiguousarray(points, dtype=np.float32),
-                                            np.ascontiguousarray(centroids, dtype=np.float32))
-    import torch
-
-    x = torch.as_tensor(points, device=device)
-    c = torch.as_tensor(centroids, device=device)
-    return (torch.cdist(x, c) ** 2).cpu().numpy()
-
-
-def _nearest(points: np.ndarray, centroids: np.ndarray, device: str) -> np.ndarray:
-    if len(centroids) == 1:
-        return np.zeros(len(points), dtype=np.int64)
-    if device == "cpu":
-        import faiss
-
-        with _faiss_threads(1):  # see _sq_distances
-            _, idx = faiss.knn(np.ascontiguousarray(points, dtype=np.float32),
-                               np.ascontiguousarray(centroids, dtype=np.float32), 1)
-        return idx[:, 0].astype(np.int64)
-    return _sq_distances(points, centroids, device).argmin(axis=1).astype(np.int64)
-
-
-def _cluster_means(points: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Mean of each cluster's points; an empty cluster keeps its previous centroid."""
-    k = len(previous)
-    counts = np.bincount(labels, minlength=k)
-    sums = np.stack([np.bincount(labels, weights=points[:, j], minlength=k) for j in range(points.shape[1])], 1)
-    means = previous.astype(np.float64, copy=True)
-    filled = counts > 0
-    means[filled] = sums[filled] / counts[filled, None]
-    return means.astype(np.float32)
-
-
 # ---------------------------------------------------------------------- small helpers
-def _check_matrix(X, name: str, dim: int | None = None) -> np.ndarray:
+def check_matrix(X, name: str, dim: int | None = None) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-D array (n, dim), got shape {X.shape}")
@@ -637,181 +512,3 @@ def _atomic_savez(path: Path, arrays: dict) -> None:
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------- quality metrics
-def semantic_id_metrics(
-    X: np.ndarray,
-    codes: np.ndarray,
-    model=None,
-    sample_size: int = 5000,
-    seed: int = 0,
-    neighbour_k: int = 10,
-    top_collisions: int = 10,
-) -> dict:
-    """Quality of semantic-ID ``codes`` (int ``(n, L)``, row i belongs to ``X[i]``) as a JSON-ready dict.
-
-    ``model`` is anything with ``decode(codes) -> (n, dim)`` (an ``RQKMeans``, or an adapter around another
-    quantizer) and optionally ``levels`` (the codebook size of each level); ``None`` skips the reconstruction
-    error. Keys:
-
-    * ``relative_reconstruction_error``: mean / median / p90 of ``||x - decode(code)|| / ||x||``;
-    * ``levels``: per code column, the codebook size, codes used, usage (used / size), entropy of the column
-      normalised by ``log(size)``, distinct prefixes up to this column, entropy of those prefixes normalised by
-      ``log(min(n, prod(sizes)))``, and max / mean songs per prefix (the cluster sizes of that level);
-    * ``unique_code_coverage`` (distinct full codes / songs), ``share_songs_on_own_code``,
-      ``max_songs_per_code``, ``largest_collisions`` (the ``top_collisions`` biggest shared codes with their
-      song row indices), ``used_l1_l2_prefixes``;
-    * ``level1_cluster_quality``: Calinski-Harabasz, Davies-Bouldin and silhouette (sklearn) of the level-1
-      labels on a seeded sample of ``sample_size`` songs;
-    * ``neighbour_agreement``: for a seeded sample of songs, the share of their ``neighbour_k`` nearest
-      neighbours (cosine, faiss, the song itself excluded) with the same level-1 code and the same
-      level-1+2 prefix, with the share expected by chance (sum over codes of (songs on it / n)^2) beside it.
-    """
-    X = _check_matrix(X, "X")
-    codes = np.asarray(codes)
-    if codes.ndim != 2 or len(codes) != len(X) or not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be an int array (n={len(X)}, L), got shape {codes.shape} {codes.dtype}")
-    if sample_size < 2 or neighbour_k < 1:
-        raise ValueError(f"need sample_size >= 2 and neighbour_k >= 1, got {sample_size}, {neighbour_k}")
-    n, n_columns = codes.shape
-    rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
-    sizes = _column_sizes(codes, model)
-
-    _, prefix_ids = _prefix_ids(codes)
-    full_ids = prefix_ids[-1]
-    songs_per_code = np.bincount(full_ids)
-    metrics = {
-        "n_songs": int(n),
-        "n_columns": int(n_columns),
-        "relative_reconstruction_error": _reconstruction_error(X, codes, model),
-        "levels": [_level_summary(codes[:, c], prefix_ids[c], sizes, c, n) for c in range(n_columns)],
-        "unique_code_coverage": float(len(songs_per_code) / n),
-        "distinct_codes": len(songs_per_code),
-        "share_songs_on_own_code": float((songs_per_code[full_ids] == 1).mean()),
-        "max_songs_per_code": int(songs_per_code.max()),
-        "mean_songs_per_code": float(n / len(songs_per_code)),
-        "largest_collisions": _largest_collisions(codes, full_ids, songs_per_code, top_collisions),
-        "used_l1_l2_prefixes": int(prefix_ids[1].max() + 1) if n_columns > 1 else None,
-        "level1_cluster_quality": _cluster_quality(X[sample], codes[sample, 0]),
-        "neighbour_agreement": _neighbour_agreement(X, prefix_ids, sample, neighbour_k),
-    }
-    return metrics
-
-
-def semantic_id_tables(metrics: dict) -> dict:
-    """pandas tables of ``semantic_id_metrics``: ``summary`` (one row), ``levels``, ``collisions``."""
-    import pandas as pd
-
-    recon = metrics["relative_reconstruction_error"] or {}
-    agreement = metrics["neighbour_agreement"]
-    quality = metrics["level1_cluster_quality"] or {}
-    summary = pd.DataFrame([{
-        "songs": metrics["n_songs"], "distinct_codes": metrics["distinct_codes"],
-        "unique_code_coverage": metrics["unique_code_coverage"],
-        "share_songs_on_own_code": metrics["share_songs_on_own_code"],
-        "max_songs_per_code": metrics["max_songs_per_code"],
-        "rel_recon_error_mean": recon.get("mean"), "used_l1_l2_prefixes": metrics["used_l1_l2_prefixes"],
-        "nn_share_same_l1": agreement["level_1"], "nn_share_same_l1_l2": agreement.get("level_1_2"),
-        **{f"l1_{k}": v for k, v in quality.items()},
-    }])
-    levels = pd.DataFrame(metrics["levels"])
-    collisions = pd.DataFrame([(tuple(c["code"]), c["songs"], c["song_indices"]) for c in metrics["largest_collisions"]],
-                              columns=["code", "songs", "song_indices"])
-    return {"summary": summary, "levels": levels, "collisions": collisions}
-
-
-def _column_sizes(codes: np.ndarray, model) -> list[int]:
-    """Codebook size of each column: the model's levels, else (and for a disambiguation column) max + 1."""
-    observed = code_space_of(codes)
-    levels = list(getattr(model, "levels", ()) or ())
-    return [max(levels[c], observed[c]) if c < len(levels) else observed[c] for c in range(codes.shape[1])]
-
-
-def _prefix_ids(codes: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """For each column c, a dense id of the prefix ``codes[:, :c + 1]`` per row."""
-    keys, ids = [], []
-    current = np.zeros(len(codes), dtype=np.int64)
-    for c in range(codes.shape[1]):
-        pairs = np.stack([current, codes[:, c].astype(np.int64)], axis=1)
-        uniq, current = np.unique(pairs, axis=0, return_inverse=True)
-        current = current.reshape(-1)
-        keys.append(uniq)
-        ids.append(current)
-    return keys, ids
-
-
-def _normalised_entropy(counts: np.ndarray, size: int) -> float:
-    if size <= 1:
-        return 0.0
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum() / math.log(size))
-
-
-def _level_summary(column, prefix_id, sizes, c, n) -> dict:
-    used = np.bincount(column.astype(np.int64))
-    per_prefix = np.bincount(prefix_id)
-    prefix_space = min(n, math.prod(sizes[: c + 1]))
-    return {"level": c + 1, "size": int(sizes[c]), "used_codes": int((used > 0).sum()),
-            "usage": float((used > 0).sum() / sizes[c]), "entropy_norm": _normalised_entropy(used, sizes[c]),
-            "prefixes": len(per_prefix), "prefix_entropy_norm": _normalised_entropy(per_prefix, prefix_space),
-            "max_cluster_size": int(per_prefix.max()), "mean_cluster_size": float(per_prefix.mean())}
-
-
-def _reconstruction_error(X, codes, model) -> dict | None:
-    if model is None:
-        return None
-    recon = np.asarray(model.decode(codes), dtype=np.float32)
-    rel = np.linalg.norm(X - recon, axis=1) / np.maximum(np.linalg.norm(X, axis=1), 1e-12)
-    return {"mean": float(rel.mean()), "median": float(np.median(rel)), "p90": float(np.percentile(rel, 90))}
-
-
-def _largest_collisions(codes, full_ids, songs_per_code, top) -> list[dict]:
-    shared = np.flatnonzero(songs_per_code > 1)
-    biggest = shared[np.argsort(-songs_per_code[shared], kind="stable")][:top]
-    out = []
-    for code_id in biggest:
-        members = np.flatnonzero(full_ids == code_id)
-        out.append({"code": [int(v) for v in codes[members[0]]], "songs": len(members),
-                    "song_indices": [int(i) for i in members]})
-    return out
-
-
-def _cluster_quality(points: np.ndarray, labels: np.ndarray) -> dict | None:
-    """sklearn cluster-validity scores of the level-1 labels; None when they are undefined (1 or n labels)."""
-    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-
-    n_labels = len(np.unique(labels))
-    if not 2 <= n_labels <= len(points) - 1:
-        return None
-    return {"calinski_harabasz": float(calinski_harabasz_score(points, labels)),
-            "davies_bouldin": float(davies_bouldin_score(points, labels)),
-            "silhouette": float(silhouette_score(points, labels))}
-
-
-def _neighbour_agreement(X, prefix_ids, sample, k) -> dict:
-    import faiss
-
-    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    k = min(k, len(X) - 1)
-    result = {"k": int(k), "queries": len(sample)}
-    if k < 1:
-        return result | {"level_1": None}
-    index = faiss.IndexFlatIP(unit.shape[1])
-    index.add(unit)
-    _, found = index.search(unit[sample], k + 1)
-    neighbours = np.array([_drop_self(row, q, k) for row, q in zip(found, sample)])
-    for c, name in ((0, "level_1"), (1, "level_1_2")):
-        if c >= len(prefix_ids):
-            continue
-        ids = prefix_ids[c]
-        result[name] = float((ids[neighbours] == ids[sample][:, None]).mean())
-        share = np.bincount(ids) / len(ids)
-        result[f"{name}_by_chance"] = float((share**2).sum())
-    return result
-
-
-def _drop_self(row: np.ndarray, query: int, k: int) -> np.ndarray:
-    row = row[(row != query) & (row >= 0)]
-    return row[:k]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, _kmeans, _torch_kmeans, faiss_gpus, kmeans_backend
+from genrank_assets.ml.semantic_ids.kmeans_backends import faiss_gpus, kmeans, kmeans_backend, torch_kmeans
+from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans
 
 no_faiss_gpu = pytest.mark.skipif(faiss_gpus() > 0, reason="faiss sees a GPU (faiss-gpu and CUDA present)")
 
@@ -31,8 +32,8 @@ def test_the_torch_fallback_is_seeded_lloyd():
     # The fallback's Lloyd loop, run on CPU tensors: the same code that runs on a GPU without faiss-gpu. Seeded, and
     # converged: every centroid is the mean of the points nearest to it.
     points, _ = _blobs()
-    found = _torch_kmeans(points, 3, 20, seed=0, device="cpu")
-    assert np.array_equal(found, _torch_kmeans(points, 3, 20, seed=0, device="cpu"))
+    found = torch_kmeans(points, 3, 20, seed=0, device="cpu")
+    assert np.array_equal(found, torch_kmeans(points, 3, 20, seed=0, device="cpu"))
     labels = np.linalg.norm(points[:, None] - found[None], axis=2).argmin(axis=1)
     for j in np.unique(labels):
         np.testing.assert_allclose(found[j], points[labels == j].mean(axis=0), atol=1e-4)
@@ -49,5 +50,5 @@ def test_faiss_gpu_kmeans_finds_what_the_cpu_finds():  # unrun without a GPU
     # The same seeded initial centroids (faiss samples them on the host); only the nearest-centroid search moved.
     points, _ = _blobs()
     assert kmeans_backend("cuda") == "faiss-gpu"
-    np.testing.assert_allclose(_kmeans(points, 3, 20, seed=0, device="cuda"),
-                               _kmeans(points, 3, 20, seed=0, device="cpu"), atol=1e-3)
+    np.testing.assert_allclose(kmeans(points, 3, 20, seed=0, device="cuda"),
+                               kmeans(points, 3, 20, seed=0, device="cpu"), atol=1e-3)

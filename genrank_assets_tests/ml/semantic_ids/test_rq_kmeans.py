@@ -8,12 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from genrank_assets.ml.semantic_ids.rq_kmeans import (
-    RQKMeans,
-    balanced_assign,
-    semantic_id_metrics,
-    semantic_id_tables,
-)
+from genrank_assets.ml.semantic_ids.metrics import semantic_id_metrics, semantic_id_tables
+from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, balanced_assign
 
 
 def make_blobs(n_blobs=4, per_blob=100, dim=16, spread=0.05, seed=0, sizes=None):
