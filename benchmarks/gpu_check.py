@@ -1,4 +1,9 @@
-"""GPU check (run by benchmarks/gpu_check.sh, which first makes sure CUDA is there).
+"""GPU check: on a machine with CUDA, train TIGER and the ranker with the gpu-seed preset for a short step budget,
+once per mixed-precision path; without CUDA (or without torch) it prints one line and exits 0, writing nothing.
+
+    python -m benchmarks.gpu_check                  # 200 steps per model per precision, 3,000 demo playlists
+    python -m benchmarks.gpu_check --steps 500 --base-model /models/mengzi-t5-base
+    python -m benchmarks.gpu_check --quick          # 20 steps, 400 demo playlists
 
 Materialises the graph up to the ranker with the gpu-seed preset on demo data, once per mixed-precision path
 (fp16, bf16 where the GPU has it), with ``max_steps`` capping TIGER and ranker training, and records per path
@@ -7,29 +12,29 @@ model) and the blocking check (finite weights, val loss below the untrained mode
 Writes benchmarks/results/gpu_check.json.
 
 Each model is its own ``dg.materialize`` call on one instance (upstream tables come from the warehouse), so the
-peak memory of one is not the other's. Nothing is downloaded: see gpu_check.sh for the base model.
+peak memory of one is not the other's. Nothing is downloaded (HF_HUB_OFFLINE=1): the preset's
+Langboat/mengzi-t5-base is used when it is in the local Hugging Face cache or --base-model names a local copy;
+otherwise TIGER trains from scratch at the `base` size, which the JSON and the output say.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import torch
-import yaml
+from benchmarks._common import PRESETS, add_output_args, argument_parser, load_preset, output_path, write_json
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if TYPE_CHECKING:
+    import torch
 
-from _common import write_json  # noqa: E402
-
-PRESET = Path(__file__).resolve().parents[1] / "genrank_assets" / "presets" / "gpu-seed.yaml"
+PRESET = PRESETS / "gpu-seed.yaml"
+QUICK = {"steps": 20, "playlists": 400}
 
 
 def _locally_loadable(name: str) -> bool:
@@ -58,12 +63,15 @@ def _checks(result) -> dict:
 
 
 def _gpu_memory(device: torch.device) -> dict:
+    import torch
+
     return {"peak_allocated_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
             "peak_reserved_mib": round(torch.cuda.max_memory_reserved(device) / 2**20, 1)}
 
 
 def run_precision(precision: str, run_config: dict, work: Path, data: Path, log) -> dict:
     import dagster as dg
+    import torch
 
     from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 
@@ -111,23 +119,31 @@ def run_precision(precision: str, run_config: dict, work: Path, data: Path, log)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.sh", description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "gpu_check")
     parser.add_argument("--steps", type=int, default=200, help="max_steps of TIGER and of the ranker (default 200)")
     parser.add_argument("--precisions", default="fp16,bf16", help="comma-separated (default fp16,bf16)")
     parser.add_argument("--playlists", type=int, default=3000, help="demo playlists (default 3000)")
     parser.add_argument("--base-model", default=None, help="TIGER's base model, a local path (default: the preset's "
                         "when it is in the local Hugging Face cache, else from scratch at the `base` size)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    add_output_args(parser, f"{QUICK['steps']} steps per model and precision on {QUICK['playlists']} demo playlists")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():  # gpu_check.sh checks first; this is for a direct call
-        print("gpu_check: no CUDA device here; nothing run, nothing written")
+    if args.quick:
+        vars(args).update(QUICK)
+    try:
+        import torch
+    except ImportError as err:
+        print(f"gpu_check: cannot import torch ({err}); nothing run, nothing written")
+        return 0
+    if not torch.cuda.is_available():
+        print(f"gpu_check: torch {torch.__version__} sees no CUDA device; nothing run, nothing written")
         return 0
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     from genrank_assets.ml.data.demo_data import generate_demo_data
     from genrank_assets.ml.semantic_ids.rq_kmeans import faiss_gpus, kmeans_backend
 
-    run_config = yaml.safe_load(PRESET.read_text())
+    run_config = load_preset(PRESET)
     tiger = run_config["ops"]["tiger_model"]["config"]
     base_model = args.base_model or tiger["base_model"]
     note = None
@@ -157,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.version.cuda, "bf16_supported": torch.cuda.is_bf16_supported(),
         "faiss_gpus": faiss_gpus(), "rq_kmeans_backend": kmeans_backend("cuda"),
         "preset": str(PRESET.name), "base_model": base_model, "note": note, "max_steps": args.steps,
-        "playlists": args.playlists, "results": results, "skipped": skipped, "work": str(work),
+        "playlists": args.playlists, "results": results, "skipped": skipped, "work": str(work), "quick": args.quick,
     }
-    write_json("gpu_check", payload)
+    write_json(output_path(args, "gpu_check"), payload)
     ok = all(r.get(n, {}).get("success") for r in results for n in ("tiger_model", "ranker_model"))
     return 0 if ok and results else 1
 
