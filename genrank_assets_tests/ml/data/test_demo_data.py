@@ -20,13 +20,13 @@ from genrank_assets.ml.data.demo_data import (
     PLAYLIST_INFO_HEADER,
     PLAYLIST_SONG_FILE,
     SONG_INFO_FILE,
-    THEMES,
     generate_demo_data,
     playlist_plan,
     playlist_themes,
     song_catalog,
     song_themes,
 )
+from genrank_assets.ml.data.demo_words import THEMES
 
 N_PLAYLISTS, N_SONGS, SEED = 300, 600, 7
 
