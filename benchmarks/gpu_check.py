@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     from genrank_assets.ml.data.demo_data import generate_demo_data
-    from genrank_assets.ml.semantic_ids.rq_kmeans import faiss_gpus, kmeans_backend
+    from genrank_assets.ml.semantic_ids.kmeans_backends import faiss_gpus, kmeans_backend
 
     run_config = load_preset(PRESET)
     tiger = run_config["ops"]["tiger_model"]["config"]

@@ -171,7 +171,7 @@ METHODS = {
 
 
 def measure(name: str, levels, X, repeats: int, sample_size: int) -> dict:
-    from genrank_assets.ml.semantic_ids.rq_kmeans import semantic_id_metrics
+    from genrank_assets.ml.semantic_ids.metrics import semantic_id_metrics
 
     seconds, codes_seen, method, codes = [], [], None, None
     for _ in range(repeats):
