@@ -1,5 +1,5 @@
-"""The README's asset graph and stage map are the ones generated from the Definitions."""
-from pathlib import Path
+"""docs/architecture.md's asset graph and stage map are the ones generated from the Definitions."""
+import re
 
 import dagster as dg
 import pytest
@@ -8,15 +8,21 @@ import genrank_assets.paths as paths
 from genrank_assets.definitions import defs
 from genrank_assets.tools import graph
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOC = paths.REPO_DIR / graph.DOC
 
 
-def test_readme_graph_matches_the_definitions():
-    section = graph.readme_section(README.read_text(encoding="utf-8"))
-    assert section is not None, f"README.md lost its generated section; put back the lines\n{graph.BEGIN}\n{graph.END}"
+def test_architecture_doc_graph_matches_the_definitions():
+    section = graph.section_in(DOC.read_text(encoding="utf-8"))
+    assert section is not None, f"{graph.DOC} lost its generated section; put back the lines\n{graph.BEGIN}\n{graph.END}"
     assert section == graph.generated_section(), (
-        f"README.md's asset graph or stage map is out of date: run `{graph.WRITE_COMMAND}` and commit README.md"
+        f"{graph.DOC}'s asset graph or stage map is out of date: run `{graph.WRITE_COMMAND}` and commit {graph.DOC}"
     )
+
+
+def test_the_readme_links_to_the_generated_graph():
+    readme = (paths.REPO_DIR / "README.md").read_text(encoding="utf-8")
+    assert re.search(rf"\]\({re.escape(graph.DOC.as_posix())}(#[^)]*)?\)", readme), f"README.md links to {graph.DOC}"
+    assert graph.section_in(readme) is None, "the generated graph lives in docs/architecture.md, not in README.md"
 
 
 def test_edges_are_the_real_dependencies_and_every_asset_is_drawn():
@@ -65,15 +71,22 @@ def test_a_new_asset_changes_the_section_and_write_updates_it(tmp_path):
                               resources=defs.resources)
     section = graph.generated_section(extended)
     assert "evaluation_report --> probe_asset" in section and section != graph.generated_section()
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{graph.BEGIN}\nold\n{graph.END}\n\nafter\n", encoding="utf-8")
-    assert graph.write_readme(readme, section) and not graph.write_readme(readme, section)
-    assert readme.read_text(encoding="utf-8") == f"# x\n\n{section}\n\nafter\n"
-    readme.write_text("no markers\n", encoding="utf-8")
+    doc = tmp_path / "architecture.md"
+    doc.write_text(f"# x\n\n{graph.BEGIN}\nold\n{graph.END}\n\nafter\n", encoding="utf-8")
+    assert graph.write_section(doc, section) and not graph.write_section(doc, section)
+    assert doc.read_text(encoding="utf-8") == f"# x\n\n{section}\n\nafter\n"
+    doc.write_text("no markers\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no generated section"):
-        graph.write_readme(readme, section)
+        graph.write_section(doc, section)
 
 
 def test_main_prints_the_section(capsys):
     assert graph.main([]) == 0
     assert capsys.readouterr().out.strip() == graph.generated_section()
+
+
+def test_write_defaults_to_the_architecture_doc(monkeypatch):
+    written = []
+    monkeypatch.setattr(graph, "write_section", lambda path, section: written.append(path) or False)
+    assert graph.main(["--write"]) == 0 and written == [paths.REPO_DIR / graph.DOC]
+    assert graph.main(["--write", "other.md"]) == 0 and written[-1].name == "other.md"
