@@ -214,29 +214,47 @@ def read_seed_folder(folder: str | Path) -> RawTables:
         "playlists": resolve_input(folder, PLAYLIST_INFO_FILE),
         "songs": resolve_input(folder, SONG_INFO_FILE),
     }
-    info_has_extra_columns = _check_info_header(paths["playlists"])
     rejects: list[tuple[str, int, str, str]] = []
+    playlists = read_playlist_info(paths["playlists"], rejects)
+    songs = read_song_info(paths["songs"], rejects)
+    playlist_songs = read_playlist_songs(paths["playlist_songs"], playlists["playlist_id"], rejects)
+    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    rejects_df["line_no"] = rejects_df["line_no"].astype("int64")
+    rejects_df = rejects_df.sort_values(["file", "line_no"], kind="stable").reset_index(drop=True)
+    log.info(
+        "ingest %s: %d playlists, %d playlist-song rows, %d songs, %d rejects",
+        folder, len(playlists), len(playlist_songs), len(songs), len(rejects_df),
+    )
+    return RawTables(
+        playlists=playlists, playlist_songs=playlist_songs, songs=songs, rejects=rejects_df,
+        files={k: str(v) for k, v in paths.items()},
+    )
 
-    # --- playlist info -------------------------------------------------------------------------------------
-    reader = _FileReader(paths["playlists"], len(INFO_HEADER), header=True, allow_extra_columns=info_has_extra_columns)
+
+def read_playlist_info(path: Path, rejects: list) -> pd.DataFrame:
+    """The playlist info file (its header checked first): one row per playlist id, the numbers as Int64. Bad rows
+    (wrong column count, undecodable, empty id or title, a non-numeric number, a second row for an id) are
+    appended to ``rejects`` as (file, line, raw, reason)."""
+    info_has_extra_columns = _check_info_header(path)
+    reader = _FileReader(path, len(INFO_HEADER), header=True, allow_extra_columns=info_has_extra_columns)
     table, lines = reader.read()
     rejects += reader.rejects
     table, lines = _decode_columns(reader, table, lines, rejects)
     info = table.rename_columns(INFO_HEADER).to_pandas()
     info["line_no"] = lines
     info = _with_raw(info, INFO_HEADER)
-    info = _reject_empty(info, ["glid", "listname"], paths["playlists"].name, rejects)
+    info = _reject_empty(info, ["glid", "listname"], path.name, rejects)
     for c in INFO_NUMERIC:
         text = info[c].str.strip()
         parsed = pd.to_numeric(text.where(text != ""), errors="coerce")
         bad = parsed.isna() & text.ne("")
         for line, raw in zip(info.loc[bad, "line_no"], info.loc[bad, "_raw"]):
-            rejects.append((paths["playlists"].name, int(line), raw, "non_numeric_field"))
+            rejects.append((path.name, int(line), raw, "non_numeric_field"))
         info = info[~bad]
         info[c] = parsed[~bad].astype("Int64")
     dup = info.duplicated("glid", keep="first")
     for line, raw in zip(info.loc[dup, "line_no"], info.loc[dup, "_raw"]):
-        rejects.append((paths["playlists"].name, int(line), raw, "duplicate_info_row"))
+        rejects.append((path.name, int(line), raw, "duplicate_info_row"))
     info = info[~dup]
     playlists = pd.DataFrame(
         {
@@ -251,57 +269,51 @@ def read_seed_folder(folder: str | Path) -> RawTables:
     )
     for c in INFO_NUMERIC:
         playlists[c] = playlists[c].astype("Int64")
+    return playlists
 
-    # --- songs ---------------------------------------------------------------------------------------------
-    reader = _FileReader(paths["songs"], 3, header=False, allow_extra_columns=True)
+
+def read_song_info(path: Path, rejects: list) -> pd.DataFrame:
+    """The song catalogue file: song_id, song_name, singer (extra trailing columns allowed, ignored). Bad rows (as
+    above; an empty id; a second row for an id) are appended to ``rejects``."""
+    reader = _FileReader(path, 3, header=False, allow_extra_columns=True)
     table, lines = reader.read()
     rejects += reader.rejects
     table, lines = _decode_columns(reader, table, lines, rejects)
     songs = table.rename_columns(["song_id", "song_name", "singer"]).to_pandas()
     songs["line_no"] = lines
     songs = _with_raw(songs, ["song_id", "song_name", "singer"])
-    songs = _reject_empty(songs, ["song_id"], paths["songs"].name, rejects)
+    songs = _reject_empty(songs, ["song_id"], path.name, rejects)
     dup = songs.duplicated("song_id", keep="first")
     for line, raw in zip(songs.loc[dup, "line_no"], songs.loc[dup, "_raw"]):
-        rejects.append((paths["songs"].name, int(line), raw, "duplicate_info_row"))
-    songs = songs.loc[~dup, ["song_id", "song_name", "singer"]].reset_index(drop=True)
+        rejects.append((path.name, int(line), raw, "duplicate_info_row"))
+    return songs.loc[~dup, ["song_id", "song_name", "singer"]].reset_index(drop=True)
 
-    # --- playlist songs ------------------------------------------------------------------------------------
-    reader = _FileReader(paths["playlist_songs"], 2, header=False)
+
+def read_playlist_songs(path: Path, playlist_ids: pd.Series, rejects: list) -> pd.DataFrame:
+    """The (playlist_id, song_id) rows with their position in the playlist (the file's order). Rows with an empty
+    id, or whose playlist is not in ``playlist_ids`` (no info row), are appended to ``rejects``."""
+    reader = _FileReader(path, 2, header=False)
     table, lines = reader.read()
     rejects += reader.rejects
     table, lines = _decode_columns(reader, table, lines, rejects)
-    ps_file = paths["playlist_songs"].name
     pid = table["c0"]
     sid = table["c1"]
     empty = pc.or_(pc.equal(pc.utf8_trim_whitespace(pid), ""), pc.equal(pc.utf8_trim_whitespace(sid), ""))
-    orphan = pc.invert(pc.is_in(pid, value_set=pa.array(playlists["playlist_id"].tolist(), type=pa.string())))
+    orphan = pc.invert(pc.is_in(pid, value_set=pa.array(playlist_ids.tolist(), type=pa.string())))
     orphan = pc.and_(orphan, pc.invert(empty))
     for mask, reason in ((empty, "empty_id"), (orphan, "orphan_song_row")):
         idx = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         if len(idx):
             bp, bs = pid.take(pa.array(idx)).to_pylist(), sid.take(pa.array(idx)).to_pylist()
-            rejects += [(ps_file, int(lines[i]), f"{p}\t{s}", reason) for i, p, s in zip(idx, bp, bs)]
-    keep = pc.invert(pc.or_(empty, orphan))
-    table = table.filter(keep)
+            rejects += [(path.name, int(lines[i]), f"{p}\t{s}", reason) for i, p, s in zip(idx, bp, bs)]
+    table = table.filter(pc.invert(pc.or_(empty, orphan)))
     playlist_songs = pd.DataFrame(
         {"playlist_id": table["c0"].to_numpy(zero_copy_only=False).astype(object),
          "song_id": table["c1"].to_numpy(zero_copy_only=False).astype(object)}
     )
     # Position = order within the playlist as it appears in the file (the playlist's order).
     playlist_songs["position"] = playlist_songs.groupby("playlist_id", sort=False).cumcount().astype("int32")
-
-    rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
-    rejects_df["line_no"] = rejects_df["line_no"].astype("int64")
-    rejects_df = rejects_df.sort_values(["file", "line_no"], kind="stable").reset_index(drop=True)
-    log.info(
-        "ingest %s: %d playlists, %d playlist-song rows, %d songs, %d rejects",
-        folder, len(playlists), len(playlist_songs), len(songs), len(rejects_df),
-    )
-    return RawTables(
-        playlists=playlists, playlist_songs=playlist_songs, songs=songs, rejects=rejects_df,
-        files={k: str(v) for k, v in paths.items()},
-    )
+    return playlist_songs
 
 
 def _check_info_header(path: Path) -> bool:
