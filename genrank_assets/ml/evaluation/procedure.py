@@ -255,32 +255,45 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
             systems[method] = rec
     ablation = None
     if ltr is not None:
-        features, ltr_model = ltr
-        with clock.phase(LTR):
-            # The served LTR system, through the serving code path (pools and features built live, query by
-            # query); the pool's classical sources are the baselines fitted above (the same configs), not a refit
-            sources = CandidateSources.of_fitted(corpus, knn_cooc, classical[RIDGE], models.generator)
-            rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors,
-                                     models.song_info, ltr_model, sources=sources)
-            served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
-            systems[LTR] = rec
-        with clock.phase("ltr ablation"):
-            train_rows = training_rows(features)
-            if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
-                found = 0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)
-                raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match the "
-                                 f"{len(train_rows)} training rows of the features it was trained on")
-            # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
-            tune_rankings[LTR] = val_rankings(ltr_model, train_rows, tune_queries.truths)
-            tune_ndcg[LTR] = ndcg_at_10_of(tune_rankings[LTR], tune_queries.truths)
-            ridge = next(r for r in results if r.name == RIDGE)
-            ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
-                                                 catalogue, depth, val_truths=tune_queries.truths, served=served)
+        served, ltr_results, ablation = _evaluate_ltr(*ltr, corpus, models, queries, tune_queries, classical, results,
+                                                      popular, settings, clock, systems, tune_rankings, tune_ndcg)
         results.extend([served, *ltr_results])
-    return EvaluationResults(queries, tune_queries, results, systems,
-                             {m: t for m, t in trials.items() if t is not None}, shortfall, ablation,
-                             [] if ablation is None else ablation_markdown(ablation, RIDGE), tune_ndcg,
-                             clock.seconds, tune_rankings)
+    return EvaluationResults(
+        queries=queries, tune_queries=tune_queries, results=results, systems=systems,
+        weight_trials={m: t for m, t in trials.items() if t is not None}, generator_shortfall=shortfall,
+        ablation=ablation, ablation_lines=[] if ablation is None else ablation_markdown(ablation, RIDGE),
+        tune_ndcg=tune_ndcg, phase_s=clock.seconds, tune_rankings=tune_rankings)
+
+
+def _evaluate_ltr(features: pd.DataFrame, ltr_model, corpus: pd.DataFrame, models: TrainedModels, queries: Queries,
+                  tune_queries: Queries, classical: dict, results: list[MethodResult], popular: list[str],
+                  settings: EvaluationSettings, clock: PhaseClock, systems: dict, tune_rankings: dict,
+                  tune_ndcg: dict) -> tuple[MethodResult, list[MethodResult], pd.DataFrame]:
+    """The learning-to-rank system served (added to ``systems``), its out-of-fold figure on the tuning queries
+    (added to ``tune_rankings`` / ``tune_ndcg``) and its ablations against kernel ridge + co-occurrence: (the
+    served system's result, the ablations' results, the ablation table)."""
+    depth, catalogue = queries.depth, len(models.song_vectors)
+    with clock.phase(LTR):
+        # The served LTR system, through the serving code path (pools and features built live, query by
+        # query); the pool's classical sources are the baselines fitted above (the same configs), not a refit
+        sources = CandidateSources.of_fitted(corpus, classical["knn_cooccurrence"], classical[RIDGE], models.generator)
+        rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors,
+                                 models.song_info, ltr_model, sources=sources)
+        served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
+        systems[LTR] = rec
+    with clock.phase("ltr ablation"):
+        train_rows = training_rows(features)
+        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
+            found = 0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)
+            raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match the "
+                             f"{len(train_rows)} training rows of the features it was trained on")
+        # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
+        tune_rankings[LTR] = val_rankings(ltr_model, train_rows, tune_queries.truths)
+        tune_ndcg[LTR] = ndcg_at_10_of(tune_rankings[LTR], tune_queries.truths)
+        ridge = next(r for r in results if r.name == RIDGE)
+        ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
+                                             catalogue, depth, val_truths=tune_queries.truths, served=served)
+    return served, ltr_results, ablation
 
 
 def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
