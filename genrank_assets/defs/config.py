@@ -14,6 +14,8 @@ import dagster as dg
 import pydantic
 from pydantic import model_validator
 
+from genrank_assets.ml.training import TrainConfig
+
 # The fields of ml.training.TrainConfig that the training assets' configs expose (their defaults: each model's own
 # TrainConfig, TIGER_TRAINING / RANKER_TRAINING).
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "early_stopping_patience",
@@ -69,3 +71,27 @@ def dataclass_config(params_type, base: type[dg.Config] = dg.Config) -> type[dg.
             return self
 
     return Config
+
+
+def training_fields(defaults: TrainConfig, auto: typing.Iterable[str] = (),
+                    base: type[dg.Config] = dg.Config) -> type[dg.Config]:
+    """``config_fields`` of the training loop (``TRAINING_FIELDS``, defaults from one model's ``TrainConfig``),
+    checked by the loop's own rules on what is set, with ``train_config()`` -> the loop's ``TrainConfig``."""
+
+    class Training(config_fields(defaults, names=TRAINING_FIELDS, auto=auto, base=base)):
+        def train_config(self) -> TrainConfig:
+            return TrainConfig.from_mapping(self.model_dump(), defaults)
+
+        @model_validator(mode="after")
+        def _trainable(self):
+            # On what is set: a field left at None takes a device default, valid by construction.
+            TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, defaults)
+            return self
+
+    return Training
+
+
+def check_one_of(name: str, value, choices) -> None:
+    """A ValueError naming the field when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")

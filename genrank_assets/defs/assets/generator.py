@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.defs.config import TRAINING_FIELDS, config_fields
+from genrank_assets.defs.config import check_one_of, config_fields, training_fields
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
     GPU_TAGS,
@@ -30,7 +30,7 @@ from genrank_assets.ml.generator.training import TIGER_TRAINING, train_tiger
 from genrank_assets.ml.plots import history_plot, markdown_image
 from genrank_assets.ml.semantic_ids.codes import code_space, codes_from_frame
 from genrank_assets.ml.serving import registry
-from genrank_assets.ml.training import TrainConfig, judge_training
+from genrank_assets.ml.training import judge_training
 
 
 class GeneratorDatasetConfig(dg.Config):
@@ -44,8 +44,7 @@ class GeneratorDatasetConfig(dg.Config):
 
     @model_validator(mode="after")
     def _known_order(self):
-        if self.song_order not in SONG_ORDERS:
-            raise ValueError(f"song_order must be one of {SONG_ORDERS}, got {self.song_order!r}")
+        check_one_of("song_order", self.song_order, SONG_ORDERS)
         return self
 
 
@@ -76,7 +75,7 @@ def generator_dataset(
 _TigerSettings = config_fields(TIGER, auto=("num_beams",), base=TrainingDeviceConfig)
 
 
-class TigerModelConfig(config_fields(TIGER_TRAINING, names=TRAINING_FIELDS, auto=("epochs",), base=_TigerSettings)):
+class TigerModelConfig(training_fields(TIGER_TRAINING, auto=("epochs",), base=_TigerSettings)):
     """The generator's settings and training; defaults: ml.generator.model.TIGER and ...training.TIGER_TRAINING;
     None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it resolves to CUDA).
     ``base_model``: from_scratch, or a local path / hub name of a pretrained T5 (Langboat/mengzi-t5-base)."""
@@ -85,15 +84,11 @@ class TigerModelConfig(config_fields(TIGER_TRAINING, names=TRAINING_FIELDS, auto
     max_steps: int = 0  # 0 = no cap
 
     @model_validator(mode="after")
-    def _trainable(self):
-        # The training loop's own argument checks, on what is set (None: a device default, valid by construction).
-        TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, TIGER_TRAINING)
-        if self.target_mode not in TARGET_MODES:
-            raise ValueError(f"target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}")
-        if self.prior_mass not in PRIOR_MASSES:
-            raise ValueError(f"prior_mass must be one of {PRIOR_MASSES}, got {self.prior_mass!r}")
-        if self.base_model == "from_scratch" and self.preset not in MODEL_PRESETS:
-            raise ValueError(f"preset must be one of {sorted(MODEL_PRESETS)}, got {self.preset!r}")
+    def _known_values(self):
+        check_one_of("target_mode", self.target_mode, TARGET_MODES)
+        check_one_of("prior_mass", self.prior_mass, PRIOR_MASSES)
+        if self.base_model == "from_scratch":
+            check_one_of("preset", self.preset, sorted(MODEL_PRESETS))
         small = {k: getattr(self, k) for k in ("vocab_size", "max_codes", "samples_per_playlist", "max_input_length",
                                                 "num_beams") if (getattr(self, k) or 1) < 1}
         if small:
@@ -138,8 +133,8 @@ def tiger_model(
     context.log.info(f"training TIGER ({config.base_model}/{config.preset}, {n_params:,} parameters) on "
                      f"{len(train_ds or [])} examples, {len(val_ds or [])} val, {resolved.device} {resolved.precision}")
     with step_run(context, genrank_paths, mlflow_registry) as step:
-        result = train_tiger(model, tokenizer, train_ds, val_ds, TrainConfig.from_mapping(config.model_dump(),
-                             TIGER_TRAINING), resolved, gradient_checkpointing=config.gradient_checkpointing,
+        result = train_tiger(model, tokenizer, train_ds, val_ds, config.train_config(), resolved,
+                             gradient_checkpointing=config.gradient_checkpointing,
                              checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
         code_table = CodeTable(song_ids=song_ids, codes=codes,
                                popularity=song_popularity_array(song_ids, upstream_corpus))

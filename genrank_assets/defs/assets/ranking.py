@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.defs.config import TRAINING_FIELDS, config_fields, dataclass_config
+from genrank_assets.defs.config import check_one_of, config_fields, dataclass_config, training_fields
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
     GPU_TAGS,
@@ -40,7 +40,7 @@ from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker, train
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import save_song_side
-from genrank_assets.ml.training import TrainConfig, judge_training
+from genrank_assets.ml.training import judge_training
 from genrank_assets.ml.vectors.song_vectors import from_frame
 
 
@@ -130,8 +130,7 @@ RANKER_HEAD_FIELDS = ("song_positions", "use_song_text", "max_title_tokens", "ma
 _RankerHead = config_fields(RankerConfig, names=RANKER_HEAD_FIELDS, auto=("use_song_text",), base=TrainingDeviceConfig)
 
 
-class RankerModelConfig(config_fields(RANKER_TRAINING, names=TRAINING_FIELDS, auto=("epochs", "batch_size"),
-                                      base=_RankerHead)):
+class RankerModelConfig(training_fields(RANKER_TRAINING, auto=("epochs", "batch_size"), base=_RankerHead)):
     """The ranker's settings and training; defaults: ml.ranking.cross_encoder.model.RankerConfig and ...training.
     RANKER_TRAINING; None ("auto"): the default for this asset's device, ml.device_defaults (CPU-sized unless it
     resolves to CUDA)."""
@@ -144,13 +143,9 @@ class RankerModelConfig(config_fields(RANKER_TRAINING, names=TRAINING_FIELDS, au
     loss: str = "bce"
 
     @model_validator(mode="after")
-    def _trainable(self):
-        # The training loop's own argument checks, on what is set (None: a device default, valid by construction).
-        TrainConfig.from_mapping({k: v for k, v in self.model_dump().items() if v is not None}, RANKER_TRAINING)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.init_from not in INIT_FROM:
-            raise ValueError(f"init_from must be one of {INIT_FROM}, got {self.init_from!r}")
+    def _known_values(self):
+        check_one_of("loss", self.loss, LOSSES)
+        check_one_of("init_from", self.init_from, INIT_FROM)
         if self.init_from == "base_model" and not self.base_model:
             raise ValueError("init_from=base_model needs base_model (a local path or hub name)")
         if self.song_positions < 1 or self.max_title_tokens < 1 or self.interaction_dim < 0:
@@ -186,7 +181,7 @@ def ranker_model(
     with step_run(context, genrank_paths, mlflow_registry) as step:
         result = train_ranker(ranker, train, val if len(val) else None, sv,
                               song_texts(raw_songs) if config.use_song_text else None,
-                              TrainConfig.from_mapping(config.model_dump(), RANKER_TRAINING), resolved,
+                              config.train_config(), resolved,
                               checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info,
                               loss=config.loss)
         save_ranker(ranker.to("cpu"), step.folder / "ranker")
