@@ -75,6 +75,16 @@ def add_output_args(parser: argparse.ArgumentParser, quick_help: str) -> None:
                         help=f"the JSON to write (default {RESULTS.relative_to(REPO)}/<name>.json)")
 
 
+def parse_args(parser: argparse.ArgumentParser, quick: dict | None = None, argv: list[str] | None = None):
+    """The parsed arguments; with --quick, ``quick``'s sizes wherever the command line left the default."""
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in (quick or {}).items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+    return args
+
+
 def output_path(args: argparse.Namespace, name: str) -> Path:
     """Where a run writes ``name``'s JSON: --out, else the quick cache for --quick, else benchmarks/results/."""
     if args.out is not None:
@@ -123,10 +133,13 @@ def warehouse_frames(home: Path, *queries: str) -> list:
         con.close()
 
 
-def require_home(home: Path, hint: str) -> Path:
-    if not (Path(home) / "warehouse.duckdb").exists():
-        raise SystemExit(f"{home} holds no materialised warehouse: run {hint} first")
-    return Path(home)
+def pipeline_home(args: argparse.Namespace) -> Path:
+    """--home, else the home ``end_to_end`` leaves (its quick one with --quick); it must hold a warehouse."""
+    home = Path(args.home or (QUICK_HOME if args.quick else DEFAULT_HOME))
+    if not (home / "warehouse.duckdb").exists():
+        raise SystemExit(f"{home} holds no materialised warehouse: run python -m benchmarks.end_to_end"
+                         f"{' --quick' if args.quick else ''} first")
+    return home
 
 
 # ----------------------------------------------------------------------------------------- step runner

@@ -38,6 +38,7 @@ from benchmarks._common import (
     argument_parser,
     machine,
     output_path,
+    parse_args,
     peak_rss_mib,
     require_mpd7k,
     write_json,
@@ -176,10 +177,8 @@ def main() -> int:
     parser.add_argument("--max-queries", type=int, default=0, help="0: every test query (fewer: smoke runs)")
     add_output_args(parser, f"the first {QUICK_QUERIES} test queries (no reference check: a subset cannot "
                             "reproduce the printed figures)")
-    args = parser.parse_args()
+    args = parse_args(parser, {"max_queries": QUICK_QUERIES})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.quick:
-        args.max_queries = args.max_queries or QUICK_QUERIES
     import sklearn
 
     from genrank_assets.ml.baselines import classical as bl

@@ -54,8 +54,9 @@ from benchmarks._common import (
     argument_parser,
     median,
     output_path,
+    parse_args,
     peak_rss_mib,
-    require_home,
+    pipeline_home,
     require_mpd7k,
     warehouse_frames,
     write_sections,
@@ -277,10 +278,7 @@ def main() -> None:
     ap.add_argument("--trie-repeats", type=int, default=3, help="trie: throughput runs per target mode")
     ap.add_argument("--trie-queries", type=int, default=30, help="trie: titles timed per setting")
     add_output_args(ap, "the quick end_to_end home, 50 test queries, 20 + 5 training steps, 5 trie queries")
-    args = ap.parse_args()
-    if args.quick:
-        vars(args).update(QUICK)
-    home = args.home or (QUICK_HOME if args.quick else DEFAULT_HOME)
+    args = parse_args(ap, QUICK)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # bare candidate lists are short
     import torch
@@ -288,8 +286,7 @@ def main() -> None:
     torch.set_num_threads(1)
     sections = {}
     if "registered" in args.sections:
-        sections["registered"] = registered_section(require_home(home, "python -m benchmarks.end_to_end"
-                                                                 + (" --quick" if args.quick else "")), args)
+        sections["registered"] = registered_section(pipeline_home(args), args)
     if "trie" in args.sections:
         require_mpd7k()
         sections["trie"] = trie_section(args.trie_steps, args.trie_repeats, args.trie_queries)

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from benchmarks._common import PRESETS, add_output_args, argument_parser, load_preset, output_path, write_json
+from benchmarks._common import (
+    PRESETS,
+    add_output_args,
+    argument_parser,
+    load_preset,
+    output_path,
+    parse_args,
+    write_json,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -127,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                         "when it is in the local Hugging Face cache, else from scratch at the `base` size)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     add_output_args(parser, f"{QUICK['steps']} steps per model and precision on {QUICK['playlists']} demo playlists")
-    args = parser.parse_args(argv)
-    if args.quick:
-        vars(args).update(QUICK)
+    args = parse_args(parser, QUICK, argv)
     try:
         import torch
     except ImportError as err:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import MPD7K, add_output_args, argument_parser, median, output_path, write_json
+from benchmarks._common import MPD7K, add_output_args, argument_parser, median, output_path, parse_args, write_json
 
 CHILD = r"""
 import json, resource, sys, time
@@ -52,9 +52,7 @@ def main() -> None:
     ap.add_argument("--songs", type=int, default=400_000)
     ap.add_argument("--repeats", type=int, default=3)
     add_output_args(ap, f"one run each, a generated set of {QUICK['playlists']:,} playlists")
-    args = ap.parse_args()
-    if args.quick:
-        vars(args).update(QUICK)
+    args = parse_args(ap, QUICK)
     from genrank_assets.ml.data.demo_data import generate_demo_data
 
     results = {}

@@ -57,8 +57,9 @@ from benchmarks._common import (
     add_output_args,
     argument_parser,
     output_path,
+    parse_args,
     peak_rss_mib,
-    require_home,
+    pipeline_home,
     require_mpd7k,
     warehouse_frames,
     write_sections,
@@ -332,9 +333,7 @@ def main() -> None:
     ap.add_argument("--presets-train-rows", type=int, default=4096, help="presets: (title, song) training rows")
     ap.add_argument("--threads", type=int, default=1, help="presets: torch threads")
     add_output_args(ap, "the quick end_to_end home, 50 val / test queries; 20 preset queries, 512 training rows")
-    args = ap.parse_args()
-    if args.quick:
-        vars(args).update(QUICK)
+    args = parse_args(ap, QUICK)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.evaluation.metrics").setLevel(logging.ERROR)  # 100-song lists vs long truths
     import torch
@@ -342,10 +341,8 @@ def main() -> None:
     sections = {}
     if "registered" in args.sections:
         torch.set_num_threads(1)
-        home = args.home or (QUICK_HOME if args.quick else DEFAULT_HOME)
-        hint = "python -m benchmarks.end_to_end" + (" --quick" if args.quick else "")
         e2e_json = (QUICK_RESULTS if args.quick else RESULTS) / "end_to_end.json"
-        sections["registered"] = registered_section(require_home(home, hint), args, e2e_json)
+        sections["registered"] = registered_section(pipeline_home(args), args, e2e_json)
     if "presets" in args.sections:
         torch.set_num_threads(args.threads)
         sections["presets"] = presets_section(require_mpd7k(args.data), args)

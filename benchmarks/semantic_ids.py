@@ -33,7 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import MPD7K, add_output_args, argument_parser, median, output_path, require_mpd7k, write_json
+from benchmarks._common import (
+    MPD7K,
+    add_output_args,
+    argument_parser,
+    median,
+    output_path,
+    parse_args,
+    require_mpd7k,
+    write_json,
+)
 
 CACHE = Path("/tmp/genrank_bench_cache")
 NOMINAL = (128, 128, 256)
@@ -234,9 +243,7 @@ def main() -> None:
     ap.add_argument("--sample-size", type=int, default=5000, help="songs sampled for cluster/neighbour metrics")
     ap.add_argument("--max-songs", type=int, default=0, help="0: every song; fewer: a seeded sample of the vectors")
     add_output_args(ap, "word2vec for 1 epoch, one fit per method, a sample of 5,000 songs")
-    args = ap.parse_args()
-    if args.quick:
-        vars(args).update(QUICK)
+    args = parse_args(ap, QUICK)
     require_mpd7k()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("genrank_assets.ml.semantic_ids.rq_kmeans").setLevel(logging.WARNING)

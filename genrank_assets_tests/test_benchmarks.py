@@ -130,3 +130,17 @@ def test_quick_runs_write_outside_the_committed_results():
     if shutil.which("git") and (REPO / ".git").exists():
         ignored = subprocess.run(["git", "check-ignore", "-q", str(quick)], cwd=REPO)
         assert ignored.returncode == 0, f"{quick} is not git-ignored"
+
+
+def test_quick_sizes_leave_what_the_command_line_gave():
+    from benchmarks._common import add_output_args, argument_parser, parse_args
+
+    parser = argument_parser(None, "x")
+    parser.add_argument("--queries", type=int, default=700)
+    parser.add_argument("--repeats", type=int, default=3)
+    add_output_args(parser, "small")
+    quick = {"queries": 50, "repeats": 1}
+    assert vars(parse_args(parser, quick, ["--quick"])) | {"out": None} == {"queries": 50, "repeats": 1,
+                                                                              "quick": True, "out": None}
+    assert parse_args(parser, quick, ["--quick", "--queries", "20"]).queries == 20
+    assert parse_args(parser, quick, []).queries == 700
