@@ -1,18 +1,21 @@
 """The one Definitions object of the genrank code location: assets by stage, their checks, resources, automation."""
 from __future__ import annotations
 
+import importlib
+
 import dagster as dg
 
 import genrank_assets.paths as paths
-from genrank_assets.defs.assets import data, evaluation, generator, ranking, semantic_ids, serving, vectors
+from genrank_assets.defs.assets import STAGES
 from genrank_assets.defs.automation import build_automation
 from genrank_assets.defs.executors import genrank_executor
 from genrank_assets.defs.io_managers import warehouse_io_manager
 from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry
 from genrank_assets.defs.run_checks import register_config_classes
 
-# Pipeline order: data -> vectors -> semantic_ids -> generator -> ranking -> evaluation -> serving.
-STAGE_MODULES = [data, vectors, semantic_ids, generator, ranking, evaluation, serving]
+# One asset module per stage, in pipeline order: data -> vectors -> semantic_ids -> generator -> ranking ->
+# evaluation -> serving (defs/assets/<stage>.py).
+STAGE_MODULES = [importlib.import_module(f"genrank_assets.defs.assets.{stage}") for stage in STAGES]
 
 
 def build_resources(home: str | None = None, data_dir: str | None = None, warehouse: str | None = None) -> dict:

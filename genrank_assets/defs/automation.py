@@ -21,13 +21,13 @@ import dagster as dg
 import yaml
 
 import genrank_assets.paths as paths
+from genrank_assets.defs.assets import in_stage_order
 from genrank_assets.defs.executors import genrank_executor
 from genrank_assets.defs.liveness import fail_dead_runs
 from genrank_assets.defs.resources import GenrankPaths
 from genrank_assets.ml.data.batches import incoming_dir, scan_incoming
 
 # Display order of the per-stage jobs; groups not listed here follow in name order.
-STAGE_GROUPS = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
 
 RETRAIN_CRON_ENV = "GENRANK_RETRAIN_CRON"
 DEFAULT_RETRAIN_CRON = "0 3 * * 1"  # Mondays 03:00
@@ -78,8 +78,7 @@ def batch_run_config(batch_id: str, base: dict | None = None) -> dict:
 
 def group_names(assets) -> list[str]:
     """Groups of the loaded assets, in stage order."""
-    groups = {g for a in assets for g in (a.group_names_by_key or {}).values()}
-    return [g for g in STAGE_GROUPS if g in groups] + sorted(groups - set(STAGE_GROUPS))
+    return in_stage_order(g for a in assets for g in (a.group_names_by_key or {}).values())
 
 
 def build_jobs(assets) -> dict[str, dg.UnresolvedAssetJobDefinition]:

@@ -22,6 +22,7 @@ from types import ModuleType
 import dagster as dg
 
 import genrank_assets.paths as paths
+from genrank_assets.defs.assets import in_stage_order
 
 # The file that holds the generated section, relative to the checkout.
 DOC = Path("docs/architecture.md")
@@ -97,21 +98,13 @@ def _external(nodes: dict[str, AssetNode]) -> set[str]:
     return {d for node in nodes.values() for d in node.deps if d not in nodes}
 
 
-def stage_order(groups) -> list[str]:
-    """Groups in pipeline order (`automation.STAGE_GROUPS`), unknown ones after, by name."""
-    from genrank_assets.defs.automation import STAGE_GROUPS
-
-    groups = set(groups)
-    return [g for g in STAGE_GROUPS if g in groups] + sorted(groups - set(STAGE_GROUPS))
-
-
 def mermaid(nodes: list[AssetNode]) -> str:
     """A Mermaid `graph LR`: one box per stage, a box per multi-asset inside it, one arrow per dependency."""
     lines = ["```mermaid", "graph LR"]
     ops: dict[str, list[AssetNode]] = {}
     for node in nodes:
         ops.setdefault(node.op, []).append(node)
-    for group in stage_order(n.group for n in nodes):
+    for group in in_stage_order(n.group for n in nodes):
         # Subgraph ids get a prefix: a stage (or op) may share its name with an asset (`semantic_ids`).
         lines.append(f'  subgraph stage_{group}["{group}"]')
         seen_ops = set()
@@ -164,7 +157,7 @@ def _code(names) -> str:
 def stage_table(nodes: list[AssetNode]) -> str:
     """stage | assets | asset module(s) | ml/ modules they call."""
     rows = ["| stage | assets | asset module | `ml/` modules it calls |", "|---|---|---|---|"]
-    for group in stage_order(n.group for n in nodes):
+    for group in in_stage_order(n.group for n in nodes):
         names = [n.name for n in nodes if n.group == group]
         modules = sorted({n.module for n in nodes if n.group == group})
         ml = sorted({name for m in modules for name in ml_modules_used(importlib.import_module(m))})
@@ -176,7 +169,7 @@ def stage_table(nodes: list[AssetNode]) -> str:
 def asset_table(nodes: list[AssetNode]) -> str:
     """asset | stage | what it holds | stored in | checks (blocking ones stop everything downstream)."""
     rows = ["| asset | stage | what it holds | stored in | checks (**blocking**) |", "|---|---|---|---|---|"]
-    for group in stage_order(n.group for n in nodes):
+    for group in in_stage_order(n.group for n in nodes):
         for n in (n for n in nodes if n.group == group):
             checks = ", ".join(f"**`{c}`**" if blocking else f"`{c}`" for c, blocking in n.checks) or "–"
             rows.append(f"| `{n.name}` | `{n.group}` | {n.description.replace('|', '/')} | {n.stored_in} | {checks} |")

@@ -6,6 +6,7 @@ import pytest
 
 import genrank_assets.paths as paths
 from genrank_assets.definitions import defs
+from genrank_assets.defs.assets import in_stage_order
 from genrank_assets.tools import graph
 
 DOC = paths.REPO_DIR / graph.DOC
@@ -45,7 +46,7 @@ def test_stage_map_lists_each_stage_with_its_modules():
     table = graph.stage_table(nodes)
     rows = {line.split(" | ")[0].strip("| `"): line for line in table.splitlines()[2:]}
     groups = {n.group for n in nodes}
-    assert list(rows) == graph.stage_order(groups)
+    assert list(rows) == in_stage_order(groups)
     assert "`defs/assets/vectors.py`" in rows["vectors"] and "`ml/vectors/song_vectors.py`" in rows["vectors"]
     assert "`ml/data/ingest.py`" in rows["data"]
     # One name per stage: the assets of group <stage> are written in defs/assets/<stage>.py, and ml/<stage>/ exists.
