@@ -224,7 +224,7 @@ def main() -> None:
             built["variant"] = build(home, variant_config, data, start, "variant")
         params = (ltr_params(base_config), ltr_params(variant_config))
         result = compare((base, home), params)
-        result.update({"preset": str(preset), "variant": texts, "rebuilt_from": start, "data": str(data),
+        result.update({"preset": str(preset), "variant_overrides": texts, "rebuilt_from": start, "data": str(data),
                        "ltr_params": {"baseline": asdict(params[0]), "variant": asdict(params[1])}, "steps": built})
     result["quick"] = args.quick
     print(result)
