@@ -21,6 +21,30 @@ def tiny_demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def test_preset_build(tmp_path_factory, tiny_demo_dir):
+    """The session's one materialisation of the whole graph with the test preset (builds.py). Read it through
+    `built`; materialise again or move aliases only in `own_build`'s copy."""
+    from genrank_assets_tests.builds import build_test_preset
+
+    return build_test_preset(tmp_path_factory.mktemp("test_preset_build") / "home", tiny_demo_dir)
+
+
+@pytest.fixture()
+def built(test_preset_build, monkeypatch):
+    """The shared test-preset build, GENRANK_HOME and MLflow pointed at it for this test. Read-only."""
+    return test_preset_build.use(monkeypatch)
+
+
+@pytest.fixture()
+def own_build(test_preset_build, tmp_path, monkeypatch):
+    """A copy of the shared build for this test alone (GENRANK_HOME and MLflow pointed at it): one to materialise
+    into, move aliases in or register versions to."""
+    from genrank_assets_tests.builds import copy_build
+
+    return copy_build(test_preset_build, tmp_path / "home").use(monkeypatch)
+
+
 @pytest.fixture()
 def genrank_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "genrank_home"

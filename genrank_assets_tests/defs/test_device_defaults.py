@@ -1,5 +1,5 @@
 """Device-dependent defaults: CPU-sized unless the asset's device is CUDA; an explicit value always wins; the
-presets pin theirs, so their runs (and test_pipeline's figures) do not depend on the machine."""
+presets pin theirs, so their runs (and the test-preset build's figures) do not depend on the machine."""
 from dataclasses import fields
 
 import pytest
@@ -52,7 +52,7 @@ def test_every_device_default_is_a_field_of_its_assets_config():
 
 @pytest.mark.parametrize("preset", ["test", "demo", "cpu-real"])
 def test_cpu_presets_pin_every_device_default(preset):
-    # So a preset's run is the same on a CPU and a CUDA machine, and test_pipeline's figures stay what they were.
+    # So a preset's run is the same on a CPU and a CUDA machine, and the test-preset build's figures stay what they were.
     ops = yaml.safe_load(paths.preset_file(preset).read_text())["ops"]
     for op in CONFIGS:
         missing = {f.name for f in fields(getattr(CPU_DEFAULTS, op))} - set(ops.get(op, {}).get("config", {}))

@@ -1,6 +1,7 @@
-"""The executors of genrank_assets/defs/executors.py on the whole test-preset graph, each against an in-process run of
-the same config: Dagster's multiprocess executor (steps in parallel processes, the DuckDB file shared through the
-IO manager's lock wait), and dagster-dask on a dask.distributed cluster of real worker processes on 127.0.0.1
+"""The executors of genrank_assets/defs/executors.py on the whole test-preset graph, each against the session's
+in-process build of the same config (`test_preset_build`, builds.py): Dagster's multiprocess executor, the
+default of `dagster asset materialize` (steps in parallel processes, the DuckDB file shared through the IO
+manager's lock wait), and dagster-dask on a dask.distributed cluster of real worker processes on 127.0.0.1
 (the Parquet warehouse, no file any one process holds). Every warehouse table must come out equal, row for row,
 apart from the measured columns (MEASURED); both runs must have run their steps where they claim to."""
 from __future__ import annotations
@@ -19,32 +20,17 @@ import pytest
 import yaml
 
 import genrank_assets.paths as paths
-from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
+from genrank_assets.definitions import defs
 from genrank_assets.defs.executors import TRAINING_LIMITS, genrank_executor, multiprocess_config
-from genrank_assets_tests.tools.test_serve_ui import free_port, stop_group
+from genrank_assets_tests.builds import run_config
+from genrank_assets_tests.processes import free_port, start, stop_group
 
-PRESET = paths.preset_file("test")
 # Measured, so different in every run (latencies, the evaluation's peak RSS and its timestamp); everything else
 # a step writes is a function of its inputs and seeds, and must be equal to the last bit whichever process ran it.
 MEASURED = ("latency", "ms_per_query", "peak_rss", "evaluated_at")
 
 
-def quick_config() -> dict:
-    """The test preset, trained and evaluated briefly (both models still pass their blocking checks): the graph's
-    shape, tables and checks as in test_pipeline, in a fraction of its time. Shared by the services tests that
-    run the whole graph (here and test_team_stack)."""
-    cfg = yaml.safe_load(PRESET.read_text())
-    ops = cfg["ops"]
-    ops["tiger_model"]["config"].update(epochs=2, samples_per_playlist=2, num_beams=8)
-    ops["ranker_dataset"]["config"].update(generator_candidates=10, generator_beams=4)
-    ops["ranker_model"]["config"].update(epochs=1)
-    ops["evaluation_report"]["config"].update(max_queries=15, n_candidates=30, num_beams=8, latency_queries=1,
-                                              classical_grid=[0.0, 4.0])
-    ops["ltr_tables"]["config"].update(generator_songs=10, num_beams=4, per_source=10, rank_depth=30)
-    return cfg
-
-
-def tables(catalog: Path) -> dict[str, pd.DataFrame]:
+def comparable_tables(catalog: Path) -> dict[str, pd.DataFrame]:
     """Every table (or view) of schema genrank, without measured columns, in a stable row order."""
     con = duckdb.connect(str(catalog), read_only=True)
     try:
@@ -75,20 +61,9 @@ def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFram
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_demo_dir) -> dict[str, pd.DataFrame]:
-    """The tables of an in-process run (dg.materialize: one process, the DuckDB file)."""
-    home = tmp_path_factory.mktemp("in_process_home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("GENRANK_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    try:
-        result = dg.materialize(all_assets + all_asset_checks,
-                                resources=build_resources(home=str(home), data_dir=str(tiny_demo_dir), warehouse="duckdb"),
-                                run_config=quick_config())
-        assert result.success
-    finally:
-        mp.undo()
-    out = tables(paths.warehouse_path(home))
+def reference(test_preset_build) -> dict[str, pd.DataFrame]:
+    """The tables of the session's in-process run (dg.materialize: one process, the DuckDB file)."""
+    out = comparable_tables(paths.warehouse_path(test_preset_build.home))
     assert len(out) >= 14 and all(len(t) for n, t in out.items() if n != "ingested_batches")
     return out
 
@@ -104,10 +79,11 @@ def run_env(home: Path, data: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def materialize_cli(home: Path, env: dict[str, str], execution: dict) -> None:
-    """`dagster asset materialize --select '*'`, as make demo runs it, with this execution config."""
+def materialize_cli(home: Path, env: dict[str, str], execution: dict | None = None) -> None:
+    """`dagster asset materialize --select '*'` with the test preset, and this execution config (None: the
+    default)."""
     config = home / "run_config.yaml"
-    config.write_text(yaml.safe_dump({**quick_config(), "execution": {"config": execution}}))
+    config.write_text(yaml.safe_dump({**run_config(), **({"execution": {"config": execution}} if execution else {})}))
     proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
                            "genrank_assets.definitions", "--select", "*", "-c", str(config)],
                           cwd=paths.REPO_DIR, env=env, capture_output=True, text=True, timeout=900)
@@ -160,11 +136,13 @@ def in_flight(dagster_home: Path) -> dict[str, tuple[int, int]]:
         return {k: (launched[k], ended[k]) for k in ended}
 
 
-@pytest.mark.services
-def test_multiprocess_run_equals_in_process(reference, tmp_path, tiny_demo_dir):
+def test_dagster_cli_runs_every_step_in_a_process_of_its_own_and_equals_in_process(reference, tmp_path,
+                                                                                 tiny_demo_dir):
+    """The real `dagster` CLI materialises the whole graph with the test preset; its default executor is the
+    multiprocess one."""
     home = tmp_path / "home"
     env = run_env(home, tiny_demo_dir)
-    materialize_cli(home, env, {"multiprocess": {}})
+    materialize_cli(home, env)
     pids, spans, run_pid = step_processes(home / "dagster")
     assert len(set(pids.values())) == len(pids) and run_pid not in pids.values()  # a process per step
     # Independent steps were in flight at the same time: the four checks of the ingest's tables, for one, are
@@ -176,15 +154,7 @@ def test_multiprocess_run_equals_in_process(reference, tmp_path, tiny_demo_dir):
     overlapping = [(a, b) for a in checks for b in checks if a < b
                    and flight[a][0] < flight[b][1] and flight[b][0] < flight[a][1]]
     assert overlapping, {k: flight[k] for k in checks}
-    assert_same_tables(tables(paths.warehouse_path(home)), reference)
-
-
-def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A process with default signal handling (background shells here ignore SIGTERM), in its own session."""
-    with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGTERM, "
-                                 "signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", *argv],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    assert_same_tables(comparable_tables(paths.warehouse_path(home)), reference)
 
 
 @pytest.mark.services
@@ -198,9 +168,9 @@ def test_dask_cluster_run_equals_in_process(reference, tmp_path, tiny_demo_dir):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = str(Path(sys.executable).parent / "dask")
-    scheduler = _start([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], env,
+    scheduler = start([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], env,
                        tmp_path / "scheduler.log")
-    workers = _start([dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+    workers = start([dask, "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
                       "--host", "127.0.0.1", "--memory-limit", "0"], env, tmp_path / "workers.log")
     try:
         deadline = time.monotonic() + 120
@@ -219,4 +189,4 @@ def test_dask_cluster_run_equals_in_process(reference, tmp_path, tiny_demo_dir):
     pids, _, run_pid = step_processes(home / "dagster")
     assert len(worker_pids) == 2 and run_pid not in worker_pids
     assert set(pids.values()) <= worker_pids and len(pids) >= 20, (pids, worker_pids)
-    assert_same_tables(tables(paths.warehouse_path(home)), reference)
+    assert_same_tables(comparable_tables(paths.warehouse_path(home)), reference)

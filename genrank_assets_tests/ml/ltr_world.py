@@ -70,3 +70,10 @@ def tiny_ranker(generator, seed: int = 0):
     from genrank_assets.ml.ranking.cross_encoder.model import CrossEncoderRanker
 
     return CrossEncoderRanker.from_config(generator.tokenizer, "tiny", SONG_DIM, seed=seed, use_song_text=False)
+
+
+def tiny_world() -> dict:
+    """The planted corpus, its song vectors, and the tiny untrained TIGER and cross-encoder over them."""
+    corpus, vectors = make_corpus(), song_vectors()
+    generator = tiny_generator(corpus, vectors)
+    return {"corpus": corpus, "vectors": vectors, "generator": generator, "ranker": tiny_ranker(generator)}

@@ -1,7 +1,7 @@
 """What a person sees in the two UIs, checked in a real headless Chromium (Debian's, through Playwright).
 
-One test-preset materialisation (`genrank materialize`, into a temporary GENRANK_HOME whose DAGSTER_HOME holds the
-run) feeds both UIs: `make ui`'s command (`python -m genrank_assets.tools.serve_ui`) and `make mlflow-ui`'s
+A copy of the session's test-preset build (`test_preset_build`, builds.py: a GENRANK_HOME whose dagster/ folder
+holds the run) feeds both UIs: `make ui`'s command (`python -m genrank_assets.tools.serve_ui`) and `make mlflow-ui`'s
 (`python -m genrank_assets.tools.serve_ui --mlflow`). Dagster: the global asset graph with every group expanded shows
 every asset and group; `evaluation_report` shows the report (table and its three plots, loaded); a blocking
 check's result; `semantic_ids` shows its code plots; the sensor and the schedule pages load. MLflow: the three
@@ -22,11 +22,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from genrank_assets import paths
 from genrank_assets.definitions import defs
-from genrank_assets_tests.tools.test_serve_ui import free_port, stop_group, wait_until_loaded
+from genrank_assets_tests.builds import copy_build
+from genrank_assets_tests.processes import free_port, stop_group
+from genrank_assets_tests.tools.test_serve_ui import wait_until_loaded
 
 CHROMIUM = Path(os.environ.get("GENRANK_CHROMIUM", "/usr/bin/chromium"))
 SHOTS = Path(os.environ.get("GENRANK_SCREENSHOTS") or paths.REPO_DIR / ".artifacts" / "browser")
@@ -47,21 +48,13 @@ pytestmark = [
 # -- one materialisation, two servers, one browser ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, tiny_demo_dir, request) -> dict:
-    """Environment of a GENRANK_HOME built by `genrank materialize` with the test preset (fewer epochs)."""
-    root = tmp_path_factory.mktemp("browser_home")
-    preset = yaml.safe_load(paths.preset_file("test").read_text())
-    preset["ops"]["tiger_model"]["config"]["epochs"] = 4
-    preset["ops"]["ranker_model"]["config"]["epochs"] = 2
-    (root / "preset.yaml").write_text(yaml.safe_dump(preset))
+def ui_env(test_preset_build, tmp_path_factory, tiny_demo_dir, request) -> dict:
+    """Environment of a copy of the test-preset build (the UIs' daemon may write to its home, so not the shared one)."""
+    home = copy_build(test_preset_build, tmp_path_factory.mktemp("browser") / "home").home
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "GENRANK_PRESET",
                                                             "GENRANK_RETRAIN_CRON", "GENRANK_VERBOSE")}
-    env.update({"GENRANK_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "home" / "dagster"),
-                "GENRANK_DATA_DIR": str(tiny_demo_dir), "HF_HUB_OFFLINE": "1",
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
-    proc = subprocess.run([sys.executable, "-m", "genrank_assets.tools.demo_run", "-c", str(root / "preset.yaml")],
-                          cwd=paths.REPO_DIR, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    env.update({"GENRANK_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "GENRANK_DATA_DIR": str(tiny_demo_dir),
+                "HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
     SHOTS.mkdir(parents=True, exist_ok=True)
     request.config.genrank_screenshots = SHOTS  # conftest prints where they are at the end of the session
     return env
@@ -77,9 +70,9 @@ def _serve(env: dict, log: Path, *extra: str) -> tuple[subprocess.Popen, int]:
 
 
 @pytest.fixture(scope="module")
-def dagster_url(built, tmp_path_factory):
+def dagster_url(ui_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("dagster_ui") / "dagster_dev.log"
-    proc, port = _serve(built, log)
+    proc, port = _serve(ui_env, log)
     try:
         wait_until_loaded(port, proc, log)
         yield f"http://127.0.0.1:{port}"
@@ -88,9 +81,9 @@ def dagster_url(built, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mlflow_url(built, tmp_path_factory):
+def mlflow_url(ui_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("mlflow_ui") / "mlflow_ui.log"
-    proc, port = _serve(built, log, "--mlflow")
+    proc, port = _serve(ui_env, log, "--mlflow")
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -273,11 +266,11 @@ def test_mlflow_lists_the_three_models_with_their_champion(page, mlflow_url):
     shot(page, "mlflow-recommender-versions")
 
 
-def test_mlflow_runs_carry_the_evaluation_metrics(page, mlflow_url, built):
+def test_mlflow_runs_carry_the_evaluation_metrics(page, mlflow_url, ui_env):
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{built['GENRANK_HOME']}/mlflow.db",
-                          registry_uri=f"sqlite:///{built['GENRANK_HOME']}/mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{ui_env['GENRANK_HOME']}/mlflow.db",
+                          registry_uri=f"sqlite:///{ui_env['GENRANK_HOME']}/mlflow.db")
     for name, metric in (("genrank-tiger", "eval.generate_and_rank_hybrid.ndcg_at_10"),
                          ("genrank-recommender", "generate_and_rank_hybrid.ndcg_at_10")):
         version = client.get_model_version_by_alias(name, "champion")

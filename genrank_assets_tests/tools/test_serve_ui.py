@@ -3,7 +3,6 @@ dependencies, the sensor and the schedule, and stops when its process group is s
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from genrank_assets import paths
 from genrank_assets.definitions import defs
+from genrank_assets_tests.processes import free_port, stop_group, wait_group_gone
 
 START_TIMEOUT_S = 120
 
@@ -23,12 +23,6 @@ WORKSPACE_QUERY = """{ workspaceOrError { __typename ... on Workspace { location
 ASSETS_QUERY = "{ assetNodes { assetKey { path } groupName dependencyKeys { path } } }"
 REPOSITORIES_QUERY = """{ repositoriesOrError { __typename ... on RepositoryConnection { nodes {
   name sensors { name minIntervalSeconds } schedules { name cronSchedule } jobs { name } } } } }"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(port: int, query: str) -> dict:
@@ -61,25 +55,6 @@ def wait_until_loaded(port: int, proc: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"the UI did not load within {START_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
 
 
-def signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # already gone
-
-
-def wait_group_gone(pgid: int, timeout: float) -> bool:
-    """True once no process of the group is left (the webserver's children stop a moment after it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.5)
-    return False
-
-
 @pytest.fixture()
 def ui(tmp_path):
     port = free_port()
@@ -99,16 +74,6 @@ def ui(tmp_path):
         yield port, proc
     finally:
         stop_group(proc)  # whatever the test did, leave nothing running
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group of ``proc``, then SIGKILL for what is left of it after a minute."""
-    if not wait_group_gone(proc.pid, timeout=0):
-        signal_group(proc.pid, signal.SIGTERM)
-        if not wait_group_gone(proc.pid, timeout=60):
-            signal_group(proc.pid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.wait(timeout=30)
 
 
 def test_ui_shows_the_asset_graph_sensor_and_schedule(ui):

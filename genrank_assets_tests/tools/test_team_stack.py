@@ -23,10 +23,25 @@ import yaml
 from genrank_assets import paths
 from genrank_assets.ml.serving import registry
 from genrank_assets.tools import team_stack
-from genrank_assets_tests.defs.test_executors import quick_config
-from genrank_assets_tests.tools.test_serve_ui import free_port
+from genrank_assets_tests.builds import run_config
+from genrank_assets_tests.processes import free_port
 
 RUN_TIMEOUT_S = 600
+
+
+def quick_config() -> dict:
+    """The test preset, trained and evaluated briefly (both models still pass their blocking checks): the graph's
+    shape, tables and checks as in the test-preset build, in a fraction of its time."""
+    cfg = run_config()
+    ops = cfg["ops"]
+    ops["tiger_model"]["config"].update(epochs=2, samples_per_playlist=2, num_beams=8)
+    ops["ranker_dataset"]["config"].update(generator_candidates=10, generator_beams=4)
+    ops["ranker_model"]["config"].update(epochs=1)
+    ops["evaluation_report"]["config"].update(max_queries=15, n_candidates=30, num_beams=8, latency_queries=1,
+                                              classical_grid=[0.0, 4.0])
+    ops["ltr_tables"]["config"].update(generator_songs=10, num_beams=4, per_source=10, rank_depth=30)
+    return cfg
+
 
 pytestmark = [
     pytest.mark.services,

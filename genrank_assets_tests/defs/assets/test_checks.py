@@ -2,10 +2,10 @@
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.defs.automation import load_preset
+from genrank_assets_tests.builds import table_names
 
 STAGES = {"data", "vectors"}
 FAST_VECTORS = {"song_vectors": load_preset("test")["ops"]["song_vectors"]}
@@ -17,14 +17,6 @@ def materialize_data_and_vectors(home: Path, data: Path, ops: dict) -> dg.Execut
         assets + all_asset_checks, resources=build_resources(home=str(home), data_dir=str(data)),
         selection=dg.AssetSelection.groups(*STAGES), run_config={"ops": {**FAST_VECTORS, **ops}}, raise_on_error=False,
     )
-
-
-def warehouse_tables(home: Path) -> set[str]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-    finally:
-        con.close()
 
 
 def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
@@ -41,7 +33,7 @@ def test_failing_blocking_check_stops_downstream_assets(tiny_demo_dir, genrank_h
     assert checks["playlist_corpus_valid"].metadata["bounds"].value == "1000-2000"
     # The checked asset itself was written; nothing downstream of it ran.
     assert "playlist_corpus" in materialized(result) and "song_vectors" not in materialized(result)
-    assert "song_vectors" not in warehouse_tables(genrank_home)
+    assert "song_vectors" not in table_names(genrank_home)
     # The run names the failed check.
     failures = result.get_step_failure_events()
     assert [e.step_key for e in failures] == ["playlist_corpus_playlist_corpus_valid"]
@@ -60,4 +52,4 @@ def test_failing_warning_check_lets_downstream_run(tiny_demo_dir, genrank_home):
     assert checks["playlist_corpus_split_proportions"].passed is False
     assert checks["playlist_corpus_split_proportions"].severity == dg.AssetCheckSeverity.WARN
     assert checks["playlist_corpus_valid"].passed
-    assert "song_vectors" in materialized(result) and "song_vectors" in warehouse_tables(genrank_home)
+    assert "song_vectors" in materialized(result) and "song_vectors" in table_names(genrank_home)

@@ -5,20 +5,12 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from genrank_assets import paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets_tests import BAD_ROWS
-
-
-def _tables(home: Path) -> set[str]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-    finally:
-        con.close()
+from genrank_assets_tests.builds import table_names
 
 
 def test_cli_upstream_selection_of_semantic_ids(tiny_demo_dir, genrank_home, tmp_path):
@@ -36,7 +28,7 @@ def test_cli_upstream_selection_of_semantic_ids(tiny_demo_dir, genrank_home, tmp
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "not selected in this run, left as they are: ['ingested_batches', 'ingest_rejects']" in proc.stderr
-    tables = _tables(genrank_home)
+    tables = table_names(genrank_home)
     assert {"raw_playlists", "raw_playlist_songs", "raw_songs", "playlist_corpus", "song_vectors",
             "semantic_ids"} <= tables
     assert not tables & {"ingest_rejects", "ingested_batches", "semantic_id_metrics", "generator_dataset"}
@@ -56,4 +48,4 @@ def test_adding_a_batch_needs_the_ledger_in_the_selection(genrank_home, tmp_path
             run_config={"ops": {"raw_tables": {"config": {"batches": ["b1"]}}}},
             selection=dg.AssetSelection.assets("raw_playlists", "raw_songs", "raw_playlist_songs"),
         )
-    assert not (genrank_home / "warehouse.duckdb").exists() or "raw_playlists" not in _tables(genrank_home)
+    assert not (genrank_home / "warehouse.duckdb").exists() or "raw_playlists" not in table_names(genrank_home)

@@ -1,6 +1,6 @@
 """Ingest and corpus as plain functions: the reject path on hand-written bad rows, clear failures, length bounds.
 
-The assets over them (materialisation, checks, the dagster CLI) are tested in genrank_assets_tests/assets/test_data.py.
+The assets over them (materialisation, checks) are tested in genrank_assets_tests/defs/assets/test_data.py.
 """
 import gzip
 import shutil

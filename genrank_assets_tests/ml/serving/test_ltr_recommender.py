@@ -5,7 +5,6 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig
@@ -15,20 +14,17 @@ from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
 from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents, explain_ltr
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import load_train_corpus, save_knn_corpus
-from genrank_assets_tests.ml.ltr_world import make_corpus, song_info, song_vectors, tiny_generator, tiny_ranker
+from genrank_assets_tests.ml.ltr_world import song_info, tiny_world
 
 POOL = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
 PARAMS = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=30, early_stopping_rounds=5, folds=2, num_threads=1)
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(one_torch_thread):
     """Tables built as the ltr_tables asset builds them (val + test), a ranker trained on val, and the corpus."""
-    torch.set_num_threads(1)
-    corpus = make_corpus()
-    vectors = song_vectors()
-    generator = tiny_generator(corpus, vectors)
-    ranker = tiny_ranker(generator)
+    world = tiny_world()
+    corpus, vectors, generator, ranker = world["corpus"], world["vectors"], world["generator"], world["ranker"]
     sources = CandidateSources.fit(corpus, generator)
     builder = FeatureBuilder(sources, corpus, song_info(), vectors, ranker)
     queries = {split: benchmark_queries(corpus, split=split) for split in ("val", "test")}

@@ -22,24 +22,14 @@ from genrank_assets.ml.ranking.ltr.features import (
     code_log_probs,
     text_tokens,
 )
-from genrank_assets_tests.ml.ltr_world import (
-    make_corpus,
-    song_info,
-    song_vectors,
-    tiny_generator,
-    tiny_ranker,
-)
+from genrank_assets_tests.ml.ltr_world import song_info, tiny_world
 
 CONFIG = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
 
 
 @pytest.fixture(scope="module")
-def world():
-    torch.set_num_threads(1)
-    corpus = make_corpus()
-    vectors = song_vectors()
-    generator = tiny_generator(corpus, vectors)
-    return {"corpus": corpus, "vectors": vectors, "generator": generator, "ranker": tiny_ranker(generator)}
+def world(one_torch_thread):
+    return tiny_world()
 
 
 def builder_for(world, corpus):
