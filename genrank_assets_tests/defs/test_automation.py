@@ -89,12 +89,12 @@ def songs_of(tables: dict[str, pd.DataFrame], pid: str) -> list[str]:
 def test_batch_is_added_once_and_updates_replayed_playlists(data_dir, genrank_home):
     write_seed(batch_dir(data_dir, "b1"), {"p3": ("gym", ["s5", "s1"])}, {"s5": "five"},
                extra_info=["p9\ttoo few"])
-    assert materialize_ingest(genrank_home, data_dir).success
+    materialize_ingest(genrank_home, data_dir)
     base = warehouse_tables(genrank_home)
     assert len(base["raw_playlists"]) == 2 and len(base["ingested_batches"]) == 0
     assert set(base["ingest_rejects"].batch_id) == {BASE_BATCH_ID}
 
-    assert materialize_ingest(genrank_home, data_dir, ["b1"]).success
+    materialize_ingest(genrank_home, data_dir, ["b1"])
     once = warehouse_tables(genrank_home)
     assert once["raw_playlists"].playlist_id.tolist() == ["p1", "p2", "p3"]
     assert songs_of(once, "p3") == ["s5", "s1"] and "s5" in set(once["raw_songs"].song_id)
@@ -106,7 +106,7 @@ def test_batch_is_added_once_and_updates_replayed_playlists(data_dir, genrank_ho
     assert (rejects[rejects.batch_id == BASE_BATCH_ID].reason == "wrong_column_count").sum() == 1
 
     # The same batch again: nothing added, the ledger keeps when it was first ingested.
-    assert materialize_ingest(genrank_home, data_dir, ["b1"]).success
+    materialize_ingest(genrank_home, data_dir, ["b1"])
     twice = warehouse_tables(genrank_home)
     for name in ["raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects"]:
         assert len(twice[name]) == len(once[name]), name
@@ -114,7 +114,7 @@ def test_batch_is_added_once_and_updates_replayed_playlists(data_dir, genrank_ho
 
     # A later batch re-sends p1 with a new title and songs: updated, not duplicated; a song's later row wins.
     write_seed(batch_dir(data_dir, "b2"), {"p1": ("morning v2", ["s4", "s6"])}, {"s6": "six", "s1": "one (live)"})
-    assert materialize_ingest(genrank_home, data_dir, ["b2"]).success
+    materialize_ingest(genrank_home, data_dir, ["b2"])
     after = warehouse_tables(genrank_home)
     playlists = after["raw_playlists"].set_index("playlist_id")
     assert list(playlists.index) == ["p1", "p2", "p3"] and playlists.loc["p1", "title"] == "morning v2"
@@ -128,7 +128,7 @@ def test_batch_is_added_once_and_updates_replayed_playlists(data_dir, genrank_ho
 
 def test_batch_missing_a_file_fails_naming_it_and_is_not_recorded(data_dir, genrank_home):
     write_seed(batch_dir(data_dir, "b1"), {"p3": ("gym", ["s1"])}, {})
-    assert materialize_ingest(genrank_home, data_dir, ["b1"]).success
+    materialize_ingest(genrank_home, data_dir, ["b1"])
     write_seed(batch_dir(data_dir, "b2"), {"p4": ("rain", ["s2"])}, {})
     (batch_dir(data_dir, "b2") / "gen_song_info.csv").unlink()
     result = materialize_ingest(genrank_home, data_dir, ["b2"], raise_on_error=False)
@@ -229,8 +229,8 @@ def test_sensor_does_not_request_a_batch_that_already_ran(data_dir, genrank_home
     with dg.instance_for_test() as instance:
         request = evaluate_sensor(data_dir, instance=instance).run_requests[0]
         # The run the daemon would launch for this request (ingest only, to stay fast).
-        assert materialize_ingest(genrank_home, data_dir, ["b1"], instance=instance,
-                                  tags={**request.tags, "dagster/run_key": request.run_key}).success
+        materialize_ingest(genrank_home, data_dir, ["b1"], instance=instance,
+                           tags={**request.tags, "dagster/run_key": request.run_key})
         # A reset cursor does not bring it back: the run for that batch exists.
         reset = evaluate_sensor(data_dir, cursor=None, instance=instance)
         assert reset.run_requests == [] and json.loads(reset.cursor) == ["b1"]
