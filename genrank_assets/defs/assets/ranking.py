@@ -45,7 +45,7 @@ from genrank_assets.ml.vectors.song_vectors import from_frame
 
 
 class RankerDatasetConfig(DeviceConfig):
-    """Cross-encoder examples; the sampling defaults are ml.ranking.examples.RankerExamplesDefaults; None
+    """Cross-encoder examples; the sampling defaults are ml.ranking.cross_encoder.examples.RankerExamplesDefaults; None
     ("auto"): the default for this asset's device (ml.device_defaults); ``device``: where the beam search runs."""
 
     max_positives_per_playlist: int = Field(default=RANKER_EXAMPLES.max_positives_per_playlist, ge=1)

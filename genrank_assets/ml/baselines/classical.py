@@ -327,7 +327,7 @@ class TitleKNNRecommender(Recommender):
 
     ``tie_break`` orders songs the neighbours voted for whose scores are equal: "popularity" (the rule
     docs/benchmark.md states) or "song_id" (ascending id, i.e. arbitrary but fixed; this is what reproduces
-    docs/benchmark.md's reference figures, see benchmarks/baselines.py). Songs nobody voted for always follow
+    docs/benchmark.md's reference figures, see `python -m benchmarks.baselines`). Songs nobody voted for always follow
     in popularity order (the popularity fill).
     """
 

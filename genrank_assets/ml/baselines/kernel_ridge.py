@@ -13,7 +13,7 @@ titles only (a local kernel ridge): with N the top-M train playlists by cosine s
 an M x M solve per query (M = 300: ~3 ms), nothing to fit beyond the TF-IDF, memory linear in the train
 playlists. Why this is close to the full solution: k = cos**2 makes far titles nearly weightless, and on mpd7k
 the largest eigenvalue of the whole Gram matrix (~66) is well below lambda, so (K + lambda I)^-1 is dominated by
-its diagonal and by the interactions between close titles. Measured (benchmarks/results/ltr.json): val NDCG@10
+its diagonal and by the interactions between close titles. Measured (benchmarks/results/experiments/ltr.json): val NDCG@10
 0.1404 bounded vs 0.1412 exact; test 0.1239 bounded vs 0.1245 exact (docs/benchmark.md: 0.1252).
 ``neighbours=None`` is the exact dual of the parent class.
 """

@@ -13,7 +13,7 @@ GENERATOR = "generator"
 CLASSICAL = "classical"  # title-kNN + co-occurrence (the hybrid's second candidate source)
 POPULAR = "popular"  # filled in from the most popular songs when the sources proposed fewer than k
 FILL = "fill"  # the LTR recommender's fill after its pool: ridge + co-occurrence's ranking, then popularity
-# The learning-to-rank pool's classical sources (ml.ranking.candidates) as people read them.
+# The learning-to-rank pool's classical sources (ml.ranking.ltr.candidates) as people read them.
 POOL_SOURCE_NAMES = {"knn": "title-kNN", "knn_cooc": "kNN + co-occurrence", "ridge_cooc": "kernel ridge + co-occurrence"}
 
 

@@ -10,7 +10,7 @@ query's candidates, ``save`` / ``load`` round-trip it to a directory (LightGBM's
 
 Which queries to train on is the caller's choice, and it decides leakage: features must come from models that
 never saw the query's playlist (``candidates.check_not_in_training``). The pipeline trains on the LTR holdout and val
-(``ltr_tables.TRAINING_SPLITS``); benchmarks/ltr.py on val, or on train playlists cross-fitted over folds.
+(``tables.TRAINING_SPLITS``); docs/findings.md records a ranker trained on train playlists cross-fitted over folds.
 """
 from __future__ import annotations
 
