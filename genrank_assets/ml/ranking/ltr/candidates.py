@@ -6,7 +6,7 @@ The pool is the union of what several cheap sources propose for the query text:
   the most popular song of a code first, the first ``generator_songs`` distinct songs;
 * ``knn`` — the tuned title-kNN's top ``per_source`` songs (docs/benchmark.md);
 * ``knn_cooc`` — kNN + co-occurrence's top ``per_source``;
-* ``ridge_cooc`` — kernel ridge + co-occurrence's top ``per_source`` (``kernel_ridge.py``, bounded form).
+* ``ridge_cooc`` — kernel ridge + co-occurrence's top ``per_source`` (``ml/baselines/kernel_ridge.py``, bounded form).
 
 Every (query, song) of the pool records which sources proposed it and, per source, its score and 0-based rank;
 a source that did not propose the song has rank NaN (``ABSENT``), never 0. The classical sources score every

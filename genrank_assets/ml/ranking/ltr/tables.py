@@ -1,5 +1,5 @@
 """Stage `ranking`: the learning-to-rank tables of the pipeline (candidate pools, features) and the ablation
-subsets, from the plain API of ``candidates.py`` / ``features.py`` / ``ltr.py`` (a thin adapter for the assets).
+subsets, from the plain API of ``candidates.py`` / ``features.py`` / ``ranker.py`` (a thin adapter for the assets).
 
 ``build_tables`` builds each query's pool once (``build_pool``, one query at a time) and from it both tables:
 
