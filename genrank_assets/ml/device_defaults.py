@@ -6,8 +6,8 @@ value in the run config always wins (the presets set theirs, so their runs do no
 
 The CUDA set is the package's defaults (``TIGER``, ``TIGER_TRAINING``, ``RANKER_DEFAULTS``, ``RANKER_TRAINING``),
 read from where they are defined. The CPU set is sized for a person pointing GENRANK_DATA_DIR at a few hundred
-to a few thousand playlists on a laptop: issue 13 measured a 634-playlist run with the CUDA-sized values on 2
-cores at over half an hour (the ranker alone ~26 min: 4 epochs with song text) and a served p50 of 528 ms. The
+to a few thousand playlists on a laptop: a 634-playlist run with the CUDA-sized values took over half an hour on 2
+cores (the ranker alone ~26 min: 4 epochs with song text) and a served p50 of 528 ms. The
 CPU values are the demo preset's, which keeps the whole graph within minutes and the served p50 near the 100 ms
 goal: the ranker reads no song text (8x cheaper scoring; no gain measured, docs/findings.md), trains 2 epochs
 at batch 128, and the generator decodes 30 beams, not 50.

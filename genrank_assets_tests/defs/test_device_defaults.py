@@ -22,7 +22,7 @@ def test_cpu_unless_cuda():
 
 
 def test_cpu_defaults_are_the_cheap_ones():
-    # What issue 13 measured as the cost on 2 cores: song text in the ranker, ranker epochs, beams.
+    # What costs most on 2 cores: song text in the ranker, ranker epochs, beams.
     cpu, cuda = CPU_DEFAULTS, CUDA_DEFAULTS
     assert cuda.ranker_model.use_song_text and not cpu.ranker_model.use_song_text
     assert cpu.ranker_model.epochs < cuda.ranker_model.epochs

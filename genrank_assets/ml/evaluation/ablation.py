@@ -1,4 +1,4 @@
-"""What each stage adds (issue 12): the learning-to-rank system and its ablations on the test split, each with a
+"""What each stage adds: the learning-to-rank system and its ablations on the test split, each with a
 paired-bootstrap 95% CI of NDCG@10 against kernel ridge + co-occurrence, and what removing the stage costs the full
 system (``ltr`` minus the variant, paired CI on the same queries).
 
