@@ -1,4 +1,4 @@
-"""RQ-KMeans semantic IDs: recovery of planted clusters, balance, uniqueness, resume, persistence, metrics."""
+"""RQ-KMeans semantic IDs: recovery of planted clusters, balance, uniqueness, resume, persistence."""
 import math
 import os
 
@@ -8,30 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from genrank_assets.ml.semantic_ids.metrics import semantic_id_metrics, semantic_id_tables
 from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans, balanced_assign
-
-
-def make_blobs(n_blobs=4, per_blob=100, dim=16, spread=0.05, seed=0, sizes=None):
-    """Well-separated Gaussian blobs around random unit centres; returns (X, blob label per row, centres)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_blobs, dim))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    sizes = sizes or [per_blob] * n_blobs
-    labels = np.repeat(np.arange(n_blobs), sizes)
-    X = centres[labels] + spread * rng.normal(size=(len(labels), dim))
-    return X.astype(np.float32), labels, centres.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    return make_blobs()
-
-
-@pytest.fixture(scope="module")
-def blob_model(blobs):
-    X, _, _ = blobs
-    return RQKMeans(levels=(4, 4, 8), n_iter=10, seed=0).fit(X)
+from genrank_assets_tests.ml.semantic_ids.blobs import make_blobs
 
 
 def test_level1_codes_recover_the_blobs(blobs, blob_model):
@@ -189,29 +167,6 @@ def test_reconstruction_is_the_scaled_sum_of_centroids(blob_model, blobs):
     error = np.linalg.norm(X - expected, axis=1) / np.linalg.norm(X, axis=1)
     level1_error = np.linalg.norm(X - c1, axis=1) / np.linalg.norm(X, axis=1)
     assert error.mean() < 0.8 * level1_error.mean()  # the residual levels add information
-
-
-def test_metrics_are_sane_on_blobs(blobs, blob_model):
-    X, _, _ = blobs
-    m = semantic_id_metrics(X, blob_model.codes_, blob_model, sample_size=200, seed=0)
-    assert m["n_songs"] == len(X) and m["n_columns"] == 3
-    assert m["levels"][0]["used_codes"] == 4 and m["levels"][0]["entropy_norm"] == pytest.approx(1.0, abs=1e-6)
-    assert m["levels"][0]["max_cluster_size"] == 100 and m["used_l1_l2_prefixes"] == 16
-    assert 0 < m["unique_code_coverage"] <= 1
-    assert m["distinct_codes"] == len(np.unique(blob_model.codes_, axis=0))
-    assert m["max_songs_per_code"] == (m["largest_collisions"][0]["songs"] if m["largest_collisions"] else 1)
-    for collision in m["largest_collisions"]:
-        rows = blob_model.codes_[collision["song_indices"]]
-        assert (rows == collision["code"]).all()
-    assert 0 < m["relative_reconstruction_error"]["mean"] < 0.2  # noise of norm ~0.2 around unit centres
-    quality = m["level1_cluster_quality"]
-    assert quality["silhouette"] > 0.6 and quality["davies_bouldin"] < 0.5 and quality["calinski_harabasz"] > 100
-    agreement = m["neighbour_agreement"]
-    assert agreement["level_1"] == pytest.approx(1.0)  # blobs are far apart: every neighbour shares level 1
-    assert agreement["level_1_by_chance"] == pytest.approx(0.25)
-    assert 0 <= agreement["level_1_2"] <= 1
-    tables = semantic_id_tables(m)
-    assert list(tables["levels"]["level"]) == [1, 2, 3] and len(tables["summary"]) == 1
 
 
 def test_bad_input_gets_a_clear_error(blob_model):
