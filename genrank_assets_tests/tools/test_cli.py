@@ -12,12 +12,8 @@ import pytest
 from genrank_assets.ml.serving import registry
 from genrank_assets.tools import cli
 from genrank_assets_tests.builds import metadata, tables
+from genrank_assets_tests.ml.serving.fakes import log_echo
 from genrank_assets_tests.processes import duckdb_holder
-
-
-class _Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        return model_input
 
 
 @pytest.fixture()
@@ -26,7 +22,7 @@ def registered(genrank_home):
     registry.connect(genrank_home, experiment="genrank")
     for _ in range(2):
         with mlflow.start_run():
-            mlflow.pyfunc.log_model(name="model", python_model=_Echo(), registered_model_name=registry.RECOMMENDER_NAME)
+            log_echo(registry.RECOMMENDER_NAME)
     registry.set_alias(registry.RECOMMENDER_NAME, 1)
     return genrank_home
 

@@ -12,13 +12,8 @@ from genrank_assets.ml.baselines.classical import knn_cooccurrence
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig
 from genrank_assets.tools import cli
-from genrank_assets_tests.ml.serving.fakes import SONGS, planted_corpus, planted_models
+from genrank_assets_tests.ml.serving.fakes import SONGS, log_echo, planted_corpus, planted_models
 from genrank_assets_tests.ml.serving.test_explain import CodedGenerator
-
-
-class _Echo(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
-        return model_input
 
 
 def _planted_recommender() -> Recommender:
@@ -36,11 +31,11 @@ def served(genrank_home, monkeypatch):
     registry.connect(genrank_home, experiment="genrank")
     for name in (registry.TIGER_NAME, registry.RANKER_NAME):
         with mlflow.start_run():
-            mlflow.pyfunc.log_model(name="model", python_model=_Echo(), registered_model_name=name)
+            log_echo(name)
     with mlflow.start_run(run_name="evaluation-abcd1234") as run:
         mlflow.log_metrics({"generate_and_rank_hybrid.ndcg_at_10": 0.4321, "generate_and_rank_hybrid.recall_at_100": 0.9,
                             "popularity.ndcg_at_10": 0.05, "title_knn.ndcg_at_10": 0.2})
-        mlflow.pyfunc.log_model(name="model", python_model=_Echo(), registered_model_name=registry.RECOMMENDER_NAME)
+        log_echo(registry.RECOMMENDER_NAME)
     challenger = registry.Challenger(1, 1, 1, "generate_and_rank_hybrid", "test", 9, "fp", 0.4321, run.info.run_id)
     for key, value in challenger.tags().items():
         MlflowClient().set_model_version_tag(registry.RECOMMENDER_NAME, "1", key, value)
@@ -136,7 +131,7 @@ def test_status_shows_the_champions_evaluation_and_promotion_time(served, capsys
 def test_status_without_a_champion_says_so(genrank_home, capsys):
     registry.connect(genrank_home, experiment="genrank")
     with mlflow.start_run():
-        mlflow.pyfunc.log_model(name="model", python_model=_Echo(), registered_model_name=registry.RECOMMENDER_NAME)
+        log_echo(registry.RECOMMENDER_NAME)
     con = duckdb.connect(str(genrank_home / "warehouse.duckdb"))
     con.execute("create schema genrank")
     con.close()

@@ -29,7 +29,7 @@ def _build_home(home: Path) -> None:
     exp = mlflow.create_experiment("genrank", artifact_location=paths.mlflow_artifact_root(home).as_uri())
     with mlflow.start_run(experiment_id=exp):
         mlflow.pyfunc.log_model(name="m", python_model=_ReadsArtifact(), artifacts={"words": str(words)},
-                                registered_model_name="genrank-recommender")
+                                registered_model_name="genrank-recommender", pip_requirements=[])
 
 
 def _load(home: Path):
