@@ -53,6 +53,20 @@ def test_pyfunc_predict_from_the_registry(built):
     assert out[out.text == "workout"].song_id.tolist() == [r.song_id for r in direct]
 
 
+def test_the_recommender_tells_a_client_what_it_takes_and_returns(built):
+    """Its MLflow signature and input example, as a client, `mlflow models serve` and the MLflow UI read them."""
+    model = mlflow.pyfunc.load_model(f"models:/{registry.RECOMMENDER_NAME}@champion")
+    inputs = model.metadata.get_input_schema()
+    assert inputs is not None and inputs.input_names() == ["text", "k"]
+    assert [c.required for c in inputs.inputs] == [True, False]
+    assert model.metadata.get_output_schema().input_names() == ["text", "rank", "song_id", "name", "singer", "score"]
+    example = model.input_example
+    assert list(example.columns) == ["text", "k"]
+    out = model.predict(example)  # the logged example runs through the registered bundle
+    assert out.groupby("text").size().to_dict() == {text: int(k) for text, k in zip(example.text, example.k)}
+    assert len(model.predict(pd.DataFrame({"text": ["workout"]}), params={"k": 4})) == 4  # k as a param
+
+
 def test_registered_models_are_code_not_pickles(built):
     """All three pyfuncs are logged from code (MLflow models-from-code): nothing to unpickle at load time."""
     client = mlflow.MlflowClient()
