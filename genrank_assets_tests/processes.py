@@ -37,23 +37,27 @@ def signal_group(pgid: int, sig: int) -> None:
         pass  # already gone
 
 
-def wait_group_gone(pgid: int, timeout: float) -> bool:
-    """True once no process of the group is left (a server's children stop a moment after it)."""
+def wait_group_gone(pgid: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """True once no process of the group is left (a server's children stop a moment after it). ``proc``, the
+    group's leader when it is a child of this process, is reaped meanwhile: a zombie still counts as in the group."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
+        if proc is not None:
+            proc.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.5)
-    return False
 
 
 def stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM to the process group of ``proc``, then SIGKILL for what is left of it after a minute."""
-    if not wait_group_gone(proc.pid, timeout=0):
+    if not wait_group_gone(proc.pid, timeout=0, proc=proc):
         signal_group(proc.pid, signal.SIGTERM)
-        if not wait_group_gone(proc.pid, timeout=60):
+        if not wait_group_gone(proc.pid, timeout=60, proc=proc):
             signal_group(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.wait(timeout=30)
