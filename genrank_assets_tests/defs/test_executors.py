@@ -47,9 +47,9 @@ def comparable_tables(catalog: Path) -> dict[str, pd.DataFrame]:
 
 
 def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
-    """Every table equal, exactly. (The cross-encoder's head used to be initialised from the process's torch RNG
-    state, so a ranker trained in a step process of its own, or in a dask worker that had not run the steps
-    before it, differed from the in-process one: ml/ranking/cross_encoder/model.py seeds it now.)"""
+    """Every table equal, exactly: every random step is seeded from config (the cross-encoder's head too, in
+    ml/ranking/cross_encoder/model.py), so a step in a process of its own or in a dask worker that ran none of the
+    steps before it trains what the in-process run trains."""
     assert sorted(got) == sorted(want)
     differ = []
     for name, frame in want.items():
