@@ -1,9 +1,10 @@
 """Asset configs built from the dataclasses that hold their defaults, so that each field is written once.
 
 ``config_fields(Params)`` is a ``dg.Config`` base class with the fields of the dataclass ``Params`` (same names,
-types and defaults; tuples become lists, which run config holds); ``params()`` on an instance builds the
-dataclass back, and the dataclass's own checks validate the run config. An asset config subclasses it to add its
-docstring, its other fields and its checks.
+types and defaults; tuples become lists, which run config holds). ``dataclass_config(Params)`` adds ``params()``,
+which builds the dataclass back, so that its own checks validate the run config; ``training_fields`` does the same
+for the training loop's fields. An asset config subclasses one of them to add its docstring, its other fields and
+its checks.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def config_fields(params, *, names: typing.Iterable[str] | None = None, auto: ty
     takes the device default (``ComputeResource.for_step``)."""
     params_type = params if isinstance(params, type) else type(params)
     hints = typing.get_type_hints(params_type)
-    chosen = [f for f in dataclasses.fields(params_type) if names is None or f.name in set(names)]
+    wanted = None if names is None else set(names)
+    chosen = [f for f in dataclasses.fields(params_type) if wanted is None or f.name in wanted]
     auto = set(auto)
     fields = {}
     for f in chosen:
