@@ -1,7 +1,9 @@
 """Retraining automation: a sensor for newly landed playlist batches, a retraining schedule, per-stage jobs.
 
-- `new_batch_sensor` watches GENRANK_DATA_DIR/incoming/ and requests one run of `new_batch_job` (ingest and
-  everything downstream) per complete batch (a folder holding `_SUCCESS`), with `run_key` = the batch id.
+- `new_batch_sensor` watches GENRANK_DATA_DIR/incoming/ and requests one run per complete batch (a folder holding
+  `_SUCCESS`), with `run_key` = the batch id: `refresh_job` (ingest, then refresh the catalogue and its challenger;
+  docs/operating.md#keeping-the-catalogue-fresh), or `new_batch_job` (ingest and retrain everything downstream)
+  before the first full retrain or with GENRANK_BATCH_RUN=full.
 - `retrain_schedule` runs `retrain_all_job` on a cron (weekly by default; env GENRANK_RETRAIN_CRON).
 - `<group>_job` per asset group, for partial reruns from the UI, and `retrain_all_job` for everything.
 
@@ -39,6 +41,12 @@ TRIGGER_TAG = "genrank/trigger"
 INGEST_OP = "raw_tables"  # the ingest multi-asset; its config names the batches to add
 INGEST_ASSETS = ("raw_playlists", "raw_playlist_songs", "raw_songs", "ingest_rejects", "ingested_batches")
 SENSOR_INTERVAL_SECONDS = 30
+RUN_KIND_TAG = "genrank/run_kind"  # full | refresh, on every run of the jobs below
+REFRESH_ASSET = "catalogue_refresh"  # the refresh's challenger; a full retrain's is evaluation_report
+REFRESH_ASSETS = ("playlist_corpus", "upstream_corpus", "song_catalogue", REFRESH_ASSET, "champion")
+BATCH_RUN_ENV = "GENRANK_BATCH_RUN"  # what a landed batch runs: refresh (default) or full
+# A refresh extends the last full retrain's catalogue and models: without them a batch runs the full retrain.
+FULL_RETRAIN_ASSETS = ("song_catalogue", "ltr_ranker", "evaluation_report")
 IMPLICIT_ASSET_JOB = "__ASSET_JOB"  # the job of materialisations started from the UI's asset graph
 
 
@@ -67,9 +75,13 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def batch_run_config(batch_id: str, base: dict | None = None) -> dict:
-    """`base` (default: the GENRANK_PRESET run config) with the ingest told to add `batch_id`."""
+def batch_run_config(batch_id: str, base: dict | None = None, job_name: str = "new_batch_job") -> dict:
+    """`base` (default: the GENRANK_PRESET run config) with the ingest told to add `batch_id`; for `refresh_job`
+    only the config of its own ops (a preset also configures the models a refresh does not train, and Dagster
+    refuses config for ops outside the job)."""
     base = preset_run_config() if base is None else base
+    if job_name == "refresh_job":
+        base = {**base, "ops": {k: v for k, v in (base.get("ops") or {}).items() if k in (INGEST_OP, *REFRESH_ASSETS)}}
     return _deep_merge(base, {"ops": {INGEST_OP: {"config": {"batches": [batch_id]}}}})
 
 
@@ -89,14 +101,23 @@ def build_jobs(assets) -> dict[str, dg.UnresolvedAssetJobDefinition]:
             f"{group}_job", selection=dg.AssetSelection.groups(group), executor_def=genrank_executor,
             description=f"Materialise the `{group}` group only (its inputs are read from the warehouse).",
         )
+    refresh_only = dg.AssetSelection.assets(REFRESH_ASSET)
     jobs["retrain_all_job"] = dg.define_asset_job(
-        "retrain_all_job", selection=dg.AssetSelection.all(), executor_def=genrank_executor,
+        "retrain_all_job", selection=dg.AssetSelection.all() - refresh_only, executor_def=genrank_executor,
+        tags={RUN_KIND_TAG: "full"},
         description="Retrain the whole graph from the ingested data; the evaluation gate decides promotion.",
     )
     jobs["new_batch_job"] = dg.define_asset_job(
-        "new_batch_job", selection=dg.AssetSelection.assets(*INGEST_ASSETS).downstream(),
-        executor_def=genrank_executor,
+        "new_batch_job", selection=dg.AssetSelection.assets(*INGEST_ASSETS).downstream() - refresh_only,
+        executor_def=genrank_executor, tags={RUN_KIND_TAG: "full"},
         description="Add the batches named in ops.raw_tables.config.batches, then retrain everything downstream.",
+    )
+    jobs["refresh_job"] = dg.define_asset_job(
+        "refresh_job", selection=dg.AssetSelection.assets(*INGEST_ASSETS, *REFRESH_ASSETS),
+        executor_def=genrank_executor, tags={RUN_KIND_TAG: "refresh"},
+        description="Add the batches named in ops.raw_tables.config.batches and refresh the catalogue: new songs "
+                    "get vectors and codes, the classical sources refit; TIGER, the cross-encoder and LightGBM "
+                    "are not retrained. The gate decides promotion.",
     )
     return jobs
 
@@ -149,11 +170,24 @@ def warehouse_runs_in_progress(instance, job_names: set[str], log=None) -> list[
     return [r for r in ours if r not in dead]
 
 
-def build_new_batch_sensor(job, warehouse_jobs: set[str]) -> dg.SensorDefinition:
-    """One run per complete batch, one batch at a time (oldest name first), never while `warehouse_jobs` run."""
+def batch_job_name(instance) -> str:
+    """The job a landed batch runs: `refresh_job`, unless GENRANK_BATCH_RUN=full asks for the full retrain or
+    no full retrain has produced the catalogue and models a refresh extends (then `new_batch_job`)."""
+    wanted = os.environ.get(BATCH_RUN_ENV, "").strip() or "refresh"
+    if wanted not in ("refresh", "full"):
+        raise ValueError(f"{BATCH_RUN_ENV} must be refresh or full, got {wanted!r}")
+    if wanted == "full" or instance is None:
+        return "new_batch_job" if wanted == "full" else "refresh_job"
+    have = all(instance.get_latest_materialization_event(dg.AssetKey(a)) is not None for a in FULL_RETRAIN_ASSETS)
+    return "refresh_job" if have else "new_batch_job"
+
+
+def build_new_batch_sensor(jobs: list, warehouse_jobs: set[str]) -> dg.SensorDefinition:
+    """One run per complete batch, one batch at a time (oldest name first), never while `warehouse_jobs` run:
+    a refresh (`refresh_job`) or, before the first full retrain or with GENRANK_BATCH_RUN=full, `new_batch_job`."""
 
     @dg.sensor(
-        name="new_batch_sensor", job=job, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        name="new_batch_sensor", jobs=jobs, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         # Running by default: landing a batch and writing its _SUCCESS marker is already the operator's
         # deliberate act, and with no complete batch the sensor only lists a folder every 30 s.
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -181,10 +215,12 @@ def build_new_batch_sensor(job, warehouse_jobs: set[str]) -> dg.SensorDefinition
             if _already_launched(instance, batch_id):
                 context.log.info(f"batch {batch_id!r} already has a run; not requesting it again")
                 continue
+            job_name = batch_job_name(instance)
             request = dg.RunRequest(
-                run_key=batch_id, run_config=batch_run_config(batch_id),
+                run_key=batch_id, run_config=batch_run_config(batch_id, job_name=job_name), job_name=job_name,
                 tags={BATCH_TAG: batch_id, TRIGGER_TAG: "new_batch_sensor"},
             )
+            context.log.info(f"batch {batch_id!r} -> {job_name}")
             return dg.SensorResult(run_requests=[request], cursor=json.dumps(sorted(requested)))
         return dg.SensorResult(skip_reason=dg.SkipReason(f"no new complete batch in {incoming}{waiting}"),
                                cursor=json.dumps(sorted(requested)))
@@ -216,7 +252,8 @@ def build_retrain_schedule(job, warehouse_jobs: set[str] = frozenset()) -> dg.Sc
             busy = warehouse_runs_in_progress(_instance_or_none(context), warehouse_jobs, log=context.log.warning)
             if busy:
                 return dg.SkipReason(f"run(s) {busy} still under way; the next tick retrains")
-            return dg.RunRequest(run_config=preset_run_config(), tags={TRIGGER_TAG: "retrain_schedule"})
+            return dg.RunRequest(run_config=preset_run_config(), tags={TRIGGER_TAG: "retrain_schedule",
+                                                                        RUN_KIND_TAG: "full"})
     except dg.DagsterInvalidDefinitionError as err:
         raise ValueError(f"{RETRAIN_CRON_ENV}={cron!r} is not a valid cron schedule: {err}") from err
     return retrain_schedule
@@ -239,5 +276,5 @@ def build_automation(assets) -> Automation:
     return Automation(
         jobs=list(jobs.values()),
         schedules=[build_retrain_schedule(jobs["retrain_all_job"], warehouse_jobs)],
-        sensors=[build_new_batch_sensor(jobs["new_batch_job"], warehouse_jobs)],
+        sensors=[build_new_batch_sensor([jobs["refresh_job"], jobs["new_batch_job"]], warehouse_jobs)],
     )

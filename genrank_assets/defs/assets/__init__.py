@@ -1,7 +1,7 @@
 """The assets, one module per stage. ``STAGES`` is the pipeline order, defined here once: each name is at once an
 asset group, a module of this package, a folder of ``ml/`` and the job ``<stage>_job``."""
 
-STAGES = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
+STAGES = ("data", "vectors", "semantic_ids", "catalogue", "generator", "ranking", "evaluation", "serving")
 
 
 def in_stage_order(groups) -> list[str]:

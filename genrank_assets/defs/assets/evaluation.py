@@ -7,6 +7,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry, step_run
+from genrank_assets.ml.catalogue.catalogue import cold_songs, save_bundle_dirs, song_info
+from genrank_assets.ml.catalogue.catalogue import from_frame as catalogue_from_frame
 from genrank_assets.ml.data.corpus import SPLITS
 from genrank_assets.ml.evaluation.metrics import format_diff_ci
 from genrank_assets.ml.evaluation.procedure import (
@@ -33,6 +35,8 @@ class EvaluationConfig(dg.Config):
     served_method: str = "auto"
     latency_queries: int = Field(default=50, ge=0)
     max_queries: int = Field(default=0, ge=0)  # 0: all queries of the split
+    # also serve the LTR system without the cold-start path, for the report's cold part (one more test pass)
+    cold_start_ablation: bool = True
 
     @model_validator(mode="after")
     def _known_values(self):
@@ -56,6 +60,8 @@ def evaluation_report(
     ranker_model: str,
     ranking_features: pd.DataFrame,
     ltr_ranker: str,
+    song_catalogue: pd.DataFrame,
+    raw_songs: pd.DataFrame,
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
     compute: ComputeResource,
@@ -71,8 +77,8 @@ def evaluation_report(
     context.log.info(f"evaluating on {len(queries)} {queries.split} queries; tuning on {len(tune)} {tune.split} queries")
     settings = EvaluationSettings(config.n_candidates, config.num_beams or None, config.popularity_grid,
                                   config.classical_grid, config.latency_queries)
-    trained = TrainedModels(models.tiger_py.generator, models.ranker_py.ranker, models.ranker_py.song_vectors,
-                            models.ranker_py.song_info)
+    trained = catalogue_models(models, catalogue_from_frame(song_catalogue), raw_songs,
+                               with_ablation=config.cold_start_ablation)
     results = evaluate_methods(playlist_corpus, trained, queries, tune, settings,
                                ltr=(ranking_features, models.ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
@@ -86,11 +92,15 @@ def evaluation_report(
                            "served_method": method, **{f"served.{k}": v for k, v in served.describe().items()}})
         mlflow.log_metrics(metrics)
         is_ltr = method == LTR
+        bundle = save_bundle_dirs(step.folder / "catalogue", models.tiger_py.generator,
+                                  catalogue_from_frame(song_catalogue), raw_songs)
         challenger = registry.register_recommender(
             models.tiger_py, models.ranker_py, None if is_ltr else served.config, playlist_corpus,
             step.folder / "recommender", method=method, split=queries.split, queries=len(queries),
             queries_fingerprint=queries.fingerprint, ndcg_at_10=results.ndcg_at_10(method),
-            ltr_py=models.ltr_py if is_ltr else None)
+            ltr_py=models.ltr_py if is_ltr else None, catalogue_dirs=bundle, run_kind="full",
+            catalogue_fingerprint=registry.catalogue_fingerprint(
+                playlist_corpus.loc[playlist_corpus["split"] == "train", "playlist_id"], song_catalogue["song_id"]))
         mlflow.log_artifacts(str(step.folder), "report")
     registry.log_evaluation_on_models(models.uris, metrics, paths["markdown"], step.run_id)
     context.log.info(f"{challenger.uri} is the challenger (NDCG@10 {challenger.ndcg_at_10:.4f}); the `champion` step "
@@ -104,6 +114,16 @@ def evaluation_report(
         "recommender_uri": challenger.uri, "tiger_model_uri": models.tiger_uri,
         "ranker_model_uri": models.ranker_uri, "mlflow_run_id": step.run_id, "ltr_model_uri": models.ltr_uri,
     })
+
+
+def catalogue_models(models, catalogue, raw_songs: pd.DataFrame, with_ablation: bool) -> TrainedModels:
+    """The registered models over the whole catalogue (the generator with its code table, every song's vector),
+    and, with ``with_ablation``, the same models over the songs with learned vectors only."""
+    generator, ranker_py = models.tiger_py.generator, models.ranker_py
+    warm = TrainedModels(generator, ranker_py.ranker, ranker_py.song_vectors, ranker_py.song_info)
+    return TrainedModels(generator.with_code_table(catalogue.code_table()), ranker_py.ranker,
+                         catalogue.song_vectors(), song_info(raw_songs), cold_songs(catalogue),
+                         without_cold_start=warm if with_ablation else None)
 
 
 def _serving_line(results, method: str, config: EvaluationConfig) -> str:
@@ -127,7 +147,21 @@ def _results_metadata(results, method: str) -> dict:
         "ablation": dg.MetadataValue.md("\n".join(results.ablation_lines)),
         "phase_s": dg.MetadataValue.json(results.phase_s),
         **({"auto_choice_margin": dg.MetadataValue.json(margin)} if margin else {}),
+        **_cold_metadata(results.cold),
     }
+
+
+def _cold_metadata(cold: dict) -> dict:
+    """The cold part's figures: its share of the truth, each method's cold Recall@100, the paired comparison."""
+    if not cold:
+        return {}
+    table = cold["table"].set_index("method")
+    out = {"cold_truth_share": round(cold["share"], 4),
+           **{f"{m}.cold_recall@100": round(float(v), 4) for m, v in table["cold_recall@100"].dropna().items()},
+           "cold_source_reach": dg.MetadataValue.json(cold["source_reach"])}
+    if cold["comparison"]:
+        out["cold_recall@100_with_minus_without"] = dg.MetadataValue.json(cold["comparison"])
+    return out
 
 
 @dg.asset_check(asset=evaluation_report, description="Trie-constrained decoding produced no invalid code.")

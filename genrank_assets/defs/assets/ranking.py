@@ -21,6 +21,8 @@ from genrank_assets.defs.resources import (
     step_run,
 )
 from genrank_assets.ml.baselines.classical import benchmark_queries
+from genrank_assets.ml.catalogue.catalogue import cold_songs, song_info
+from genrank_assets.ml.catalogue.catalogue import from_frame as catalogue_from_frame
 from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.evaluation.ablation import val_ndcg_at_10
 from genrank_assets.ml.plots import bar_plot, curves_plot, history_plot, markdown_image
@@ -237,15 +239,19 @@ class CandidatePoolsConfig(dataclass_config(PoolConfig)):
     },
 )
 def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
-               upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, compute: ComputeResource,
-               mlflow_registry: MlflowRegistry):
+               upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, song_catalogue: pd.DataFrame,
+               raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry):
     """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence) and their features for queries no model
     behind them was fitted on: the LTR holdout (classical sources fitted on upstream_corpus's train playlists, the
     upstream models never saw the holdout) and val / test (sources fitted on every train playlist, as served)."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
-    generator = registry.load_python_model(tiger_model).generator
+    # Every song of the catalogue, cold-start songs under their predicted codes: the LTR holdout's own songs are
+    # cold for the upstream models, so the ranker learns where cold songs belong from real lists.
+    catalogue = catalogue_from_frame(song_catalogue)
+    generator = registry.load_python_model(tiger_model).generator.with_code_table(catalogue.code_table())
     ranker_py = registry.load_python_model(ranker_model)
+    vectors, info, cold = catalogue.song_vectors(), song_info(raw_songs), cold_songs(catalogue)
 
     def queries_of(corpus: pd.DataFrame, splits: tuple[str, ...]) -> dict:
         out = {}
@@ -265,7 +271,7 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         if not queries:
             continue
         sources = CandidateSources.fit(corpus, generator)
-        builder = FeatureBuilder(sources, corpus, ranker_py.song_info, ranker_py.song_vectors, ranker_py.ranker)
+        builder = FeatureBuilder(sources, corpus, info, vectors, ranker_py.ranker, cold_songs=cold)
         pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
                                                         log_fn=context.log.info)
         pools.append(pool_rows)

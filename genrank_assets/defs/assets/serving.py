@@ -14,7 +14,7 @@ class ChampionConfig(dg.Config):
     promotion_tolerance: float = Field(default=0.0, ge=0.0)  # promote when new NDCG@10 + tolerance >= the champion's
 
 
-@dg.asset(group_name="serving", deps=["evaluation_report"], kinds={"mlflow"}, io_manager_key="model_io_manager")
+@dg.asset(group_name="serving", deps=["evaluation_report", "catalogue_refresh"], kinds={"mlflow"}, io_manager_key="model_io_manager")
 def champion(
     context: dg.AssetExecutionContext,
     config: ChampionConfig,
@@ -28,6 +28,13 @@ def champion(
     candidate = registry.challenger()
     if candidate is None:
         raise ValueError(f"no {registry.RECOMMENDER_NAME}@{registry.CHALLENGER}: materialise evaluation_report first")
+    already = registry.gate_decision(candidate.version)
+    if already is not None:  # e.g. a refresh that had nothing new to register: the decision stands
+        current = registry.alias_version(registry.RECOMMENDER_NAME)
+        context.log.info(f"{candidate.uri} was gated before (promoted: {already}); champion stays v{current}")
+        return dg.Output(f"models:/{registry.RECOMMENDER_NAME}/{current}", metadata={
+            "promoted": False, "gate_reason": f"{candidate.uri} was gated before", "candidate_uri": candidate.uri,
+            "champion_version": current, "run_kind": candidate.run_kind})
     queries = Queries.of_split(playlist_corpus, candidate.split, candidate.queries)
     if queries.fingerprint != candidate.queries_fingerprint:
         raise ValueError(f"the {candidate.split} queries changed since {candidate.uri} was evaluated "
@@ -49,4 +56,5 @@ def champion(
         "champion_ndcg@10": float("nan") if decision.champion_ndcg is None else float(decision.champion_ndcg),
         "candidate_uri": candidate.uri, "previous_champion": before_uri or "none",
         "champion_version": after, "queries": len(queries), "evaluation_run_id": candidate.evaluation_run_id,
+        "run_kind": candidate.run_kind,
     })

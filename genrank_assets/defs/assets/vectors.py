@@ -3,8 +3,9 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from genrank_assets.defs.resources import GenrankPaths
 from genrank_assets.ml.data.corpus import as_song_lists
-from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, to_frame, train_song_vectors
+from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, save_word2vec, to_frame, train_word2vec
 
 
 class SongVectorsConfig(dg.Config):
@@ -23,14 +24,18 @@ class SongVectorsConfig(dg.Config):
 
 @dg.asset(group_name="vectors")
 def song_vectors(
-    context: dg.AssetExecutionContext, config: SongVectorsConfig, upstream_corpus: pd.DataFrame, raw_songs: pd.DataFrame
+    context: dg.AssetExecutionContext, config: SongVectorsConfig, upstream_corpus: pd.DataFrame, raw_songs: pd.DataFrame,
+    genrank_paths: GenrankPaths,
 ) -> dg.Output[pd.DataFrame]:
     """song_id, count, vector FLOAT[dim] — from the train playlists only (docs/benchmark.md split), less the LTR
-    holdout (upstream_corpus)."""
+    holdout (upstream_corpus). The gensim model is saved beside (metadata `word2vec_model`): the catalogue
+    refresh continues it on new playlists (`ml/catalogue/`)."""
     train = upstream_corpus[upstream_corpus["split"] == "train"]
     sentences = as_song_lists(train["song_ids"])
     context.log.info(f"training word2vec on {len(sentences)} train playlists ({sum(map(len, sentences))} rows)")
-    sv = train_song_vectors(sentences, **config.model_dump())
+    sv, model = train_word2vec(sentences, **config.model_dump())
+    model_path = genrank_paths.artifacts("vectors") / f"word2vec-{context.run.run_id[:8]}.model"
+    save_word2vec(model, model_path, train["playlist_id"].astype(str))
     context.log.info(f"{len(sv)} song vectors in {sv.stats['training_seconds']:.1f}s")
     table = neighbour_table(sv, raw_songs)
     return dg.Output(
@@ -43,6 +48,7 @@ def song_vectors(
             "share_train_rows_covered": round(sv.stats["share_train_rows_covered"], 4),
             "training_seconds": round(sv.stats["training_seconds"], 2),
             "deterministic": sv.stats["deterministic"],
+            "word2vec_model": str(model_path),
             "nearest_neighbours": dg.MetadataValue.md(table.to_markdown(index=False)),
         },
     )

@@ -33,6 +33,15 @@ from genrank_assets.ml.baselines.classical import (
 )
 from genrank_assets.ml.baselines.kernel_ridge import kernel_ridge_cooccurrence
 from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
+from genrank_assets.ml.evaluation.cold import (
+    cold_comparison,
+    cold_markdown,
+    cold_metrics,
+    cold_share,
+    cold_table,
+    cold_truths,
+    source_reach,
+)
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings, format_diff_ci, ndcg_at_10_of, paired_bootstrap
 from genrank_assets.ml.evaluation.report import (
     MethodResult,
@@ -44,7 +53,7 @@ from genrank_assets.ml.evaluation.report import (
     results_table,
     write_report,
 )
-from genrank_assets.ml.ranking.ltr.candidates import CandidateSources
+from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams, query_folds
 from genrank_assets.ml.ranking.ltr.tables import training_rows
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
@@ -56,6 +65,7 @@ log = logging.getLogger(__name__)
 # The generate-and-rank systems, by the candidate source of their recommender.
 SYSTEMS = {"generate_and_rank": "generator", "generate_and_rank_hybrid": "hybrid"}
 LTR = "ltr"  # the learning-to-rank system (ml.serving.ltr_recommender), evaluated when its ranker is given
+LTR_WITHOUT_COLD_START = "ltr_without_cold_start"  # the same ranker over the songs with learned vectors only
 SERVED_METHODS = (*SYSTEMS, LTR)  # any of them can be served; "auto": the best on the tuning split
 CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
 RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
@@ -124,6 +134,9 @@ class TrainedModels:
     ranker: Any  # the cross-encoder ranker
     song_vectors: Any  # SongVectors
     song_info: dict[str, tuple[str, str]]
+    cold_songs: frozenset[str] = frozenset()  # songs whose vectors (and codes) are cold-start predictions
+    # The same models over the songs with learned vectors only: the served system without the cold-start path
+    without_cold_start: TrainedModels | None = None
 
 
 @dataclass
@@ -150,6 +163,7 @@ class EvaluationResults:
     tune_ndcg: dict[str, float] = field(default_factory=dict)
     phase_s: dict[str, float] = field(default_factory=dict)  # phase of evaluate_methods -> wall seconds
     tune_rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # the rankings behind tune_ndcg
+    cold: dict = field(default_factory=dict)  # the cold part of the truth (``cold_part``)
 
     def ranked_on_tuning_split(self) -> list[str]:
         """The systems measured on the tuning (val) split, best NDCG@10 first (equal: the earlier served method)."""
@@ -216,7 +230,8 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     if not len(queries):
         raise ValueError(f"no {queries.split} queries (playlists with a title) in the corpus")
     depth, catalogue = queries.depth, len(models.song_vectors)
-    clock = PhaseClock(2 + len(SYSTEMS) + (2 if ltr is not None else 0), log_fn)
+    clock = PhaseClock(2 + len(SYSTEMS) + (2 + (models.without_cold_start is not None) if ltr is not None else 0),
+                       log_fn)
     with clock.phase("classical baselines"):
         popularity = PopularityRecommender().fit(corpus)
         knn_cooc = knn_cooccurrence().fit(corpus)
@@ -258,11 +273,31 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
         served, ltr_results, ablation = _evaluate_ltr(*ltr, corpus, models, queries, tune_queries, classical, results,
                                                       popular, settings, clock, systems, tune_rankings, tune_ndcg)
         results.extend([served, *ltr_results])
+    cold = cold_part(results, queries, corpus, None if ltr is None else ltr[0])
+    lines = [] if ablation is None else ablation_markdown(ablation, RIDGE)
     return EvaluationResults(
         queries=queries, tune_queries=tune_queries, results=results, systems=systems,
         weight_trials={m: t for m, t in trials.items() if t is not None}, generator_shortfall=shortfall,
-        ablation=ablation, ablation_lines=[] if ablation is None else ablation_markdown(ablation, RIDGE),
-        tune_ndcg=tune_ndcg, phase_s=clock.seconds, tune_rankings=tune_rankings)
+        ablation=ablation, ablation_lines=lines + cold_markdown(cold["table"], cold["share"], cold["comparison"],
+                                                                 cold["source_reach"]),
+        tune_ndcg=tune_ndcg, phase_s=clock.seconds, tune_rankings=tune_rankings, cold=cold)
+
+
+def cold_part(results: list[MethodResult], queries: Queries, corpus: pd.DataFrame,
+              features: pd.DataFrame | None) -> dict:
+    """The cold part of the test truth (``ml/evaluation/cold.py``): its share, every method's figures on it, the
+    served LTR system with vs without the cold-start path (paired), and which pool sources reach it."""
+    by_name = {r.name: r for r in results}
+    comparison = {}
+    if LTR in by_name and LTR_WITHOUT_COLD_START in by_name:
+        comparison = cold_comparison(by_name[LTR].rankings, by_name[LTR_WITHOUT_COLD_START].rankings,
+                                     queries.truths, corpus)
+    reach = {}
+    if features is not None:
+        test_rows = features[features["split"] == queries.split]
+        reach = source_reach(test_rows, cold_truths(queries.truths, corpus), SOURCES)
+    return {"share": cold_share(queries.truths, corpus), "table": cold_table(results, queries.truths, corpus),
+            "comparison": comparison, "source_reach": reach}
 
 
 def _evaluate_ltr(features: pd.DataFrame, ltr_model, corpus: pd.DataFrame, models: TrainedModels, queries: Queries,
@@ -278,9 +313,17 @@ def _evaluate_ltr(features: pd.DataFrame, ltr_model, corpus: pd.DataFrame, model
         # query); the pool's classical sources are the baselines fitted above (the same configs), not a refit
         sources = CandidateSources.of_fitted(corpus, classical["knn_cooccurrence"], classical[RIDGE], models.generator)
         rec = LTRRecommender.fit(corpus, models.generator, models.ranker, models.song_vectors,
-                                 models.song_info, ltr_model, sources=sources)
+                                 models.song_info, ltr_model, sources=sources, cold_songs=models.cold_songs)
         served = evaluate_system(LTR, rec, queries, popular, catalogue, settings.latency_queries)
         systems[LTR] = rec
+    extra = []
+    if models.without_cold_start is not None:
+        with clock.phase(LTR_WITHOUT_COLD_START):
+            warm = models.without_cold_start
+            sources = CandidateSources.of_fitted(corpus, classical["knn_cooccurrence"], classical[RIDGE], warm.generator)
+            rec = LTRRecommender.fit(corpus, warm.generator, warm.ranker, warm.song_vectors, warm.song_info,
+                                     ltr_model, sources=sources)
+            extra.append(evaluate_system(LTR_WITHOUT_COLD_START, rec, queries, popular, catalogue, 0))
     with clock.phase("ltr ablation"):
         train_rows = training_rows(features)
         if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
@@ -293,7 +336,7 @@ def _evaluate_ltr(features: pd.DataFrame, ltr_model, corpus: pd.DataFrame, model
         ridge = next(r for r in results if r.name == RIDGE)
         ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,
                                              catalogue, depth, val_truths=tune_queries.truths, served=served)
-    return served, ltr_results, ablation
+    return served, [*extra, *ltr_results], ablation
 
 
 def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models: Sequence[str],
@@ -433,3 +476,29 @@ def compare_with_champion(new_ndcg: float, champion, queries: Queries, tolerance
     current champion recommender, None when there is none) is re-evaluated on the same queries first."""
     champion_ndcg = None if champion is None else recommender_ndcg_at_10(champion, queries)
     return decide_promotion(float(new_ndcg), champion_ndcg, tolerance)
+
+
+@dataclass
+class GateEvaluation:
+    """What a refresh's gate reads: the served system's figures on the test queries and on their cold part."""
+
+    result: MethodResult
+    cold: dict  # cold_recall@100, cold_ndcg@10 (NaN without cold truth), cold_share, cold_queries
+
+    def metadata(self) -> dict:
+        m = self.result.metrics
+        return {"ndcg@10": round(float(m["ndcg@10"]), 4), "recall@100": round(float(m["recall@100"]), 4),
+                **{k: round(float(v), 4) for k, v in self.cold.items()}}
+
+
+def gate_evaluation(method: str, rec, corpus: pd.DataFrame, queries: Queries) -> GateEvaluation:
+    """The served system alone on ``queries`` (no baselines, no ablations: what the promotion gate needs, sized
+    for a refresh per landed batch), through the serving code path; rankings continue with popular train songs."""
+    from genrank_assets.ml.baselines.classical import PopularityRecommender
+
+    popular = PopularityRecommender().fit(corpus).recommend("popular", queries.depth)
+    result = evaluate_system(method, rec, queries, popular, len(rec.song_info), latency_queries=0)
+    cold = cold_truths(queries.truths, corpus)
+    found = cold_metrics(result.rankings, cold)
+    return GateEvaluation(result, {"cold_recall@100": found["cold_recall@100"], "cold_ndcg@10": found["cold_ndcg@10"],
+                                   "cold_share": cold_share(queries.truths, corpus), "cold_queries": len(cold)})

@@ -146,6 +146,14 @@ class TigerGenerator:
         self.codes_generated = 0
         self.invalid_codes = 0
 
+    def with_code_table(self, code_table: CodeTable) -> TigerGenerator:
+        """The same model and settings over another code table (e.g. the catalogue's, with new songs placed under
+        codes by the quantizer): the trie follows the table, so a new song is reachable with no retraining."""
+        c = self.config
+        return TigerGenerator(self.model, self.tokenizer, code_table, target_mode=c["target_mode"],
+                              max_codes=c["max_codes"], max_input_length=c["max_input_length"],
+                              num_beams=c["num_beams"], prior_weight=c["prior_weight"], prior_mass=c["prior_mass"])
+
     @property
     def config(self) -> dict:
         return {

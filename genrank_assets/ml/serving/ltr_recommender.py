@@ -70,11 +70,13 @@ class LTRRecommender(ServedRecommender):
 
     @classmethod
     def fit(cls, corpus: pd.DataFrame, generator, ranker, song_vectors, song_info: dict[str, tuple[str, str]],
-            ltr: LTRRanker, sources: CandidateSources | None = None) -> LTRRecommender:
+            ltr: LTRRanker, sources: CandidateSources | None = None,
+            cold_songs: frozenset[str] = frozenset()) -> LTRRecommender:
         """Fit the classical sources (unless ``sources`` fitted on the same corpus are given) and the feature
-        builder on the train playlists of ``corpus``."""
+        builder on the train playlists of ``corpus``; ``cold_songs``: the songs whose vectors are cold-start
+        predictions (the catalogue's flag)."""
         sources = sources or CandidateSources.fit(corpus, generator)
-        builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker)
+        builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker, cold_songs=cold_songs)
         return cls(sources, builder, ltr, song_info)
 
     def describe(self) -> dict:

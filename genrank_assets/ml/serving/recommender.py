@@ -308,8 +308,9 @@ def check_text(text) -> str:
 
 # -- persistence ----------------------------------------------------------------------------------------------
 
-def save_song_side(directory, song_vectors, raw_songs: pd.DataFrame | None) -> Path:
-    """Song vectors and name/singer of every vectored song, as plain files (npz + json)."""
+def save_song_side(directory, song_vectors, raw_songs: pd.DataFrame | None, cold_songs=()) -> Path:
+    """Song vectors and name/singer of every vectored song, as plain files (npz + json), and the songs whose
+    vectors are cold-start predictions (``cold_start.json``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     np.savez(directory / "song_vectors.npz", song_ids=np.asarray(song_vectors.song_ids).astype(str),
@@ -320,7 +321,14 @@ def save_song_side(directory, song_vectors, raw_songs: pd.DataFrame | None) -> P
         names, singers = known["song_name"].to_dict(), known["singer"].to_dict()
         info = {s: [str(names.get(s, "")), str(singers.get(s, ""))] for s in song_vectors.song_ids}
     (directory / "song_info.json").write_text(json.dumps(info, ensure_ascii=False))
+    (directory / "cold_start.json").write_text(json.dumps(sorted(map(str, cold_songs))))
     return directory
+
+
+def load_cold_songs(directory) -> frozenset[str]:
+    """The cold-start songs ``save_song_side`` recorded (none for a song side saved without the catalogue)."""
+    path = Path(directory) / "cold_start.json"
+    return frozenset(json.loads(path.read_text())) if path.is_file() else frozenset()
 
 
 def load_song_side(directory):

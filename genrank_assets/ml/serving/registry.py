@@ -186,6 +186,7 @@ def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=
     from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
     from genrank_assets.ml.serving.recommender import (
         Recommender,
+        load_cold_songs,
         load_knn,
         load_recommender_config,
         load_song_side,
@@ -202,7 +203,8 @@ def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=
         if not knn_dir or not ltr_dir:
             raise ValueError(f"{config_dir}: a learning-to-rank recommender needs its train corpus and ranker "
                              "(knn_dir, ltr_dir artifacts)")
-        return LTRRecommender.fit(load_train_corpus(knn_dir), generator, ranker, sv, info, LTRRanker.load(ltr_dir))
+        return LTRRecommender.fit(load_train_corpus(knn_dir), generator, ranker, sv, info, LTRRanker.load(ltr_dir),
+                                  cold_songs=load_cold_songs(songs_dir))
     knn = load_knn(knn_dir) if (config.candidate_source == "hybrid" or config.classical_weight) and knn_dir else None
     return Recommender(generator, ranker, sv, info, config, knn=knn)
 
@@ -387,6 +389,8 @@ class Challenger:
     ndcg_at_10: float
     evaluation_run_id: str
     ltr_version: int | None = None  # the genrank-ltr version a learning-to-rank recommender bundles
+    run_kind: str = "full"  # what produced it: a full retrain, or a catalogue refresh of one (same models)
+    catalogue_fingerprint: str = ""  # the train playlists and catalogue songs it serves (``catalogue_fingerprint``)
 
     @property
     def uri(self) -> str:
@@ -406,11 +410,14 @@ class Challenger:
 
 def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, bundle_dir: str | os.PathLike, *,
                          method: str, split: str, queries: int, queries_fingerprint: str,
-                         ndcg_at_10: float, ltr_py=None) -> Challenger:
+                         ndcg_at_10: float, ltr_py=None, catalogue_dirs: tuple[str, str] | None = None,
+                         run_kind: str = "full", catalogue_fingerprint: str = "") -> Challenger:
     """Inside the evaluation's run: register the whole recommender (the generator and ranker model dirs of these
     pyfuncs, loaded by ``load_python_model``; ``config``, None for the learning-to-rank recommender of
     ``ltr_py``; the train corpus its classical sources refit on) as a new `genrank-recommender` version and make
-    it the challenger, tagged with its lineage and its evaluated NDCG@10."""
+    it the challenger, tagged with its lineage, its evaluated NDCG@10 and ``run_kind``. ``catalogue_dirs``: (a
+    generator dir, a song-side dir) over the whole catalogue, cold-start songs included, bundled instead of the
+    generator's and ranker's own: the recommender keeps the code table it was evaluated with."""
     from genrank_assets.ml.serving.recommender import save_knn_corpus, save_recommender_config
 
     if (config is None) != (ltr_py is not None):
@@ -418,22 +425,41 @@ def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, 
     bundle_dir = Path(bundle_dir)
     save_recommender_config(bundle_dir / "config", config)
     save_knn_corpus(bundle_dir / "knn", knn_corpus)
-    artifacts = {"tiger_dir": tiger_py.artifact_paths["model_dir"], "ranker_dir": ranker_py.artifact_paths["model_dir"],
-                 "songs_dir": ranker_py.artifact_paths["songs_dir"], "config_dir": str(bundle_dir / "config"),
+    tiger_dir, songs_dir = catalogue_dirs or (tiger_py.artifact_paths["model_dir"], ranker_py.artifact_paths["songs_dir"])
+    artifacts = {"tiger_dir": str(tiger_dir), "ranker_dir": ranker_py.artifact_paths["model_dir"],
+                 "songs_dir": str(songs_dir), "config_dir": str(bundle_dir / "config"),
                  "knn_dir": str(bundle_dir / "knn")}
     if ltr_py is not None:
         artifacts["ltr_dir"] = ltr_py.artifact_paths["model_dir"]
-    reg = log_model_dir(tiger_py.artifact_paths["model_dir"], registered_name=RECOMMENDER_NAME,
+    reg = log_model_dir(tiger_dir, registered_name=RECOMMENDER_NAME,
                         python_model=RECOMMENDER_CODE, artifact_name="recommender", extra_artifacts=artifacts,
                         signature=recommender_signature(), input_example=RECOMMENDER_INPUT_EXAMPLE)
     challenger = Challenger(reg.version, version_of(tiger_py.model_uri), version_of(ranker_py.model_uri), method, split,
                             int(queries), queries_fingerprint, float(ndcg_at_10), reg.run_id,
-                            None if ltr_py is None else version_of(ltr_py.model_uri))
+                            None if ltr_py is None else version_of(ltr_py.model_uri), run_kind, catalogue_fingerprint)
     client = MlflowClient()
     for key, value in challenger.tags().items():
         client.set_model_version_tag(RECOMMENDER_NAME, str(reg.version), key, value)
     set_alias(RECOMMENDER_NAME, reg.version, CHALLENGER)
     return challenger
+
+
+GATED_TAG = "genrank.gate_promoted"  # on a recommender version the gate decided on: "True" / "False"
+
+
+def gate_decision(version: int) -> bool | None:
+    """What the gate decided on this recommender version (None: not gated yet)."""
+    tags = MlflowClient().get_model_version(RECOMMENDER_NAME, str(version)).tags
+    return None if GATED_TAG not in tags else tags[GATED_TAG] == "True"
+
+
+def catalogue_fingerprint(train_playlist_ids, song_ids) -> str:
+    """Identifies what a recommender serves beyond its models: the train playlists its sources are fitted on
+    and the catalogue's songs. A refresh whose fingerprint equals the challenger's has nothing new to serve."""
+    import hashlib
+
+    text = "\n".join(sorted(map(str, train_playlist_ids))) + "\n--\n" + "\n".join(sorted(map(str, song_ids)))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def challenger() -> Challenger | None:
@@ -446,7 +472,8 @@ def challenger() -> Challenger | None:
     return Challenger(int(mv.version), int(t["genrank.tiger_version"]), int(t["genrank.ranker_version"]),
                       t["genrank.method"], t["genrank.split"], int(t["genrank.queries"]),
                       t["genrank.queries_fingerprint"], float(t["genrank.ndcg_at_10"]), mv.run_id,
-                      int(t["genrank.ltr_version"]) if "genrank.ltr_version" in t else None)
+                      int(t["genrank.ltr_version"]) if "genrank.ltr_version" in t else None,
+                      t.get("genrank.run_kind", "full"), t.get("genrank.catalogue_fingerprint", ""))
 
 
 def promote(candidate: Challenger) -> None:
@@ -478,6 +505,7 @@ def record_gate(candidate: Challenger, promoted: bool, reason: str, champion_ndc
                 note_md: str) -> None:
     """The gate's decision on the challenger's evaluation run: tags, and `report/gate.md` beside the report."""
     client = MlflowClient()
+    client.set_model_version_tag(RECOMMENDER_NAME, str(candidate.version), GATED_TAG, str(promoted))
     run_id = candidate.evaluation_run_id
     for key, value in {"genrank.promoted": str(promoted), "genrank.gate_reason": reason,
                        "genrank.new_ndcg_at_10": f"{candidate.ndcg_at_10:.6f}",

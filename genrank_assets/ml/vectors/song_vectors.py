@@ -1,9 +1,11 @@
 """Stage `vectors`: skip-gram word2vec over playlists (songs are words, playlists are sentences)."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -80,7 +82,12 @@ class SongVectors:
         return [(self.song_ids[j], float(sims[j])) for j in top]
 
 
-def train_song_vectors(
+def train_song_vectors(sentences: Sequence[Sequence[str]], **params) -> SongVectors:
+    """``train_word2vec``'s song vectors alone (the model is dropped)."""
+    return train_word2vec(sentences, **params)[0]
+
+
+def train_word2vec(
     sentences: Sequence[Sequence[str]],
     *,
     vector_size: int = W2V.vector_size,
@@ -92,15 +99,16 @@ def train_song_vectors(
     negative: int = W2V.negative,
     workers: int = W2V.workers,
     seed: int = W2V.seed,
-) -> SongVectors:
-    """Train gensim Word2Vec; songs are words, playlists are sentences.
+):
+    """Train gensim Word2Vec; songs are words, playlists are sentences. Returns (SongVectors, the gensim model):
+    the model (with its output weights and vocabulary) is what ``update_word2vec`` continues from.
 
     gensim is only bit-for-bit reproducible with ``workers=1`` (thread scheduling changes the order of
     updates); ``stats['deterministic']`` says which case a run was.
     """
     from gensim.models import Word2Vec
 
-    sentences = [list(map(str, s)) for s in sentences if len(s) > 0]
+    sentences = _clean_sentences(sentences)
     if not sentences:
         raise ValueError("train_song_vectors: no non-empty playlists to train on")
     t0 = time.perf_counter()
@@ -119,15 +127,12 @@ def train_song_vectors(
         hashfxn=_stable_hash,
     )
     seconds = time.perf_counter() - t0
-    wv = model.wv
-    song_ids = list(wv.index_to_key)
-    counts = np.array([wv.get_vecattr(s, "count") for s in song_ids], dtype=np.int64)
-    vectors = np.asarray(wv.vectors, dtype=np.float32)
+    sv = vectors_of(model)
     total_tokens = sum(len(s) for s in sentences)
-    covered = int(counts.sum())
-    log.info("word2vec: %d songs from %d playlists in %.1fs", len(song_ids), len(sentences), seconds)
-    stats = {
-        "vocabulary_size": len(song_ids),
+    covered = int(sv.counts.sum())
+    log.info("word2vec: %d songs from %d playlists in %.1fs", len(sv), len(sentences), seconds)
+    sv.stats = {
+        "vocabulary_size": len(sv),
         "train_playlists": len(sentences),
         "train_rows": total_tokens,
         "train_rows_covered": covered,
@@ -135,7 +140,57 @@ def train_song_vectors(
         "training_seconds": seconds,
         "deterministic": workers == 1,
     }
-    return SongVectors(song_ids=song_ids, counts=counts, vectors=vectors, stats=stats)
+    return sv, model
+
+
+def vectors_of(model) -> SongVectors:
+    """The SongVectors of a gensim Word2Vec model, in its vocabulary order."""
+    wv = model.wv
+    song_ids = list(wv.index_to_key)
+    counts = np.array([wv.get_vecattr(s, "count") for s in song_ids], dtype=np.int64)
+    return SongVectors(song_ids=song_ids, counts=counts, vectors=np.asarray(wv.vectors, dtype=np.float32))
+
+
+def update_word2vec(model, sentences: Sequence[Sequence[str]], epochs: int | None = None) -> dict:
+    """Continue ``model`` on new playlists, in place: songs first seen here (at least ``min_count`` times in
+    them) join the vocabulary and are trained; every song the model knew keeps its vector exactly (its lock
+    factor is 0: the codes, the cross-encoder and the ranker were fitted to those vectors). The output weights
+    go on learning, so the next update starts from what this one saw. Deterministic for a given model (its
+    random state and hash function travel in the saved model; workers=1). Returns what changed."""
+    sentences = _clean_sentences(sentences)
+    known = len(model.wv)
+    if not sentences:
+        return {"new_songs": 0, "playlists": 0, "seconds": 0.0}
+    t0 = time.perf_counter()
+    model.build_vocab(sentences, update=True)
+    lock = np.ones(len(model.wv), dtype=np.float32)
+    lock[:known] = 0.0
+    model.wv.vectors_lockf = lock
+    model.train(sentences, total_examples=len(sentences), epochs=epochs or model.epochs)
+    model.wv.vectors_lockf = np.ones(1, dtype=np.float32)  # a later full use of the model trains every song
+    return {"new_songs": len(model.wv) - known, "playlists": len(sentences), "seconds": time.perf_counter() - t0}
+
+
+def save_word2vec(model, path, trained_playlists: Sequence[str]) -> Path:
+    """The gensim model and, beside it (``<path>.playlists.json``), the ids of the playlists it trained on, so a
+    later ``update_word2vec`` can tell which playlists are new to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(path))
+    Path(f"{path}.playlists.json").write_text(json.dumps(sorted(map(str, trained_playlists))))
+    return path
+
+
+def trained_playlists_of(path) -> set[str]:
+    """The playlist ids ``save_word2vec`` recorded with the model at ``path``."""
+    sidecar = Path(f"{path}.playlists.json")
+    if not sidecar.is_file():
+        raise ValueError(f"{sidecar} is missing: the word2vec model at {path} does not say what it trained on")
+    return set(json.loads(sidecar.read_text()))
+
+
+def _clean_sentences(sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [list(map(str, s)) for s in sentences if len(s) > 0]
 
 
 def _stable_hash(text: str) -> int:

@@ -21,7 +21,10 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
 * word2vec — cosine of the song to the centroid of the top classical (ridge + co-occurrence) candidates;
 * singer — how many OTHER songs of the candidate's singer are in ridge + co-occurrence's top 100, and the share
   of that top 100's ridge + co-occurrence score mass they hold (playlists are artist-coherent);
-* query — length, tokens, best train-title similarity, train playlists with the same normalised title, pool size.
+* query — length, tokens, best train-title similarity, train playlists with the same normalised title, pool size;
+* cold — whether the song's vector (and so its code) was predicted from its metadata (``cold_start_vector``; NaN
+  without a vector) and whether no train playlist of the sources holds it (``no_train_history``). The ranker
+  learns where such songs belong from the LTR holdout, whose own songs are cold for the upstream models.
 
 Relative features (gaps, singer votes) are taken against the REFERENCE set, ridge + co-occurrence's top 100 (the
 whole pool when that source ranked fewer in it): it lies in every pool with ``per_source`` >= 100, so a row's
@@ -57,7 +60,7 @@ CLASSICAL_FEATURES = ("knn_rank", "knn_score", "knn_proposed", "knn_cooc_rank", 
                       "singer_votes_top100", "singer_score_share")
 OTHER_FEATURES = ("n_sources", "log_popularity", "name_token_share", "singer_token_share", "name_bigram_jaccard",
                   "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_playlists",
-                  "q_pool_size")
+                  "q_pool_size", "cold_start_vector", "no_train_history")
 FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODER_FEATURES,
                   "classical": CLASSICAL_FEATURES, "other": OTHER_FEATURES}
 FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES
@@ -99,7 +102,7 @@ class FeatureBuilder:
     """
 
     def __init__(self, sources: CandidateSources, corpus: pd.DataFrame, song_info: Mapping[str, tuple[str, str]],
-                 song_vectors=None, ranker=None, *, centroid_top: int = 20):
+                 song_vectors=None, ranker=None, *, centroid_top: int = 20, cold_songs: frozenset[str] = frozenset()):
         if centroid_top < 1:
             raise ValueError(f"centroid_top must be >= 1, got {centroid_top}")
         self.sources = sources
@@ -114,6 +117,7 @@ class FeatureBuilder:
         self.song_vectors = song_vectors
         self.ranker = ranker
         self.centroid_top = int(centroid_top)
+        self.cold_songs = frozenset(map(str, cold_songs))  # songs whose vector is a cold-start prediction
         self._unit = song_vectors.normalized().astype(np.float32) if song_vectors is not None else None
         self._log_popularity = np.log1p(self.catalogue.counts.astype(np.float64))
         self._song_text: dict[str, tuple[set, set, set, set]] = {}
@@ -153,6 +157,10 @@ class FeatureBuilder:
         out["q_best_title_sim"] = np.full(n, pool.best_title_similarity)
         out["q_same_title_playlists"] = np.full(n, float(len(self.title_rows.get(normalize_title(pool.text), ()))))
         out["q_pool_size"] = np.full(n, float(n))
+        out["cold_start_vector"] = np.array(
+            [float(s in self.cold_songs) if self.song_vectors is not None and self.song_vectors.index_of(s) is not None
+             else ABSENT for s in pool.song_ids], dtype=np.float64)
+        out["no_train_history"] = (rows < 0).astype(np.float64)
         frame = pd.DataFrame({name: np.asarray(out[name], dtype=np.float64) for name in FEATURES})
         frame.insert(0, "song_id", pool.song_ids)
         return frame
