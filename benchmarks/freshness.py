@@ -96,12 +96,12 @@ def main() -> None:
 
     import numpy as np
 
+    from benchmarks._common import warehouse_frames
     from genrank_assets.defs import automation
     from genrank_assets.ml.catalogue.catalogue import from_frame as catalogue_from_frame
     from genrank_assets.ml.evaluation.cold import cold_metrics, cold_truths
     from genrank_assets.ml.evaluation.metrics import bootstrap_mean_ci, evaluate_rankings, paired_bootstrap
     from genrank_assets.ml.evaluation.procedure import CANDIDATES, Queries
-    from benchmarks._common import warehouse_frames
 
     ap = argument_parser(__doc__, "freshness")
     ap.add_argument("--root", default=None, help="working folder (default /tmp/genrank_freshness[_quick])")
