@@ -176,8 +176,8 @@ def batch_job_name(instance) -> str:
     wanted = os.environ.get(BATCH_RUN_ENV, "").strip() or "refresh"
     if wanted not in ("refresh", "full"):
         raise ValueError(f"{BATCH_RUN_ENV} must be refresh or full, got {wanted!r}")
-    if wanted == "full" or instance is None:
-        return "new_batch_job" if wanted == "full" else "refresh_job"
+    if wanted == "full" or instance is None:  # no instance to ask: the full retrain always applies
+        return "new_batch_job"
     have = all(instance.get_latest_materialization_event(dg.AssetKey(a)) is not None for a in FULL_RETRAIN_ASSETS)
     return "refresh_job" if have else "new_batch_job"
 

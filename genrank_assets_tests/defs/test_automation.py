@@ -274,15 +274,41 @@ def test_jobs_and_schedule_load_in_definitions():
         assert job.executor_def.name == "genrank"  # multiprocess by default: executors.py
         in_group = {k for a in all_assets for k, g in (a.group_names_by_key or {}).items() if g == group}
         assert set(job.asset_layer.executable_asset_keys) == in_group
+    full_keys = all_keys - {dg.AssetKey(automation.REFRESH_ASSET)}  # the refresh's challenger is refresh_job's
     for name in ["retrain_all_job", "new_batch_job"]:
         job = defs.resolve_job_def(name)
-        assert job.executor_def.name == "genrank" and set(job.asset_layer.executable_asset_keys) == all_keys
+        assert job.executor_def.name == "genrank" and set(job.asset_layer.executable_asset_keys) == full_keys
+        assert job.tags[automation.RUN_KIND_TAG] == "full"
+    refresh = defs.resolve_job_def("refresh_job")
+    assert refresh.tags[automation.RUN_KIND_TAG] == "refresh"
+    assert set(refresh.asset_layer.executable_asset_keys) == {
+        dg.AssetKey(k) for k in (*automation.INGEST_ASSETS, *automation.REFRESH_ASSETS)}
+    assert not {"song_vectors", "semantic_ids", "tiger_model", "ranker_model", "ltr_ranker"} & {
+        k.to_user_string() for k in refresh.asset_layer.executable_asset_keys}  # a refresh retrains no model
 
     schedule = defs.resolve_schedule_def("retrain_schedule")
     assert schedule.cron_schedule == automation.DEFAULT_RETRAIN_CRON and schedule.job_name == "retrain_all_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     sensor = defs.resolve_sensor_def("new_batch_sensor")
-    assert sensor.job_name == "new_batch_job" and sensor.minimum_interval_seconds == 30
+    assert {t.job_name for t in sensor.targets} == {"refresh_job", "new_batch_job"}
+    assert sensor.minimum_interval_seconds == 30
+
+
+def test_a_batch_runs_a_refresh_once_a_full_retrain_exists(monkeypatch):
+    with dg.instance_for_test() as instance:
+        assert automation.batch_job_name(instance) == "new_batch_job"  # nothing to extend yet
+        for key in automation.FULL_RETRAIN_ASSETS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        assert automation.batch_job_name(instance) == "refresh_job"
+        monkeypatch.setenv(automation.BATCH_RUN_ENV, "full")
+        assert automation.batch_job_name(instance) == "new_batch_job"
+        monkeypatch.setenv(automation.BATCH_RUN_ENV, "sometimes")
+        with pytest.raises(ValueError, match="GENRANK_BATCH_RUN"):
+            automation.batch_job_name(instance)
+    # a refresh's run config keeps only its own ops (Dagster refuses config for ops outside the job)
+    config = automation.batch_run_config("b1", automation.load_preset("demo"), job_name="refresh_job")
+    assert set(config["ops"]) <= {automation.INGEST_OP, *automation.REFRESH_ASSETS}
+    assert config["ops"][automation.INGEST_OP]["config"]["batches"] == ["b1"]
 
 
 def test_schedule_cron_from_env(monkeypatch):
