@@ -163,38 +163,44 @@ def _whole_singer(text) -> list[str]:
 class TextRidgeVectors(BaseEstimator):
     """Ridge regression from a song's text to its unit vector, trained on warm songs.
 
-    Features (sparse, 2 x ``n_features`` columns): hashed ``char_wb`` n-grams of the normalised name
-    (l2-normalised per song), and the whole normalised singer as one hashed token of weight ``singer_weight``,
-    so a known singer pulls towards its songs (like ``SingerMeanVectors``, shrunk by ``alpha``) and the name
-    adds what its words share with other songs'. Songs are weighted by log1p(count), as in ``SingerMeanVectors``.
-    Memory stays bounded: the features are sparse and at most ``max_fit_songs`` songs are fitted, the most
-    played (ties by a crc32 of ``seed`` and the id). A song with neither name nor singer, or whose prediction
-    is near zero, gets the fallback (``global_mean_vector`` of every warm song)."""
+    Features (sparse): hashed ``char_wb`` n-grams of the normalised name (l2-normalised per song); the whole
+    normalised singer as one hashed token of weight ``singer_weight``, so a known singer pulls towards its songs
+    (like ``SingerMeanVectors``, shrunk by ``alpha``); with ``singer_ngram_weight`` > 0, the singer's char n-grams
+    too (l2-normalised, times that weight), which say something of a singer never seen ("lil ", "dj ", "los ").
+    Songs are weighted by log1p(count), as in ``SingerMeanVectors``. Only the hashed columns some fitted song
+    uses are kept (the others would get a zero coefficient anyway), which keeps the lsqr solve small. Memory stays
+    bounded: the features are sparse and at most ``max_fit_songs`` songs are fitted, the most played (ties by a
+    crc32 of ``seed`` and the id). A song with no feature the model knows, or whose prediction is near zero,
+    gets the fallback (``global_mean_vector`` of every warm song)."""
 
     def __init__(self, alpha: float = 1.0, ngram_range: tuple[int, int] = (2, 4), n_features: int = 2**18,
-                 singer_weight: float = 1.0, max_fit_songs: int = 200_000, seed: int = 0):
+                 singer_weight: float = 1.0, singer_ngram_weight: float = 0.0, tol: float = 1e-3,
+                 max_fit_songs: int = 200_000, seed: int = 0):
         self.alpha = alpha
         self.ngram_range = ngram_range
         self.n_features = n_features
         self.singer_weight = singer_weight
+        self.singer_ngram_weight = singer_ngram_weight
+        self.tol = tol
         self.max_fit_songs = max_fit_songs
         self.seed = seed
 
-    def _vectorizers(self) -> tuple[HashingVectorizer, HashingVectorizer]:
-        name = HashingVectorizer(analyzer="char_wb", ngram_range=tuple(self.ngram_range), n_features=self.n_features,
-                                 preprocessor=normalize_text, alternate_sign=False, norm="l2", dtype=np.float32)
-        singer = HashingVectorizer(analyzer=_whole_singer, n_features=self.n_features, alternate_sign=False,
-                                   norm=None, dtype=np.float32)
-        return name, singer
-
     def features(self, names, singers) -> sp.csr_matrix:
-        """The sparse (n, 2 * n_features) design matrix of these songs."""
+        """The sparse (n, 3 * n_features) design matrix of these songs: name n-grams, singer token, singer
+        n-grams (all hashed columns, before the fitted model keeps the ones it uses)."""
         _check_same_length("TextRidgeVectors.features", names=names, singers=singers)
-        name_vec, singer_vec = self._vectorizers()
-        names = ["" if not isinstance(s, str) else s for s in names]
-        singers = ["" if not isinstance(s, str) else s for s in singers]
-        return sp.hstack([name_vec.transform(names), self.singer_weight * singer_vec.transform(singers)],
-                         format="csr", dtype=np.float32)
+        names = [s if isinstance(s, str) else "" for s in names]
+        singers = [s if isinstance(s, str) else "" for s in singers]
+        ngrams = dict(analyzer="char_wb", ngram_range=tuple(self.ngram_range), n_features=self.n_features,
+                      preprocessor=normalize_text, alternate_sign=False, norm="l2", dtype=np.float32)
+        token = HashingVectorizer(analyzer=_whole_singer, n_features=self.n_features, alternate_sign=False,
+                                  norm=None, dtype=np.float32)
+        blocks = [HashingVectorizer(**ngrams).transform(names), self.singer_weight * token.transform(singers)]
+        if self.singer_ngram_weight > 0:
+            blocks.append(self.singer_ngram_weight * HashingVectorizer(**ngrams).transform(singers))
+        else:
+            blocks.append(sp.csr_matrix((len(names), self.n_features), dtype=np.float32))
+        return sp.hstack(blocks, format="csr", dtype=np.float32)
 
     def fit(self, song_ids, vectors, counts, names, singers) -> TextRidgeVectors:
         if self.max_fit_songs < 1:
@@ -205,13 +211,13 @@ class TextRidgeVectors(BaseEstimator):
         keep = np.arange(len(song_ids))
         if len(keep) > self.max_fit_songs:
             tie = np.array([_bucket(self.seed, s, ":ridge") for s in song_ids], dtype=np.int64)
-            keep = np.lexsort((np.arange(len(song_ids)), tie, -counts))[: self.max_fit_songs]
-            keep.sort()
+            keep = np.sort(np.lexsort((np.arange(len(song_ids)), tie, -counts))[: self.max_fit_songs])
         X = self.features([names[i] for i in keep], [singers[i] for i in keep])
+        self.columns_ = np.unique(X.indices)
         weights = np.log1p(counts[keep].astype(np.float64))
         weights = np.where(weights > 0, weights, _EPS) if weights.any() else None
-        model = Ridge(alpha=self.alpha, solver="sparse_cg", fit_intercept=True, random_state=0)
-        model.fit(X, unit_rows(vectors[keep]), sample_weight=weights)
+        model = Ridge(alpha=self.alpha, solver="lsqr", tol=self.tol, fit_intercept=True)
+        model.fit(X[:, self.columns_], unit_rows(vectors[keep]), sample_weight=weights)
         self.model_ = model
         self.n_fit_songs_ = len(keep)
         return self
@@ -222,7 +228,7 @@ class TextRidgeVectors(BaseEstimator):
         out = np.repeat(self.fallback_[None, :], n, axis=0)
         if n == 0:
             return out
-        X = self.features(names, singers)
+        X = self.features(names, singers)[:, self.columns_].tocsr()
         has = np.diff(X.indptr) > 0
         if has.any():
             raw = np.asarray(self.model_.predict(X[has]), dtype=np.float32)
@@ -303,49 +309,61 @@ class ColdStartVectors(BaseEstimator):
 
     Methods: ``singer_mean`` (``SingerMeanVectors``), ``text_ridge`` (``TextRidgeVectors``), ``blend``: the plain
     average of the two unit predictions, re-normalised, where the singer is known, the ridge's alone where it is
-    not (singer_mean would only add the fallback there).
+    not (singer_mean would only add the fallback there). Each component is fitted once and shared (``seconds_``:
+    blend's fit time is both components'). ``report_`` holds the figures; ``method_`` the choice.
     """
 
-    def __init__(self, alpha: float = 1.0, singer_weight: float = 1.0, max_fit_songs: int = 200_000,
-                 k: int = 10, pool: int = 100, tie: float = 1e-4):
+    def __init__(self, alpha: float = 1.0, singer_weight: float = 1.0, singer_ngram_weight: float = 0.0,
+                 max_fit_songs: int = 200_000, k: int = 10, pool: int = 100, tie: float = 1e-4):
         self.alpha = alpha
         self.singer_weight = singer_weight
+        self.singer_ngram_weight = singer_ngram_weight
         self.max_fit_songs = max_fit_songs
         self.k = k
         self.pool = pool
         self.tie = tie
 
-    def _ridge(self, seed: int) -> TextRidgeVectors:
-        return TextRidgeVectors(alpha=self.alpha, singer_weight=self.singer_weight,
-                                max_fit_songs=self.max_fit_songs, seed=seed)
-
-    def _fit_method(self, method: str, seed: int, song_ids, vectors, counts, names, singers) -> dict:
-        parts = {}
-        if method in ("singer_mean", "blend"):
+    def _fit_parts(self, methods, seed: int, song_ids, vectors, counts, names, singers) -> tuple[dict, dict]:
+        """(the fitted components ``methods`` need, each fitted once; their fit seconds)."""
+        parts, seconds = {}, {}
+        if {"singer_mean", "blend"} & set(methods):
+            t0 = time.perf_counter()
             parts["singer_mean"] = SingerMeanVectors().fit(song_ids, vectors, counts, singers)
-        if method in ("text_ridge", "blend"):
-            parts["text_ridge"] = self._ridge(seed).fit(song_ids, vectors, counts, names, singers)
-        return parts
+            seconds["singer_mean"] = time.perf_counter() - t0
+        if {"text_ridge", "blend"} & set(methods):
+            t0 = time.perf_counter()
+            parts["text_ridge"] = TextRidgeVectors(
+                alpha=self.alpha, singer_weight=self.singer_weight, singer_ngram_weight=self.singer_ngram_weight,
+                max_fit_songs=self.max_fit_songs, seed=seed).fit(song_ids, vectors, counts, names, singers)
+            seconds["text_ridge"] = time.perf_counter() - t0
+        return parts, seconds
 
     @staticmethod
-    def _predict_with(method: str, parts: dict, names, singers) -> np.ndarray:
-        if method == "singer_mean":
-            return parts["singer_mean"].predict(singers)
-        if method == "text_ridge":
-            return parts["text_ridge"].predict(names, singers)
-        mean, ridge = parts["singer_mean"], parts["text_ridge"].predict(names, singers)
-        known = mean.known(singers)
-        out = ridge.copy()
-        out[known] = unit_rows(mean.predict([s for s, k in zip(singers, known) if k]) + ridge[known])
+    def _predict_parts(parts: dict, names, singers) -> dict:
+        """Each component's predictions, and where the singer is known (``"known"``)."""
+        out = {}
+        if "singer_mean" in parts:
+            out["singer_mean"] = parts["singer_mean"].predict(singers)
+            out["known"] = parts["singer_mean"].known(singers)
+        if "text_ridge" in parts:
+            out["text_ridge"] = parts["text_ridge"].predict(names, singers)
+        return out
+
+    @staticmethod
+    def _combine(method: str, predicted: dict) -> np.ndarray:
+        if method != "blend":
+            return predicted[method]
+        out = predicted["text_ridge"].copy()
+        known = predicted["known"]
+        out[known] = unit_rows(predicted["singer_mean"][known] + predicted["text_ridge"][known])
         return out
 
     def fit(self, song_ids, vectors, counts, names, singers, *, methods: Sequence[str] = METHODS,
             val_share: float = 0.1, seed: int = 0) -> ColdStartVectors:
         song_ids, vectors, counts = _check_fit_inputs("ColdStartVectors.fit", song_ids, vectors, counts,
                                                       names=names, singers=singers)
-        methods = tuple(methods)
-        unknown_methods = [m for m in methods if m not in METHODS]
-        if not methods or unknown_methods:
+        methods = tuple(dict.fromkeys(methods))
+        if not methods or any(m not in METHODS for m in methods):
             raise ValueError(f"ColdStartVectors.fit: methods must be some of {METHODS}, got {methods}")
         if not 0.0 < val_share < 1.0:
             raise ValueError(f"ColdStartVectors.fit: val_share must be in (0, 1), got {val_share}")
@@ -358,38 +376,36 @@ class ColdStartVectors(BaseEstimator):
         unit = unit_rows(vectors)
         pool = np.ascontiguousarray(unit[fit_rows])
 
-        def take(rows):
-            return ([song_ids[i] for i in rows], vectors[rows], counts[rows], [names[i] for i in rows],
-                    [singers[i] for i in rows])
+        def take(rows, column):
+            return [column[i] for i in rows]
 
-        groups = {}
+        parts, fit_seconds = self._fit_parts(methods, seed, take(fit_rows, song_ids), vectors[fit_rows],
+                                             counts[fit_rows], take(fit_rows, names), take(fit_rows, singers))
+        fallback = global_mean_vector(vectors[fit_rows], counts[fit_rows])
+        figures: dict[str, dict] = {m: {} for m in (FALLBACK, *methods)}
+        predict_seconds = dict.fromkeys(methods, 0.0)
         for label, mask in (("val", val), ("singer_unknown", unknown)):
             rows = np.flatnonzero(mask)
             truth = nearest(pool, unit[rows], self.k) if len(rows) else np.empty((0, self.k), dtype=np.int64)
-            groups[label] = (rows, truth)
-
-        def score(predict) -> dict:
-            return {label: held_out_figures(predict(rows), unit[rows], pool, truth, self.pool)
-                    for label, (rows, truth) in groups.items()}
-
-        f_ids, f_vectors, f_counts, f_names, f_singers = take(fit_rows)
-        fallback = global_mean_vector(f_vectors, f_counts)
-        figures = {FALLBACK: score(lambda rows: np.repeat(fallback[None, :], len(rows), axis=0))}
-        self.seconds_ = {}
-        for method in methods:
+            figures[FALLBACK][label] = held_out_figures(np.repeat(fallback[None, :], len(rows), axis=0), unit[rows],
+                                                        pool, truth, self.pool)
             t0 = time.perf_counter()
-            parts = self._fit_method(method, seed, f_ids, f_vectors, f_counts, f_names, f_singers)
-            t1 = time.perf_counter()
-            figures[method] = score(lambda rows, m=method, p=parts: self._predict_with(
-                m, p, [names[i] for i in rows], [singers[i] for i in rows]))
-            self.seconds_[method] = {"fit_s": t1 - t0, "predict_s": time.perf_counter() - t1}
+            predicted = self._predict_parts(parts, take(rows, names), take(rows, singers))
+            shared = time.perf_counter() - t0  # the components' predictions, which every method reads
+            for method in methods:
+                t0 = time.perf_counter()
+                combined = self._combine(method, predicted)
+                predict_seconds[method] += shared + time.perf_counter() - t0
+                figures[method][label] = held_out_figures(combined, unit[rows], pool, truth, self.pool)
 
         best = methods[0]
-        for method in methods[1:]:  # a later (less simple) method must beat the best by more than `tie`
+        for method in methods[1:]:  # a less simple method must beat the best so far by more than `tie`
             if figures[method]["val"]["mean_cosine"] > figures[best]["val"]["mean_cosine"] + self.tie:
                 best = method
+        self.seconds_ = {m: {"fit_s": sum(fit_seconds[p] for p in ([m] if m != "blend" else fit_seconds)),
+                             "predict_s": predict_seconds[m]} for m in methods}
         t0 = time.perf_counter()
-        self.parts_ = self._fit_method(best, seed, song_ids, vectors, counts, names, singers)
+        self.parts_, _ = self._fit_parts((best,), seed, song_ids, vectors, counts, names, singers)
         self.seconds_["refit_s"] = time.perf_counter() - t0
         self.method_ = best
         self.fallback_ = global_mean_vector(vectors, counts)
@@ -411,7 +427,7 @@ class ColdStartVectors(BaseEstimator):
         """float32 (n, dim) unit vectors of these songs, by the chosen method."""
         _require_fitted(self, "parts_")
         _check_same_length("ColdStartVectors.predict", names=names, singers=singers)
-        return self._predict_with(self.method_, self.parts_, list(names), list(singers))
+        return self._combine(self.method_, self._predict_parts(self.parts_, list(names), list(singers)))
 
     def singer_known(self, singers) -> np.ndarray:
         """bool (n,): the singer has warm songs."""
@@ -442,7 +458,5 @@ def cold_start_vectors(warm: SongVectors, song_info: Mapping[str, tuple[str, str
         methods=methods, val_share=val_share, seed=seed)
     cold_info = [info(s) for s in cold_song_ids]
     vectors = chooser.predict([n for n, _ in cold_info], [s for _, s in cold_info])
-    if not len(cold_song_ids):
-        vectors = np.zeros((0, warm.dim), dtype=np.float32)
     return SongVectors(song_ids=cold_song_ids, counts=np.zeros(len(cold_song_ids), dtype=np.int64), vectors=vectors,
                        stats={"cold_start_method": chooser.method_, "cold_songs": len(cold_song_ids)}), chooser
