@@ -25,6 +25,7 @@ import pytest
 
 from genrank_assets import paths
 from genrank_assets.definitions import defs
+from genrank_assets.defs.assets import STAGES
 from genrank_assets_tests.builds import copy_build
 from genrank_assets_tests.processes import free_port, stop_group
 from genrank_assets_tests.tools.test_serve_ui import wait_until_loaded
@@ -36,7 +37,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HOW_TO_RUN = ("needs Chromium at /usr/bin/chromium (Debian: `apt-get install chromium`; or set GENRANK_CHROMIUM) "
               "and the dev extra's playwright; then `make test-browser` (CI's .ci/run installs both)")
-GROUPS = ("data", "vectors", "semantic_ids", "generator", "ranking", "evaluation", "serving")
+GROUPS = STAGES  # every stage is an asset group the UI must show
 MODELS = ("genrank-tiger", "genrank-ranker", "genrank-recommender")
 
 pytestmark = [

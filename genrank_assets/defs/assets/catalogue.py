@@ -107,7 +107,9 @@ class CatalogueRefreshConfig(dg.Config):
     max_queries: int = Field(default=0, ge=0)  # 0: every query of the split
 
 
-@dg.asset(group_name="catalogue", kinds={"mlflow"}, io_manager_key="model_io_manager")
+# After the full evaluation when both run (materialising everything): it then finds the same catalogue as the
+# full retrain's challenger and registers nothing.
+@dg.asset(group_name="catalogue", deps=["evaluation_report"], kinds={"mlflow"}, io_manager_key="model_io_manager")
 def catalogue_refresh(context: dg.AssetExecutionContext, config: CatalogueRefreshConfig,
                       playlist_corpus: pd.DataFrame, song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame,
                       tiger_model: str, ranker_model: str, ltr_ranker: str, genrank_paths: GenrankPaths,

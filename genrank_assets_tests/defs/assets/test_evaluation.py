@@ -34,7 +34,13 @@ def test_the_report_its_plots_and_the_ablation(built):
     ablation = evaluation["ablation"]
     assert "95% CI" in ablation and "ltr_no_generator" in ablation and "Pool recall ceiling" in ablation
     assert list(evaluation["phase_s"]) == ["classical baselines", "generator", "generate_and_rank",
-                                           "generate_and_rank_hybrid", "ltr", "ltr ablation"]
+                                           "generate_and_rank_hybrid", "ltr", "ltr_without_cold_start",
+                                           "ltr ablation"]
+    # the cold part of the truth: its share, every method's figures on it, which sources reach it
+    assert "The cold part of the truth" in ablation and "ltr_without_cold_start" in report.index
+    assert 0.0 <= evaluation["cold_truth_share"] <= 1.0
+    assert evaluation.get("kernel_ridge_cooccurrence.cold_recall@100", 0.0) == 0.0  # they score train songs only
+    assert set(evaluation["cold_source_reach"]) >= {"generator", "knn", "union"}
 
 
 def test_planted_structure_full_system_beats_popularity(built):
