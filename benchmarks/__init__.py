@@ -5,6 +5,7 @@
 - ``ingest``: ingest + corpus throughput and peak memory (mpd7k and a generated set).
 - ``baselines``: docs/benchmark.md's classical rows on mpd7k, reproduced and timed.
 - ``semantic_ids``: RQ-KMeans against faiss's residual quantizer and plain residual k-means.
+- ``cold_start``: cold-start song vectors (singer mean, text ridge, blend) on held-out warm songs of mpd7k.
 - ``end_to_end``: the whole graph on mpd7k (cpu-real preset), wall time and peak memory per asset, the report.
 - ``generator``: the registered TIGER generator (throughput, latency, candidate quality) and the cost of the
   trie-constrained decoding (a fresh tiny T5, random codes).
@@ -13,6 +14,7 @@
 - ``compare``: the paired A/B of two homes (or of a preset and a variant of it) on val: the LTR ranker's
   out-of-fold NDCG@10, paired bootstrap CI; test is never read.
 - ``scaling``: the whole graph at scale factors of mpd7k, growth exponents per asset.
+- ``freshness``: a base plus three landed batches, each refreshed, against one full retrain on the same data.
 - ``gpu_check``: the gpu-seed preset's training on a CUDA GPU per mixed-precision path (nothing without CUDA).
 
 Results: ``benchmarks/results/<name>.json`` (the latest full run of each); experiment records the docs cite in

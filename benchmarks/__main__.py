@@ -18,11 +18,13 @@ ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, r
     ("ingest", False),
     ("baselines", True),
     ("semantic_ids", True),
+    ("cold_start", True),
     ("end_to_end", True),
     ("generator", True),
     ("ranker", True),
     ("compare", True),
     ("scaling", True),
+    ("freshness", True),
     ("gpu_check", False),
 ]
 LIVE = [name for name, _ in ORDER]
