@@ -270,7 +270,7 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         queries = queries_of(corpus, splits)
         if not queries:
             continue
-        sources = CandidateSources.fit(corpus, generator)
+        sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors)
         builder = FeatureBuilder(sources, corpus, info, vectors, ranker_py.ranker, cold_songs=cold)
         pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
                                                         log_fn=context.log.info)

@@ -74,8 +74,8 @@ class LTRRecommender(ServedRecommender):
             cold_songs: frozenset[str] = frozenset()) -> LTRRecommender:
         """Fit the classical sources (unless ``sources`` fitted on the same corpus are given) and the feature
         builder on the train playlists of ``corpus``; ``cold_songs``: the songs whose vectors are cold-start
-        predictions (the catalogue's flag)."""
-        sources = sources or CandidateSources.fit(corpus, generator)
+        predictions (the catalogue's flag). The sources' ``cold_neighbours`` source is set over ``song_vectors``."""
+        sources = (sources or CandidateSources.fit(corpus, generator)).with_song_vectors(song_vectors)
         builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker, cold_songs=cold_songs)
         return cls(sources, builder, ltr, song_info)
 

@@ -25,7 +25,7 @@ def trained(one_torch_thread):
     """Tables built as the ltr_tables asset builds them (val + test), a ranker trained on val, and the corpus."""
     world = tiny_world()
     corpus, vectors, generator, ranker = world["corpus"], world["vectors"], world["generator"], world["ranker"]
-    sources = CandidateSources.fit(corpus, generator)
+    sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors)
     builder = FeatureBuilder(sources, corpus, song_info(), vectors, ranker)
     queries = {split: benchmark_queries(corpus, split=split) for split in ("val", "test")}
     _, features, _ = build_tables(queries, sources, builder, POOL)

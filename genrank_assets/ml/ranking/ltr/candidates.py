@@ -6,12 +6,16 @@ The pool is the union of what several cheap sources propose for the query text:
   the most popular song of a code first, the first ``generator_songs`` distinct songs;
 * ``knn`` — the tuned title-kNN's top ``per_source`` songs (docs/benchmark.md);
 * ``knn_cooc`` — kNN + co-occurrence's top ``per_source``;
-* ``ridge_cooc`` — kernel ridge + co-occurrence's top ``per_source`` (``ml/baselines/kernel_ridge.py``, bounded form).
+* ``ridge_cooc`` — kernel ridge + co-occurrence's top ``per_source`` (``ml/baselines/kernel_ridge.py``, bounded form);
+* ``cold_neighbours`` — the songs with a vector but no train history (cold-start songs, placed by the catalogue)
+  nearest by cosine to the centroid of ridge + co-occurrence's top ``centroid_top`` songs, the first
+  ``cold_songs`` (``ColdNeighbours``; needs ``CandidateSources.with_song_vectors``). No other source can
+  propose a song that no train playlist holds; the generator reaches them only through their code.
 
 Every (query, song) of the pool records which sources proposed it and, per source, its score and 0-based rank;
 a source that did not propose the song has rank NaN (``ABSENT``), never 0. The classical sources score every
 song of their catalogue (the train songs), so their *scores* are known for every candidate; their ranks are
-known down to ``rank_depth``. The generator's score is the beam score of the song's code (NaN when the code was
+known down to ``rank_depth``. ``cold_neighbours`` scores only the songs it can propose (the cosine). The generator's score is the beam score of the song's code (NaN when the code was
 in no beam).
 
 A query is always processed alone (``build_pool``; ``build_pools`` is a loop over it), so a query's pool does not
@@ -47,8 +51,8 @@ from genrank_assets.ml.overlap import beside
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("generator", "knn", "knn_cooc", "ridge_cooc")
-CLASSICAL_SOURCES = SOURCES[1:]
+SOURCES = ("generator", "knn", "knn_cooc", "ridge_cooc", "cold_neighbours")
+CLASSICAL_SOURCES = ("knn", "knn_cooc", "ridge_cooc")  # fitted on the train playlists, score every train song
 ABSENT = np.nan  # rank (or score) of a song a source did not propose / cannot score
 
 
@@ -60,10 +64,12 @@ class PoolConfig:
     num_beams: int = 50
     per_source: int = 100  # top songs of each classical source
     rank_depth: int = 1000  # classical ranks below this are ABSENT
+    cold_songs: int = 50  # songs without train history from cold_neighbours
+    centroid_top: int = 20  # ridge + co-occurrence's top songs whose vectors make the query's centroid
     sources: tuple[str, ...] = SOURCES  # leave "generator" out for a pool without the generator
 
     def __post_init__(self) -> None:
-        for name in ("generator_songs", "num_beams", "per_source", "rank_depth"):
+        for name in ("generator_songs", "num_beams", "per_source", "rank_depth", "cold_songs", "centroid_top"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) < 1:
                 raise ValueError(f"PoolConfig.{name} must be a positive integer, got {value!r}")
@@ -83,6 +89,49 @@ class PoolConfig:
         if "sources" in values:
             values["sources"] = tuple(values["sources"])
         return cls(**values)
+
+
+class ColdNeighbours:
+    """Songs with a vector but no train history, found by the cosine of their vector to a query's centroid.
+
+    ``song_vectors``: every song with a vector (the catalogue's: learned ones and cold-start predictions);
+    ``catalogue``: the classical sources' train songs. The songs of ``song_vectors`` outside the catalogue are
+    the ones this source can propose; the catalogue's songs give the centroid. Exact (a matrix product over the
+    cold songs: a few thousand per refresh; faiss would pay off only far beyond that).
+    """
+
+    def __init__(self, song_vectors, catalogue: SongCatalogue):
+        unit = song_vectors.normalized().astype(np.float32)
+        rows = catalogue.indices_of(song_vectors.song_ids)
+        self.song_ids = [s for s, r in zip(song_vectors.song_ids, rows) if r < 0]
+        self.unit = np.ascontiguousarray(unit[rows < 0])
+        # catalogue row -> its unit vector (zero where the train song has no vector, e.g. below min_count)
+        self.catalogue_unit = np.zeros((len(catalogue), unit.shape[1]), dtype=np.float32)
+        self.has_vector = np.zeros(len(catalogue), dtype=bool)
+        self.catalogue_unit[rows[rows >= 0]] = unit[rows >= 0]
+        self.has_vector[rows[rows >= 0]] = True
+        self._position = {s: i for i, s in enumerate(self.song_ids)}
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    def centroid(self, catalogue_rows: Sequence[int], top: int) -> np.ndarray | None:
+        """Unit centroid of the first ``top`` of ``catalogue_rows`` that have a vector (None when none has)."""
+        rows = [int(r) for r in catalogue_rows if r >= 0 and self.has_vector[r]][:top]
+        if not rows:
+            return None
+        centroid = self.catalogue_unit[rows].mean(axis=0)
+        norm = float(np.linalg.norm(centroid))
+        return centroid / norm if norm > 0 else None
+
+    def nearest(self, centroid: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
+        """The ``k`` cold songs nearest ``centroid``, best first (ties by song order), and every cold song's cosine."""
+        cosines = self.unit @ centroid
+        order = top_k_indices(cosines, min(k, len(cosines))) if len(cosines) else np.zeros(0, dtype=np.int64)
+        return [self.song_ids[i] for i in order], cosines
+
+    def position(self, song_id: str) -> int | None:
+        return self._position.get(song_id)
 
 
 @dataclass
@@ -124,6 +173,12 @@ class CandidateSources:
         self.generator = generator
         self.catalogue: SongCatalogue = knn_cooc.catalogue
         self.train_playlist_ids: frozenset[str] = frozenset()
+        self.cold: ColdNeighbours | None = None
+
+    def with_song_vectors(self, song_vectors) -> CandidateSources:
+        """These sources with the ``cold_neighbours`` source over ``song_vectors`` (None: without it)."""
+        self.cold = ColdNeighbours(song_vectors, self.catalogue) if song_vectors is not None else None
+        return self
 
     @classmethod
     def fit(cls, corpus: pd.DataFrame, generator=None, ridge_neighbours: int | None = DEFAULT_NEIGHBOURS
@@ -190,16 +245,25 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
         orders[source] = top_k_indices(dense[source], min(config.rank_depth, len(dense[source])))
         if source in config.sources:
             propose(source, (catalogue.song_ids[i] for i in orders[source][: config.per_source]))
+    cold_rank, cold_cosines = {}, None
+    centroid = sources.cold.centroid(orders["ridge_cooc"], config.centroid_top) if sources.cold is not None else None
+    if centroid is not None and len(sources.cold):
+        nearest, cold_cosines = sources.cold.nearest(centroid, config.cold_songs)
+        cold_rank = {s: i for i, s in enumerate(nearest)}
+        if "cold_neighbours" in config.sources:
+            propose("cold_neighbours", nearest)
 
     order = list(order)
     rows = catalogue.indices_of(order)
     n = len(catalogue)
     ranks = {s: _ranks_of(orders[s], rows, n) for s in CLASSICAL_SOURCES}
     ranks["generator"] = np.array([generator_rank.get(s, ABSENT) for s in order], dtype=np.float64)
+    ranks["cold_neighbours"] = np.array([cold_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     code_score = {code: score for code, score in beams}
     scores = {s: _at(dense[s], rows) for s in CLASSICAL_SOURCES}
     scores["generator"] = np.array([_generator_score(sources.generator, s, code_score) for s in order],
                                    dtype=np.float64)
+    scores["cold_neighbours"] = _cold_scores(sources.cold, cold_cosines, order)
     proposed = {s: np.array([song in proposed_by[s] for song in order], dtype=bool) for s in SOURCES}
     return QueryPool(
         text=text, song_ids=order, catalogue_index=rows, proposed=proposed, ranks=ranks, scores=scores,
@@ -227,6 +291,18 @@ def _walk(model: CoOccurrenceRecommender, base_row: np.ndarray) -> np.ndarray:
                                    target_popularity_power=model.target_popularity_power)
     walk.catalogue = model.catalogue
     return walk.score_matrix(["(given)"])[0]
+
+
+def _cold_scores(cold: ColdNeighbours | None, cosines: np.ndarray | None, song_ids: Sequence[str]) -> np.ndarray:
+    """The cosine to the query's centroid of each cold song of ``song_ids`` (ABSENT for songs with history)."""
+    out = np.full(len(song_ids), ABSENT)
+    if cold is None or cosines is None:
+        return out
+    for i, song in enumerate(song_ids):
+        position = cold.position(song)
+        if position is not None:
+            out[i] = cosines[position]
+    return out
 
 
 def _generator_score(generator, song_id: str, code_score: Mapping[tuple[int, ...], float]) -> float:
@@ -310,6 +386,7 @@ def recall_ceiling(pools: Sequence[QueryPool], truths: Sequence[Iterable[str]]) 
 __all__ = [
     "ABSENT",
     "CLASSICAL_SOURCES",
+    "ColdNeighbours",
     "SOURCES",
     "CandidateSources",
     "PoolConfig",

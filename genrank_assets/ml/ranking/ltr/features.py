@@ -23,7 +23,8 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
   of that top 100's ridge + co-occurrence score mass they hold (playlists are artist-coherent);
 * query — length, tokens, best train-title similarity, train playlists with the same normalised title, pool size;
 * cold — whether the song's vector (and so its code) was predicted from its metadata (``cold_start_vector``; NaN
-  without a vector) and whether no train playlist of the sources holds it (``no_train_history``). The ranker
+  without a vector), whether no train playlist of the sources holds it (``no_train_history``), and the
+  ``cold_neighbours`` source's rank, cosine and proposal (the sources' columns above). The ranker
   learns where such songs belong from the LTR holdout, whose own songs are cold for the upstream models.
 
 Relative features (gaps, singer votes) are taken against the REFERENCE set, ridge + co-occurrence's top 100 (the
@@ -46,7 +47,7 @@ import torch
 from genrank_assets.ml.baselines.classical import normalize_title, train_playlists
 from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.cross_encoder.model import song_text
-from genrank_assets.ml.ranking.ltr.candidates import ABSENT, SOURCES, CandidateSources, QueryPool
+from genrank_assets.ml.ranking.ltr.candidates import ABSENT, SOURCES, CandidateSources, PoolConfig, QueryPool
 
 _CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -60,7 +61,8 @@ CLASSICAL_FEATURES = ("knn_rank", "knn_score", "knn_proposed", "knn_cooc_rank", 
                       "singer_votes_top100", "singer_score_share")
 OTHER_FEATURES = ("n_sources", "log_popularity", "name_token_share", "singer_token_share", "name_bigram_jaccard",
                   "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_playlists",
-                  "q_pool_size", "cold_start_vector", "no_train_history")
+                  "q_pool_size", "cold_start_vector", "no_train_history", "cold_neighbours_rank",
+                  "cold_neighbours_score", "cold_neighbours_proposed")
 FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODER_FEATURES,
                   "classical": CLASSICAL_FEATURES, "other": OTHER_FEATURES}
 FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES
@@ -102,7 +104,7 @@ class FeatureBuilder:
     """
 
     def __init__(self, sources: CandidateSources, corpus: pd.DataFrame, song_info: Mapping[str, tuple[str, str]],
-                 song_vectors=None, ranker=None, *, centroid_top: int = 20, cold_songs: frozenset[str] = frozenset()):
+                 song_vectors=None, ranker=None, *, centroid_top: int = PoolConfig.centroid_top, cold_songs: frozenset[str] = frozenset()):
         if centroid_top < 1:
             raise ValueError(f"centroid_top must be >= 1, got {centroid_top}")
         self.sources = sources

@@ -112,3 +112,56 @@ def test_crossfit_pools_never_let_a_playlist_vote_for_itself():
     assert pools == crossfit_pool_songs(corpus, ("train", "val"), folds=3, per_source=10)  # deterministic
     with pytest.raises(ValueError, match="folds >= 2"):
         crossfit_pool_songs(corpus, folds=1)
+
+
+def _with_cold_songs(per_theme: int = 3, seed: int = 1):
+    """The planted vectors plus ``per_theme`` songs per theme that no playlist holds, near their theme's songs."""
+    from genrank_assets_tests.ml.ltr_world import THEMES
+    from genrank_assets.ml.vectors.song_vectors import SongVectors
+
+    warm = song_vectors()
+    rng = np.random.default_rng(seed)
+    ids, vectors = list(warm.song_ids), [warm.vectors]
+    for t, theme in enumerate(THEMES):
+        centre = warm.vectors[[i for i, s in enumerate(warm.song_ids) if s.startswith(f"{theme}_")]].mean(axis=0)
+        for k in range(per_theme):
+            ids.append(f"cold_{theme}_{k}")
+            vectors.append((centre + 0.05 * rng.normal(size=centre.shape))[None, :])
+    return SongVectors(ids, np.ones(len(ids), dtype=np.int64), np.concatenate(vectors).astype(np.float32))
+
+
+def test_cold_neighbours_proposes_only_songs_without_history_nearest_the_query_centroid():
+    corpus = make_corpus()
+    vectors = _with_cold_songs()
+    sources = CandidateSources.fit(corpus, None, ridge_neighbours=20).with_song_vectors(vectors)
+    no_history = [s for s in vectors.song_ids if s not in sources.catalogue.index]  # planted or in val/test only
+    assert sources.cold.song_ids == no_history and sum(s.startswith("cold_") for s in no_history) == 18
+    config = PoolConfig(per_source=8, rank_depth=30, cold_songs=5, centroid_top=5)
+    pool = build_pool("rock", sources, config)
+    cold = pool.proposed["cold_neighbours"]
+    proposed = [s for s, p in zip(pool.song_ids, cold) if p]
+    assert len(proposed) == 5 and set(proposed) <= set(no_history)
+    assert all(pool.catalogue_index[cold] < 0)  # no train playlist holds them
+    ranked = sorted(proposed, key=lambda s: pool.ranks["cold_neighbours"][pool.song_ids.index(s)])
+    assert {s.rsplit("_", 1)[0] for s in ranked[:3]} == {"cold_rock"}  # the query's theme first
+    cosines = [pool.scores["cold_neighbours"][pool.song_ids.index(s)] for s in ranked]
+    assert cosines == sorted(cosines, reverse=True)
+    # the score is the cosine of the song's vector to the unit centroid of ridge_cooc's top 5 train songs
+    unit = vectors.normalized()
+    top = [vectors.index_of(sources.catalogue.song_ids[r]) for r in pool.classical_top[:5]]
+    centroid = unit[top].mean(axis=0)
+    centroid /= np.linalg.norm(centroid)
+    for song in proposed:
+        i = pool.song_ids.index(song)
+        assert pool.scores["cold_neighbours"][i] == pytest.approx(float(unit[vectors.index_of(song)] @ centroid),
+                                                                  abs=1e-5)
+    # the songs with history have no cold score or rank; a pool without the source proposes none of them
+    assert np.isnan(pool.scores["cold_neighbours"][~cold]).all()
+    assert np.isnan(pool.ranks["cold_neighbours"][~cold]).all()
+    without = build_pool("rock", sources, PoolConfig(per_source=8, rank_depth=30, sources=CLASSICAL_SOURCES))
+    assert not set(without.song_ids) & set(no_history)
+    # sources without song vectors: the source is silent
+    plain = build_pool("rock", CandidateSources.fit(corpus, None, ridge_neighbours=20), config)
+    assert not plain.proposed["cold_neighbours"].any() and np.isnan(plain.scores["cold_neighbours"]).all()
+    with pytest.raises(ValueError, match="cold_songs"):
+        PoolConfig(cold_songs=0)
