@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 import genrank_assets.paths as paths
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import GenrankPaths
-from genrank_assets.ml.data.batches import ingest_with_batches, read_ledger, update_ledger
+from genrank_assets.ml.data.batches import INGESTED, REFUSED, ingest_with_batches, read_ledger, update_ledger
 from genrank_assets.ml.data.corpus import HOLDOUT, LTR_HOLDOUT_SHARE, SPLITS, build_corpus
 from genrank_assets.ml.data.corpus import upstream_corpus as hold_out
 from genrank_assets.ml.data.ingest import REASONS, refuse_unusable
@@ -28,8 +28,9 @@ class IngestConfig(dg.Config):
     """
 
     batches: list[str] = []  # noqa: RUF012 (pydantic copies field defaults)
-    # Above this share of a file's rows rejected, the input is refused and the current tables stay (a wrong
-    # format or a broken export, not a few bad rows).
+    # Above this share of a file's rows rejected, the input is refused (a wrong format or a broken export, not a
+    # few bad rows): a new batch alone, recorded in the ledger as refused with its rejects; the base folder (or
+    # an earlier batch), by failing the run, so the current tables stay.
     max_reject_share: float = Field(default=0.9, ge=0.0, le=1.0)
 
 
@@ -57,9 +58,10 @@ def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_
     """Read GENRANK_DATA_DIR (or the `genrank_paths.data_dir` resource config) and its batches into tables."""
     folder = genrank_paths.data_path
     previous = read_ledger(paths.warehouse_path(genrank_paths.home_path))
-    ingested = previous["batch_id"].tolist()
+    ingested = previous.loc[previous["status"] == INGESTED, "batch_id"].tolist()
     again = [b for b in config.batches if b in ingested]
-    new = list(dict.fromkeys(b for b in config.batches if b not in ingested))
+    new = list(dict.fromkeys(b for b in config.batches if b not in ingested))  # a refused one named again: retried
+    refused = [b for b in previous.loc[previous["status"] == REFUSED, "batch_id"] if b not in new]
     selected = context.op_execution_context.selected_output_names
     if new and "ingested_batches" not in selected:
         raise dg.DagsterInvalidConfigError(
@@ -70,7 +72,11 @@ def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_
     if again:
         context.log.info(f"batch(es) {again} were ingested before: read again, nothing is added twice")
     context.log.info(f"reading {folder} + {len(ingested)} ingested batch(es) + new batch(es) {new}")
-    merged = ingest_with_batches(folder, ingested, new)
+    merged = ingest_with_batches(folder, ingested, new, refused, config.max_reject_share)
+    refusals = merged.batch_stats[(merged.batch_stats["status"] == REFUSED) & merged.batch_stats["batch_id"].isin(new)]
+    for row in refusals.itertuples(index=False):
+        context.log.warning(f"batch {row.batch_id!r} refused ({row.rejects} rows quarantined), nothing of it is "
+                            f"merged: {row.reason}")
     ledger = update_ledger(
         previous, merged.batch_stats, datetime.now(UTC).isoformat(timespec="seconds"), context.run.run_id
     )
@@ -93,7 +99,8 @@ def raw_tables(context: dg.AssetExecutionContext, config: IngestConfig, genrank_
 def _ingest_outputs(merged, ledger: pd.DataFrame, folder, new: list[str]) -> list[tuple[str, pd.DataFrame, dict]]:
     """(output name, table, metadata) of the ingest multi-asset, ledger first."""
     raw, files = merged.tables, merged.base.files
-    common = {"data_dir": str(folder), "batches_ingested": len(ledger), "new_batches": ", ".join(new) or "none"}
+    common = {"data_dir": str(folder), "batches_ingested": int((ledger["status"] == INGESTED).sum()),
+              "batches_refused": int((ledger["status"] == REFUSED).sum()), "new_batches": ", ".join(new) or "none"}
     counts = raw.reject_counts()
     by_file = raw.rejects.groupby(["batch_id", "file", "reason"]).size().rename("rows").reset_index()
     return [

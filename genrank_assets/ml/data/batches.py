@@ -11,6 +11,11 @@ comes again in a later batch, the later info row replaces the earlier one ("upda
 do its song rows when the later batch carries any (a batch that only fixes a title keeps the songs). For songs
 the later row wins. Inside one batch the ordinary reject rules of `read_seed_folder` apply, so a duplicate row
 inside one file is still a reject; every reject carries the id of the batch it came from ("base" for the base).
+
+A new batch that is unusable on its own (``batch_problems``: a table of it came out empty, or a file of it lost
+more than the reject limit) is **refused**: the ledger records it with status ``refused`` and the reason, its
+rejects stay in the rejects table, and none of its rows is merged, so every other table is as it was. Naming a
+refused batch again (after fixing its files) reads it again.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genrank_assets.ml.data.ingest import IngestError, RawTables, read_seed_folder
+from genrank_assets.ml.data.ingest import IngestError, RawTables, batch_problems, read_seed_folder
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,10 @@ BASE_BATCH_ID = "base"  # batch id of the base folder's rows in ingest_rejects; 
 # Batch ids become Dagster run keys and tag values and folder names: keep them short and plain.
 BATCH_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
-BATCH_STATS_COLUMNS = ["batch_id", "playlists", "playlist_song_rows", "songs", "rejects", "playlists_updated"]
+COUNT_COLUMNS = ["playlists", "playlist_song_rows", "songs", "rejects", "playlists_updated"]
+BATCH_STATS_COLUMNS = ["batch_id", *COUNT_COLUMNS, "status", "reason"]
 LEDGER_COLUMNS = ["seq", "batch_id", "ingested_at", "run_id", *BATCH_STATS_COLUMNS[1:]]
+INGESTED, REFUSED = "ingested", "refused"  # a ledger row's status
 
 
 def incoming_dir(data_dir: str | Path) -> Path:
@@ -130,7 +137,7 @@ def merge_sources(sources: list[tuple[str, RawTables]]) -> tuple[RawTables, pd.D
     for batch_id, raw in sources:
         ids = set(raw.playlists["playlist_id"])
         stats.append((batch_id, len(raw.playlists), len(raw.playlist_songs), len(raw.songs), len(raw.rejects),
-                      len(ids & seen_playlists)))
+                      len(ids & seen_playlists), INGESTED, ""))
         seen_playlists |= ids
     stats_df = pd.DataFrame(stats, columns=BATCH_STATS_COLUMNS)
 
@@ -166,13 +173,16 @@ def merge_sources(sources: list[tuple[str, RawTables]]) -> tuple[RawTables, pd.D
     return merged, stats_df
 
 
-def ingest_with_batches(data_dir: str | Path, ingested: list[str], new: list[str]) -> MergedIngest:
+def ingest_with_batches(data_dir: str | Path, ingested: list[str], new: list[str], refused: list[str] = (),
+                        max_reject_share: float = 1.0) -> MergedIngest:
     """Base folder + batches ingested before (in that order) + new batches (in that order), merged.
 
     A batch ingested before must still be in the drop folder: the tables are rebuilt from it on every run, and
-    quietly leaving it out would remove its playlists. A new batch must be complete (its `_SUCCESS` exists).
+    quietly leaving it out would remove its playlists. A new batch must be complete (its `_SUCCESS` exists); one
+    with ``batch_problems`` (at ``max_reject_share``) is refused: only its rejects are kept. ``refused``: batches
+    refused before and not named again; their rejects are read again while their folder exists.
     """
-    for batch_id in [*ingested, *new]:
+    for batch_id in [*ingested, *new, *refused]:
         validate_batch_id(batch_id)
     duplicated = sorted({b for b in new if new.count(b) > 1} | (set(new) & set(ingested)))
     if duplicated:
@@ -187,13 +197,29 @@ def ingest_with_batches(data_dir: str | Path, ingested: list[str], new: list[str
                 "are rebuilt from the base folder and every ingested batch on each run)"
             )
         sources.append((batch_id, read_batch(data_dir, batch_id, require_marker=False)))
+    refusals: list[tuple[str, RawTables, str]] = []
     for batch_id in new:
-        sources.append((batch_id, read_batch(data_dir, batch_id, require_marker=True)))
+        batch = read_batch(data_dir, batch_id, require_marker=True)
+        problems = batch_problems(batch, max_reject_share, whole_input=False)
+        if problems:
+            refusals.append((batch_id, batch, "; ".join(problems)))
+            log.warning("batch %r refused, none of its rows is merged: %s", batch_id, "; ".join(problems))
+        else:
+            sources.append((batch_id, batch))
+    for batch_id in refused:
+        if (incoming_dir(data_dir) / batch_id).is_dir():
+            refusals.append((batch_id, read_batch(data_dir, batch_id, require_marker=False), ""))
     tables, stats = merge_sources(sources)
+    if refusals:
+        tables.rejects = typed_if_empty(pd.concat(
+            [tables.rejects, *[batch.rejects.assign(batch_id=b) for b, batch, _ in refusals]], ignore_index=True))
+        refused_stats = pd.DataFrame([(b, 0, 0, 0, len(batch.rejects), 0, REFUSED, reason)
+                                      for b, batch, reason in refusals], columns=BATCH_STATS_COLUMNS)
+        stats = pd.concat([stats, refused_stats], ignore_index=True)
     log.info(
-        "ingest %s + %d earlier batch(es) + %d new batch(es): %d playlists, %d playlist-song rows, %d songs, "
-        "%d rejects", data_dir, len(ingested), len(new), len(tables.playlists), len(tables.playlist_songs),
-        len(tables.songs), len(tables.rejects),
+        "ingest %s + %d earlier batch(es) + %d new batch(es) (%d refused): %d playlists, %d playlist-song rows, "
+        "%d songs, %d rejects", data_dir, len(ingested), len(new), len(refusals), len(tables.playlists),
+        len(tables.playlist_songs), len(tables.songs), len(tables.rejects),
     )
     return MergedIngest(tables=tables, batch_stats=stats[stats["batch_id"] != BASE_BATCH_ID].reset_index(drop=True),
                         base=base)
@@ -209,29 +235,37 @@ def typed_if_empty(frame: pd.DataFrame) -> pd.DataFrame:
 
 def empty_ledger() -> pd.DataFrame:
     ledger = pd.DataFrame({c: pd.Series(dtype=object) for c in LEDGER_COLUMNS})
-    for c in ["seq", *BATCH_STATS_COLUMNS[1:]]:
+    for c in ["seq", *COUNT_COLUMNS]:
         ledger[c] = ledger[c].astype("int64")
     return typed_if_empty(ledger)
 
 
 def update_ledger(previous: pd.DataFrame, batch_stats: pd.DataFrame, ingested_at: str, run_id: str) -> pd.DataFrame:
-    """The ledger after this run: earlier batches keep their seq, time and run; counts are as read now."""
+    """The ledger after this run: earlier batches keep their seq, time and run (a refused batch that is now
+    ingested takes this run's), counts and status are as read now; a refused batch not read again (its folder
+    is gone) keeps its row."""
     previous = previous if len(previous) else empty_ledger()
-    kept = previous.set_index("batch_id")[["seq", "ingested_at", "run_id"]]
+    kept = previous.set_index("batch_id")
     next_seq = int(previous["seq"].max()) + 1 if len(previous) else 1
     rows = []
     for stat in batch_stats.itertuples(index=False):
         if stat.batch_id in kept.index:
-            seq, at, run = kept.loc[stat.batch_id, ["seq", "ingested_at", "run_id"]]
+            seq, at, run, status = kept.loc[stat.batch_id, ["seq", "ingested_at", "run_id", "status"]]
+            if status == REFUSED and stat.status == INGESTED:
+                at, run = ingested_at, run_id
         else:
             seq, at, run = next_seq, ingested_at, run_id
             next_seq += 1
         rows.append({"seq": int(seq), "batch_id": stat.batch_id, "ingested_at": str(at), "run_id": str(run),
-                     **{c: int(getattr(stat, c)) for c in BATCH_STATS_COLUMNS[1:]}})
+                     **{c: int(getattr(stat, c)) for c in COUNT_COLUMNS}, "status": stat.status,
+                     "reason": stat.reason or (kept.loc[stat.batch_id, "reason"] if stat.batch_id in kept.index
+                                               else "")})
+    read = set(batch_stats["batch_id"])
+    rows += [row for row in previous.to_dict("records") if row["batch_id"] not in read and row["status"] == REFUSED]
     if not rows:
         return empty_ledger()
     ledger = pd.DataFrame(rows, columns=LEDGER_COLUMNS).sort_values("seq", kind="stable").reset_index(drop=True)
-    return ledger.astype({c: "int64" for c in ["seq", *BATCH_STATS_COLUMNS[1:]]})
+    return ledger.astype({c: "int64" for c in ["seq", *COUNT_COLUMNS]})
 
 
 def read_ledger(warehouse: str | Path, table: str = "ingested_batches") -> pd.DataFrame:
@@ -257,6 +291,8 @@ def read_ledger(warehouse: str | Path, table: str = "ingested_batches") -> pd.Da
         ledger = con.execute(f'select * from "{schemas[0]}"."{table}" order by seq').fetchdf()
     finally:
         con.close()
+    if "status" not in ledger.columns:  # a ledger written before batches could be refused: all were ingested
+        ledger = ledger.assign(status=INGESTED, reason="")
     missing = [c for c in LEDGER_COLUMNS if c not in ledger.columns]
     if missing:
         raise IngestError(f"{warehouse}: table {table!r} lacks column(s) {missing}")

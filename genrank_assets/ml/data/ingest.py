@@ -56,12 +56,16 @@ class RawTables:
         return {r: int(counts.get(r, 0)) for r in REASONS}
 
 
-def refuse_unusable(raw: RawTables, max_reject_share: float) -> None:
-    """Raise IngestError when the new tables must not replace the current ones: a table came out empty, or a
-    file lost more than ``max_reject_share`` of its rows to rejects (a wrong format, not a few bad rows)."""
-    problems = [f"no {what} survived" for what, table in
-                (("playlist", raw.playlists), ("song", raw.songs), ("playlist-song row", raw.playlist_songs))
-                if table.empty]
+def batch_problems(raw: RawTables, max_reject_share: float, whole_input: bool = True) -> list[str]:
+    """Why ``raw`` must not be used, empty when it is usable: a file lost more than ``max_reject_share`` of its
+    rows to rejects (a wrong format, not a few bad rows), or nothing survived. ``whole_input`` (the tables the
+    models are built from) needs every table non-empty; a batch may update a title alone, but one whose every
+    row was rejected is refused."""
+    tables = (("playlist", raw.playlists), ("song", raw.songs), ("playlist-song row", raw.playlist_songs))
+    if whole_input:
+        problems = [f"no {what} survived" for what, table in tables if table.empty]
+    else:
+        problems = ["no row survived"] if all(t.empty for _, t in tables) and len(raw.rejects) else []
     kept = {PLAYLIST_INFO_FILE: len(raw.playlists), SONG_INFO_FILE: len(raw.songs),
             PLAYLIST_SONG_FILE: len(raw.playlist_songs)}
     for file, n_kept in kept.items():
@@ -69,6 +73,12 @@ def refuse_unusable(raw: RawTables, max_reject_share: float) -> None:
         if n_bad and n_bad / (n_bad + n_kept) > max_reject_share:
             reasons = raw.rejects.loc[raw.rejects["file"].isin([file, f"{file}.gz"]), "reason"].value_counts()
             problems.append(f"{file}: {n_bad} of {n_bad + n_kept} rows rejected ({reasons.to_dict()})")
+    return problems
+
+
+def refuse_unusable(raw: RawTables, max_reject_share: float) -> None:
+    """Raise IngestError when the new tables must not replace the current ones (``batch_problems``)."""
+    problems = batch_problems(raw, max_reject_share)
     if problems:
         raise IngestError(
             "refusing to replace the current tables: " + "; ".join(problems)

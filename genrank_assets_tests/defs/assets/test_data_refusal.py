@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
 
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
@@ -47,3 +48,46 @@ def test_broken_input_is_refused_and_the_last_good_tables_stay(genrank_home, tmp
     with pytest.raises(IngestError, match=rf"refusing to replace the current tables: .*{expected}"):
         ingest(genrank_home, data)
     assert counts(genrank_home) == good
+
+
+def test_a_batch_whose_rows_are_all_bad_is_refused_in_the_ledger_and_nothing_else_changes(genrank_home, tmp_path):
+    from genrank_assets_tests.defs.test_automation import materialize_ingest, warehouse_tables, write_seed
+
+    data = write_seed(tmp_path / "data", {"p1": ("morning", ["s1", "s2", "s3"]), "p2": ("night", ["s3", "s4"])},
+                      {"s1": "one", "s2": "two", "s3": "three", "s4": "four"}, complete=False)
+    materialize_ingest(genrank_home, data)
+    good = warehouse_tables(genrank_home)
+    # every row of the batch is malformed: info rows with a column too many, song rows with one too few
+    write_seed(data / "incoming" / "broken", {}, {}, extra_info=["p9\tx\tnick\ttag\t0\t1\t5\textra"] * 3,
+               extra_song_rows=["p9"] * 4)
+    assert materialize_ingest(genrank_home, data, ["broken"]).success
+    after = warehouse_tables(genrank_home)
+    ledger = after["ingested_batches"].set_index("batch_id")
+    assert ledger.loc["broken", "status"] == "refused"
+    assert "gen_playlist_info.csv: 3 of 3 rows rejected" in ledger.loc["broken", "reason"]
+    assert ledger.loc["broken", "playlists"] == 0 and ledger.loc["broken", "rejects"] == 7
+    rejects = after["ingest_rejects"]
+    assert (rejects["batch_id"] == "broken").sum() == 7  # quarantined with their reasons, nothing lost
+    assert rejects.loc[rejects["batch_id"] == "broken", "reason"].str.len().gt(0).all()
+    for table in ("raw_playlists", "raw_playlist_songs", "raw_songs"):  # nothing of it merged
+        pd.testing.assert_frame_equal(after[table], good[table])
+
+    # named again unchanged: refused again, one ledger row, its rejects once
+    assert materialize_ingest(genrank_home, data, ["broken"]).success
+    again = warehouse_tables(genrank_home)
+    assert list(again["ingested_batches"]["batch_id"]) == ["broken"]
+    assert (again["ingest_rejects"]["batch_id"] == "broken").sum() == 7
+    # a later run that names other batches keeps the refusal and its rejects
+    write_seed(data / "incoming" / "ok", {"p3": ("gym", ["s1", "s5"])}, {"s1": "one", "s5": "five"})
+    assert materialize_ingest(genrank_home, data, ["ok"]).success
+    later = warehouse_tables(genrank_home)
+    statuses = dict(zip(later["ingested_batches"]["batch_id"], later["ingested_batches"]["status"]))
+    assert statuses == {"broken": "refused", "ok": "ingested"}
+    assert (later["ingest_rejects"]["batch_id"] == "broken").sum() == 7
+    assert "p3" in set(later["raw_playlists"]["playlist_id"])
+    # fixed and named again: ingested, its seq kept
+    write_seed(data / "incoming" / "broken", {"p9": ("fixed", ["s2", "s5"])}, {"s2": "two", "s5": "five"})
+    assert materialize_ingest(genrank_home, data, ["broken"]).success
+    fixed = warehouse_tables(genrank_home)["ingested_batches"].set_index("batch_id")
+    assert fixed.loc["broken", "status"] == "ingested" and fixed.loc["broken", "seq"] == 1
+    assert fixed.loc["broken", "playlists"] == 1
