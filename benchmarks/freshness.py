@@ -168,6 +168,7 @@ def main() -> None:
     diff = paired_bootstrap(per["refresh"]["per_query"]["ndcg@10"], per["full"]["per_query"]["ndcg@10"])
     cold = cold_truths(queries.truths, corpus)
     cold_refresh = cold_metrics(rankings["refresh"], cold)
+    cold_full = cold_metrics(rankings["full"], cold)
     cold_ci = bootstrap_mean_ci(cold_refresh["per_query"]["cold_recall@100"]) if cold else {}
     refresh_mean = float(np.median([r["refresh_s"] for r in rows]))
     summary = {
@@ -182,7 +183,9 @@ def main() -> None:
     payload = {**summary, "targets_met": targets, "batches": rows, "replay": replay,
                "full_retrain_base_s": round(base_s, 1), "full_retrain_all_s": round(full_s, 1),
                "refresh_median_s": refresh_mean, "ndcg@10": ndcg, "ndcg_refresh_minus_full": diff,
-               "cold_recall@100_ci": cold_ci, "cold_queries": len(cold), "test_queries": len(queries),
+               "cold_recall@100_ci": cold_ci, "cold_recall@100_full": cold_full["cold_recall@100"],
+               "cold_ndcg@10": {"refresh": cold_refresh.get("cold_ndcg@10"), "full": cold_full.get("cold_ndcg@10")},
+               "cold_queries": len(cold), "test_queries": len(queries),
                "preset": "test" if args.quick else "cpu-real", "data": str(src), "machine": machine()}
     print({k: payload[k] for k in (*summary, "targets_met")}, flush=True)
     write_json(output_path(args, "freshness"), payload)
