@@ -100,7 +100,7 @@ def main() -> None:
     write_json(output_path(args, name), {
         "preset": args.preset, "data": str(data), "quick": args.quick, "holdout_share": args.holdout_share,
         "home": str(home), "steps": timings, "report": report.drop(columns=["evaluated_at"]).to_dict("records"),
-        "ablation": ablation, "goals": goals, "goals_met": met, "reference": ref, "summary": summary})
+        "ablation": ablation, "cold": latest_report_file(home, "cold.json"), "goals": goals, "goals_met": met, "reference": ref, "summary": summary})
 
 
 def served_method(home: Path) -> str | None:
@@ -110,6 +110,12 @@ def served_method(home: Path) -> str | None:
     registry.connect(home)
     candidate = registry.challenger()
     return None if candidate is None else candidate.method
+
+
+def latest_report_file(home: Path, name: str) -> dict:
+    """A JSON file of the newest evaluation report (``cold.json``: the cold part of the truth), {} without one."""
+    found = sorted((home / "reports").glob(f"evaluation-*/{name}"), key=lambda p: p.stat().st_mtime)
+    return json.loads(found[-1].read_text()) if found else {}
 
 
 def latest_ablation(home: Path) -> list[dict]:

@@ -13,6 +13,7 @@ the weight trials and the figures the report shows.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -368,6 +369,9 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
                          reference="title_knn", highlight=(served_method,))
     for method, trials in results.weight_trials.items():
         trials.to_csv(out_dir / f"weights_{method}.csv", index=False)
+    if results.cold:  # the cold part of the truth, for benchmarks/end_to_end.py and a notebook
+        cold = {**results.cold, "table": results.cold["table"].to_dict("records")}
+        (out_dir / "cold.json").write_text(json.dumps(cold, indent=1, default=float))
     if results.ablation is not None:
         results.ablation.to_csv(out_dir / "ablation.csv", index=False)
         md = paths["markdown"]

@@ -1,5 +1,6 @@
 """The `evaluation` assets in the test-preset build: the served system chosen on val, the report's rows, plots and
 ablation, valid generated codes, and the planted structure found."""
+import json
 from pathlib import Path
 
 from genrank_assets.ml.evaluation.procedure import SERVED_METHODS
@@ -40,7 +41,9 @@ def test_the_report_its_plots_and_the_ablation(built):
     assert "The cold part of the truth" in ablation and "ltr_without_cold_start" in report.index
     assert 0.0 <= evaluation["cold_truth_share"] <= 1.0
     assert evaluation.get("kernel_ridge_cooccurrence.cold_recall@100", 0.0) == 0.0  # they score train songs only
-    assert set(evaluation["cold_source_reach"]) >= {"generator", "knn", "union"}
+    assert set(evaluation["cold_source_reach"]) >= {"generator", "knn", "cold_neighbours", "union"}
+    cold = json.loads((Path(evaluation["report_path"]).parent / "cold.json").read_text())  # beside the report
+    assert cold["share"] == round(cold["share"], 12) and {r["method"] for r in cold["table"]} >= {"ltr", "popularity"}
 
 
 def test_planted_structure_full_system_beats_popularity(built):
