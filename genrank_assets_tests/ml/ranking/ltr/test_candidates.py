@@ -116,13 +116,13 @@ def test_crossfit_pools_never_let_a_playlist_vote_for_itself():
 
 def _with_cold_songs(per_theme: int = 3, seed: int = 1):
     """The planted vectors plus ``per_theme`` songs per theme that no playlist holds, near their theme's songs."""
-    from genrank_assets_tests.ml.ltr_world import THEMES
     from genrank_assets.ml.vectors.song_vectors import SongVectors
+    from genrank_assets_tests.ml.ltr_world import THEMES
 
     warm = song_vectors()
     rng = np.random.default_rng(seed)
     ids, vectors = list(warm.song_ids), [warm.vectors]
-    for t, theme in enumerate(THEMES):
+    for theme in THEMES:
         centre = warm.vectors[[i for i, s in enumerate(warm.song_ids) if s.startswith(f"{theme}_")]].mean(axis=0)
         for k in range(per_theme):
             ids.append(f"cold_{theme}_{k}")
