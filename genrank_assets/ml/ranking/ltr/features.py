@@ -13,19 +13,26 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
 * generator, for EVERY candidate that has a code, not only those in the beams: teacher-forced log P(code | text)
   of the song's full code (then </s>) and of its level prefixes, its gap to the pool's best, the beam rank of the
   code, the number of beams whose code shares the song's level-1 / level-1+2 prefix, the song's position within
-  its code (by popularity) and the code's size;
+  its code (by popularity) and the code's size, both over the table's mean code size;
 * cross-encoder — its logit (songs with a vector) and the gap to the pool's best logit;
-* popularity — log(1 + train playlists holding the song);
+* popularity — log((1 + train playlists holding the song) / train playlists);
 * text match — query vs song name and singer: share of query tokens found, character-bigram Jaccard;
-* same title — how many of the song's train playlists have the query's normalised title, and their share;
+* same title — how many of the song's train playlists have the query's normalised title (over all train
+  playlists), and their share of the song's playlists;
 * word2vec — cosine of the song to the centroid of the top classical (ridge + co-occurrence) candidates;
 * singer — how many OTHER songs of the candidate's singer are in ridge + co-occurrence's top 100, and the share
   of that top 100's ridge + co-occurrence score mass they hold (playlists are artist-coherent);
-* query — length, tokens, best train-title similarity, train playlists with the same normalised title, pool size;
+* query — length, tokens, best train-title similarity, the share of train playlists with the same normalised
+  title, pool size;
 * cold — whether the song's vector (and so its code) was predicted from its metadata (``cold_start_vector``; NaN
   without a vector), whether no train playlist of the sources holds it (``no_train_history``), and the
   ``cold_neighbours`` source's rank, cosine and proposal (the sources' columns above). The ranker
   learns where such songs belong from the LTR holdout, whose own songs are cold for the upstream models.
+
+Counts are scale-free (shares of the train playlists, sizes over the code table's mean): the same LightGBM model
+meets tables of another size — the LTR holdout's sources are fitted on fewer playlists than the served ones, and a
+refresh grows the corpus and the code table without retraining the ranker (on the 10% mpd7k replay three batches
+grew the mean code size of a pool's songs 3.6x and the same-title counts 4x).
 
 Relative features (gaps, singer votes) are taken against the REFERENCE set, ridge + co-occurrence's top 100 (the
 whole pool when that source ranked fewer in it): it lies in every pool with ``per_source`` >= 100, so a row's
@@ -53,14 +60,14 @@ _CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-
 
 GENERATOR_FEATURES = ("generator_rank", "generator_score", "generator_proposed", "gen_logp_l1", "gen_logp_l12",
                       "gen_logp_code", "gen_logp_code_eos", "gen_logp_gap", "gen_votes_l1", "gen_votes_l12",
-                      "gen_song_in_code", "gen_code_size")
+                      "gen_song_in_code_rel", "gen_code_size_rel")
 CROSS_ENCODER_FEATURES = ("ce_logit", "ce_gap")
 CLASSICAL_FEATURES = ("knn_rank", "knn_score", "knn_proposed", "knn_cooc_rank", "knn_cooc_score", "knn_cooc_proposed",
                       "ridge_cooc_rank", "ridge_cooc_score", "ridge_cooc_proposed", "knn_base", "ridge_base",
-                      "ridge_base_rel", "same_title_count", "same_title_share", "w2v_centroid_cos",
+                      "ridge_base_rel", "same_title_count_share", "same_title_share", "w2v_centroid_cos",
                       "singer_votes_top100", "singer_score_share")
-OTHER_FEATURES = ("n_sources", "log_popularity", "name_token_share", "singer_token_share", "name_bigram_jaccard",
-                  "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_playlists",
+OTHER_FEATURES = ("n_sources", "log_popularity_share", "name_token_share", "singer_token_share", "name_bigram_jaccard",
+                  "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_share",
                   "q_pool_size", "cold_start_vector", "no_train_history", "cold_neighbours_rank",
                   "cold_neighbours_score", "cold_neighbours_proposed")
 FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODER_FEATURES,
@@ -121,7 +128,9 @@ class FeatureBuilder:
         self.centroid_top = int(centroid_top)
         self.cold_songs = frozenset(map(str, cold_songs))  # songs whose vector is a cold-start prediction
         self._unit = song_vectors.normalized().astype(np.float32) if song_vectors is not None else None
-        self._log_popularity = np.log1p(self.catalogue.counts.astype(np.float64))
+        self.n_train = int(self.catalogue.playlists.shape[0])
+        # log of the share of train playlists holding the song (1 + count, so a song outside them is finite)
+        self._log_popularity = np.log1p(self.catalogue.counts.astype(np.float64)) - math.log(self.n_train)
         self._song_text: dict[str, tuple[set, set, set, set]] = {}
         self._clean = None
         if ranker is not None:
@@ -148,7 +157,8 @@ class FeatureBuilder:
         generator_part = beside(self._generator_features, pool, reference)
         out.update(self._cross_encoder_features(pool, reference))
         out.update(generator_part.result())
-        out["log_popularity"] = np.where(rows >= 0, self._log_popularity[np.maximum(rows, 0)], 0.0)
+        out["log_popularity_share"] = np.where(rows >= 0, self._log_popularity[np.maximum(rows, 0)],
+                                               -math.log(self.n_train))
         out.update(self._text_features(pool))
         out.update(self._same_title_features(pool))
         out["w2v_centroid_cos"] = self._centroid_cosine(pool)
@@ -157,7 +167,8 @@ class FeatureBuilder:
         out["q_chars"] = np.full(n, float(len(pool.text.strip())))
         out["q_tokens"] = np.full(n, float(len(query_tokens)))
         out["q_best_title_sim"] = np.full(n, pool.best_title_similarity)
-        out["q_same_title_playlists"] = np.full(n, float(len(self.title_rows.get(normalize_title(pool.text), ()))))
+        same_title = len(self.title_rows.get(normalize_title(pool.text), ()))
+        out["q_same_title_share"] = np.full(n, same_title / self.n_train)
         out["q_pool_size"] = np.full(n, float(n))
         out["cold_start_vector"] = np.array(
             [float(s in self.cold_songs) if self.song_vectors is not None and self.song_vectors.index_of(s) is not None
@@ -184,7 +195,7 @@ class FeatureBuilder:
     def _generator_features(self, pool: QueryPool, reference: np.ndarray) -> dict[str, np.ndarray]:
         n = len(pool)
         names = ("gen_logp_l1", "gen_logp_l12", "gen_logp_code", "gen_logp_code_eos", "gen_logp_gap",
-                 "gen_votes_l1", "gen_votes_l12", "gen_song_in_code", "gen_code_size")
+                 "gen_votes_l1", "gen_votes_l12", "gen_song_in_code_rel", "gen_code_size_rel")
         out = {name: np.full(n, ABSENT) for name in names}
         generator = self.sources.generator
         if generator is None or not pool.proposed["generator"].any() and not pool.beams:
@@ -220,9 +231,10 @@ class FeatureBuilder:
             position_in_code[i] = (members.index(row) if row in members else len(members), len(members))
             out["gen_votes_l1"][i] = l1_votes.get(code[:1], 0)
             out["gen_votes_l12"][i] = l12_votes.get(code[:2], 0)
+        mean_size = len(table.song_ids) / max(1, len(table.songs_by_code))  # grows as a refresh adds songs
         for i, (position, size) in position_in_code.items():
-            out["gen_song_in_code"][i] = position
-            out["gen_code_size"][i] = size
+            out["gen_song_in_code_rel"][i] = position / mean_size
+            out["gen_code_size_rel"][i] = size / mean_size
         return out
 
     def _cross_encoder_features(self, pool: QueryPool, reference: np.ndarray) -> dict[str, np.ndarray]:
@@ -273,7 +285,7 @@ class FeatureBuilder:
             counts = np.where(rows >= 0, per_song[np.maximum(rows, 0)], 0.0)
         popularity = np.where(rows >= 0, self.catalogue.counts[np.maximum(rows, 0)], 0).astype(np.float64)
         share = np.divide(counts, popularity, out=np.zeros_like(counts), where=popularity > 0)
-        return {"same_title_count": counts, "same_title_share": share}
+        return {"same_title_count_share": counts / self.n_train, "same_title_share": share}
 
     def _singer_features(self, pool: QueryPool, top: np.ndarray) -> dict[str, np.ndarray]:
         singers = [normalize_title(str(self.song_info.get(s, ("", ""))[1])) for s in pool.song_ids]

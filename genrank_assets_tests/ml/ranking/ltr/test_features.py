@@ -115,7 +115,7 @@ def test_builder_without_neural_models_gives_nan_not_zero(world):
     frame = FeatureBuilder(sources, corpus, song_info()).features(build_pool("rock", sources, CONFIG))
     for name in ("gen_logp_code", "ce_logit", "w2v_centroid_cos", "generator_rank", "generator_score"):
         assert frame[name].isna().all(), name
-    assert frame["log_popularity"].notna().all() and (frame["generator_proposed"] == 0).all()
+    assert frame["log_popularity_share"].notna().all() and (frame["generator_proposed"] == 0).all()
 
 
 def test_an_ltr_holdout_playlist_is_a_fair_training_query_only_with_the_holdouts_sources(world):
@@ -135,3 +135,30 @@ def test_an_ltr_holdout_playlist_is_a_fair_training_query_only_with_the_holdouts
     absent = builder_for(world, held_corpus[held_corpus["playlist_id"] != qid])
     pd.testing.assert_frame_equal(fair.features(build_pool(title, fair.sources, CONFIG)),
                                   absent.features(build_pool(title, absent.sources, CONFIG)), check_exact=True)
+
+
+def test_count_features_keep_their_scale_when_the_corpus_and_the_code_table_grow(world):
+    """A refresh serves the same LightGBM model over a grown corpus and code table: a corpus with every train
+    playlist twice, and a code table with every code's songs twice, give the same shares and relative sizes."""
+    from genrank_assets.ml.generator.tiger import CodeTable
+
+    corpus, generator = world["corpus"], world["generator"]
+    train = corpus[corpus["split"] == "train"]
+    doubled = pd.concat([corpus, train.assign(playlist_id=train["playlist_id"] + "_again")], ignore_index=True)
+    table = generator.code_table
+    twin_ids = [f"{s}_twin" for s in table.song_ids]
+    grown = generator.with_code_table(CodeTable(table.song_ids + twin_ids, np.concatenate([table.codes, table.codes]),
+                                                np.concatenate([table.popularity, table.popularity * 0])))
+    text = "best rock"
+    base = builder_for(world, corpus)
+    big = FeatureBuilder(CandidateSources.fit(doubled, grown, ridge_neighbours=20), doubled, song_info(),
+                         world["vectors"], world["ranker"], centroid_top=5)
+    a = base.features(build_pool(text, base.sources, CONFIG)).set_index("song_id")
+    b = big.features(build_pool(text, big.sources, CONFIG)).set_index("song_id")
+    both = a.index.intersection(b.index)
+    assert len(both) >= 5
+    for name in ("same_title_count_share", "q_same_title_share", "gen_code_size_rel"):
+        np.testing.assert_allclose(a.loc[both, name], b.loc[both, name], err_msg=name)
+    # log((1 + 2c) / 2n) against log((1 + c) / n): equal but for the +1
+    np.testing.assert_allclose(a.loc[both, "log_popularity_share"], b.loc[both, "log_popularity_share"], atol=0.5)
+    assert (b.loc[both, "gen_code_size_rel"] > 0).all()
