@@ -13,8 +13,9 @@ GENERATOR = "generator"
 CLASSICAL = "classical"  # title-kNN + co-occurrence (the hybrid's second candidate source)
 POPULAR = "popular"  # filled in from the most popular songs when the sources proposed fewer than k
 FILL = "fill"  # the LTR recommender's fill after its pool: ridge + co-occurrence's ranking, then popularity
-# The learning-to-rank pool's classical sources (ml.ranking.ltr.candidates) as people read them.
-POOL_SOURCE_NAMES = {"knn": "title-kNN", "knn_cooc": "kNN + co-occurrence", "ridge_cooc": "kernel ridge + co-occurrence"}
+# The learning-to-rank pool's sources beside the generator (ml.ranking.ltr.candidates) as people read them.
+POOL_SOURCE_NAMES = {"knn": "title-kNN", "knn_cooc": "kNN + co-occurrence", "ridge_cooc": "kernel ridge + co-occurrence",
+                     "mention": "the singers and songs the query names"}
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _shown(feature: str, value: float) -> float | None:
 def explain_ltr(rec, ranked, k: int, top_features: int = 5) -> list[Explanation]:
     """Explanations of the top ``k`` of an LTR recommender's ``RankedPool``: per song the pool's sources that
     proposed it (generator: its place in the generator's list, its code and the code's beam rank and score;
-    classical sources: their rank) and the ``top_features`` largest contributions to its LTR score."""
+    classical and mention sources: their rank) and the ``top_features`` largest contributions to its LTR score."""
     pool = ranked.pool
     index = {s: i for i, s in enumerate(pool.song_ids)}
     top = [s for s in ranked.song_ids[:k]]

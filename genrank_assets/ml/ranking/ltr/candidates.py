@@ -10,13 +10,19 @@ The pool is the union of what several cheap sources propose for the query text:
 * ``cold_neighbours`` — the songs with a vector but no train history (cold-start songs, placed by the catalogue)
   nearest by cosine to the centroid of ridge + co-occurrence's top ``centroid_top`` songs, the first
   ``cold_songs`` (``ColdNeighbours``; needs ``CandidateSources.with_song_vectors``). No other source can
-  propose a song that no train playlist holds; the generator reaches them only through their code.
+  propose a song that no train playlist holds; the generator reaches them only through their code;
+* ``mention`` — the songs a query names, then the songs of the singers it names (most played first), then those
+  of the singers that co-occur most with them in train playlists, the first ``mention_songs``
+  (``mentions.CatalogueMentions``; needs ``CandidateSources.with_mentions``). Its songs come from the song info, so
+  a named singer's songs without train history are reachable too.
 
 Every (query, song) of the pool records which sources proposed it and, per source, its score and 0-based rank;
 a source that did not propose the song has rank NaN (``ABSENT``), never 0. The classical sources score every
 song of their catalogue (the train songs), so their *scores* are known for every candidate; their ranks are
-known down to ``rank_depth``. ``cold_neighbours`` scores only the songs it can propose (the cosine). The generator's score is the beam score of the song's code (NaN when the code was
-in no beam).
+known down to ``rank_depth``. ``cold_neighbours`` scores only the songs it can propose (the cosine), ``mention``
+only the songs it ranked (the match score of the named song or singer, the strength of a co-occurring one). The
+generator's score is the beam score of the song's code (NaN when the code was in no beam). The query's
+``Mentions`` are kept in the pool (``QueryPool.mentions``) for the features.
 
 A query is always processed alone (``build_pool``; ``build_pools`` is a loop over it), so a query's pool does not
 depend on which other queries were built with it: training (many queries) and serving (one) see the same numbers.
@@ -48,10 +54,11 @@ from genrank_assets.ml.baselines.kernel_ridge import (
 )
 from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.overlap import beside
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions, Mentions
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("generator", "knn", "knn_cooc", "ridge_cooc", "cold_neighbours")
+SOURCES = ("generator", "knn", "knn_cooc", "ridge_cooc", "cold_neighbours", "mention")
 CLASSICAL_SOURCES = ("knn", "knn_cooc", "ridge_cooc")  # fitted on the train playlists, score every train song
 ABSENT = np.nan  # rank (or score) of a song a source did not propose / cannot score
 
@@ -66,10 +73,12 @@ class PoolConfig:
     rank_depth: int = 1000  # classical ranks below this are ABSENT
     cold_songs: int = 50  # songs without train history from cold_neighbours
     centroid_top: int = 20  # ridge + co-occurrence's top songs whose vectors make the query's centroid
+    mention_songs: int = 100  # songs of the named songs / singers and their co-occurring singers from mention
     sources: tuple[str, ...] = SOURCES  # leave "generator" out for a pool without the generator
 
     def __post_init__(self) -> None:
-        for name in ("generator_songs", "num_beams", "per_source", "rank_depth", "cold_songs", "centroid_top"):
+        for name in ("generator_songs", "num_beams", "per_source", "rank_depth", "cold_songs", "centroid_top",
+                     "mention_songs"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) < 1:
                 raise ValueError(f"PoolConfig.{name} must be a positive integer, got {value!r}")
@@ -148,6 +157,7 @@ class QueryPool:
     beams: list[tuple[tuple[int, ...], float]] = field(default_factory=list)  # generator codes, best beam first
     classical_top: list[int] = field(default_factory=list)  # catalogue rows of ridge_cooc's top rank_depth songs
     best_title_similarity: float = 0.0  # highest cosine of the query to a train title
+    mentions: Mentions | None = None  # what the query names (None: the sources have no CatalogueMentions)
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -174,10 +184,19 @@ class CandidateSources:
         self.catalogue: SongCatalogue = knn_cooc.catalogue
         self.train_playlist_ids: frozenset[str] = frozenset()
         self.cold: ColdNeighbours | None = None
+        self.mentions: CatalogueMentions | None = None
 
     def with_song_vectors(self, song_vectors) -> CandidateSources:
         """These sources with the ``cold_neighbours`` source over ``song_vectors`` (None: without it)."""
         self.cold = ColdNeighbours(song_vectors, self.catalogue) if song_vectors is not None else None
+        return self
+
+    def with_mentions(self, mentions: CatalogueMentions | None) -> CandidateSources:
+        """These sources with the ``mention`` source over ``mentions``, a ``CatalogueMentions`` fitted on the same
+        corpus (None: without it)."""
+        if mentions is not None and (not isinstance(mentions, CatalogueMentions) or not mentions.fitted):
+            raise ValueError(f"mentions must be a fitted CatalogueMentions, got {type(mentions).__name__}")
+        self.mentions = mentions
         return self
 
     @classmethod
@@ -252,6 +271,12 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
         cold_rank = {s: i for i, s in enumerate(nearest)}
         if "cold_neighbours" in config.sources:
             propose("cold_neighbours", nearest)
+    mentions = sources.mentions.find(text) if sources.mentions is not None else None
+    mentioned = sources.mentions.songs_for(mentions, config.mention_songs) if mentions else []
+    mention_rank = {s: i for i, (s, _) in enumerate(mentioned)}
+    mention_score = dict(mentioned)
+    if "mention" in config.sources:
+        propose("mention", mention_rank)
 
     order = list(order)
     rows = catalogue.indices_of(order)
@@ -259,17 +284,19 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
     ranks = {s: _ranks_of(orders[s], rows, n) for s in CLASSICAL_SOURCES}
     ranks["generator"] = np.array([generator_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     ranks["cold_neighbours"] = np.array([cold_rank.get(s, ABSENT) for s in order], dtype=np.float64)
+    ranks["mention"] = np.array([mention_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     code_score = {code: score for code, score in beams}
     scores = {s: _at(dense[s], rows) for s in CLASSICAL_SOURCES}
     scores["generator"] = np.array([_generator_score(sources.generator, s, code_score) for s in order],
                                    dtype=np.float64)
     scores["cold_neighbours"] = _cold_scores(sources.cold, cold_cosines, order)
+    scores["mention"] = np.array([mention_score.get(s, ABSENT) for s in order], dtype=np.float64)
     proposed = {s: np.array([song in proposed_by[s] for song in order], dtype=bool) for s in SOURCES}
     return QueryPool(
         text=text, song_ids=order, catalogue_index=rows, proposed=proposed, ranks=ranks, scores=scores,
         base_scores={"knn": _at(knn_base, rows), "ridge": _at(ridge_base, rows)}, beams=beams,
         classical_top=[int(i) for i in orders["ridge_cooc"]],
-        best_title_similarity=float(similarities.max()) if similarities.size else 0.0,
+        best_title_similarity=float(similarities.max()) if similarities.size else 0.0, mentions=mentions,
     )
 
 

@@ -12,7 +12,8 @@ from genrank_assets.ml.ranking.ltr.candidates import (
     build_pools,
     recall_ceiling,
 )
-from genrank_assets_tests.ml.ltr_world import make_corpus, song_vectors, tiny_generator
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
+from genrank_assets_tests.ml.ltr_world import make_corpus, song_info, song_vectors, tiny_generator
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +166,36 @@ def test_cold_neighbours_proposes_only_songs_without_history_nearest_the_query_c
     assert not plain.proposed["cold_neighbours"].any() and np.isnan(plain.scores["cold_neighbours"]).all()
     with pytest.raises(ValueError, match="cold_songs"):
         PoolConfig(cold_songs=0)
+
+
+def test_mention_proposes_the_named_singers_songs_first_cold_ones_too():
+    corpus = make_corpus()
+    info = {**song_info(), "cold_深夜": ("深夜 cold demo", "singer 3")}  # singer 3's song in no playlist
+    sources = CandidateSources.fit(corpus, None, ridge_neighbours=20).with_mentions(
+        CatalogueMentions().fit(corpus, info))
+    config = PoolConfig(per_source=5, rank_depth=10, mention_songs=20)
+    pool = build_pool("songs like singer 3", sources, config)
+    assert pool.mentions.singers == {"singer 3": 1.0}
+    named = [s for s, p in zip(pool.song_ids, pool.proposed["mention"]) if p]
+    ranked = sorted(named, key=lambda s: pool.ranks["mention"][pool.song_ids.index(s)])
+    # singer 3 sings the 12 songs of theme 深夜: the most played first, the cold one last; no other singer here
+    popularity = {s: sources.catalogue.counts[sources.catalogue.index[s]] for s in ranked[:-1]}
+    assert ranked[:-1] == sorted(popularity, key=lambda s: (-popularity[s], s)) and len(ranked) == 13
+    assert ranked[-1] == "cold_深夜" and pool.catalogue_index[pool.song_ids.index("cold_深夜")] == -1
+    assert set(pool.ranks["mention"][pool.proposed["mention"]]) == set(map(float, range(13)))
+    assert (pool.scores["mention"][pool.proposed["mention"]] == 1.0).all()
+    assert np.isnan(pool.ranks["mention"][~pool.proposed["mention"]]).all()
+    assert np.isnan(pool.scores["mention"][~pool.proposed["mention"]]).all()
+    # left out of the pool config: nothing proposed, its ranks still known for the features; a query naming no one
+    left_out = build_pool("songs like singer 3", sources, PoolConfig(per_source=5, rank_depth=10,
+                                                                     sources=CLASSICAL_SOURCES))
+    assert not left_out.proposed["mention"].any() and "cold_深夜" not in left_out.song_ids
+    assert np.isfinite(left_out.ranks["mention"]).sum() == sum(s.startswith("深夜_") for s in left_out.song_ids)
+    plain = build_pool("rock", sources, config)
+    assert len(plain.mentions) == 0 and not plain.proposed["mention"].any()
+    unfitted = build_pool("songs like singer 3", CandidateSources.fit(corpus, None, ridge_neighbours=20), config)
+    assert unfitted.mentions is None and np.isnan(unfitted.ranks["mention"]).all()
+    with pytest.raises(ValueError, match="fitted CatalogueMentions"):
+        sources.with_mentions(CatalogueMentions())
+    with pytest.raises(ValueError, match="mention_songs"):
+        PoolConfig(mention_songs=0)
