@@ -6,8 +6,9 @@ Every ranker is trained on the LTR holdout and VAL queries' feature rows (``trai
 that never saw those playlists; rounds by query-fold CV over them) and scores the TEST rows once. Rankings are a
 query's pool by LTR score, then ridge + co-occurrence's ranking (the fill). Rows: ``ltr`` (every source and
 feature), ``ltr_no_generator`` (the generator's candidates and features removed), ``ltr_no_cross_encoder``,
-``ltr_no_classical``, and ``pool_recall_ceiling`` (an oracle that puts the pool's true songs first: the best any
-ranker of this pool can do).
+``ltr_no_classical``, ``ltr_no_mention`` (the candidates only the ``mention`` source proposed and the mention
+features removed: the system that recognises no name), and ``pool_recall_ceiling`` (an oracle that puts the
+pool's true songs first: the best any ranker of this pool can do).
 """
 from __future__ import annotations
 

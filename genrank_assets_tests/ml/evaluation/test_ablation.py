@@ -6,7 +6,7 @@ import pandas as pd
 from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of
 from genrank_assets.ml.ranking.ltr.features import FEATURES
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, without_generator
+from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, without_generator
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):
@@ -58,3 +58,17 @@ def test_without_generator_drops_its_candidates_and_recounts():
     out = without_generator(features)
     assert (out["generator_proposed"] == 0).all() and len(out) < len(features)
     assert (out.groupby("playlist_id")["q_pool_size"].first() == out.groupby("playlist_id").size()).all()
+
+
+def test_without_mention_drops_the_rows_only_mention_proposed_and_its_features():
+    features, _ = planted(queries=3)
+    features[["mention_proposed", "cold_neighbours_proposed"]] = 0.0
+    features.loc[features.index % 5 == 0, "mention_proposed"] = 1.0  # named songs some other source also proposed
+    only = features.index % 7 == 0  # ... and songs only mention proposed
+    features.loc[only, ["mention_proposed", "generator_proposed", "knn_proposed"]] = (1.0, 0.0, 0.0)
+    out = variant_rows("ltr_no_mention", features)
+    assert len(out) == (~only).sum() and set(out["song_id"]) == set(features.loc[~only, "song_id"])
+    kept = features[~only].reset_index(drop=True)
+    assert (out["n_sources"] == kept["n_sources"] - kept["mention_proposed"]).all()
+    assert (out.groupby("playlist_id")["q_pool_size"].first() == out.groupby("playlist_id").size()).all()
+    assert not {f for f in VARIANTS["ltr"] if f.startswith(("mention_", "q_mention"))} & set(VARIANTS["ltr_no_mention"])

@@ -27,7 +27,14 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
 * cold — whether the song's vector (and so its code) was predicted from its metadata (``cold_start_vector``; NaN
   without a vector), whether no train playlist of the sources holds it (``no_train_history``), and the
   ``cold_neighbours`` source's rank, cosine and proposal (the sources' columns above). The ranker
-  learns where such songs belong from the LTR holdout, whose own songs are cold for the upstream models.
+  learns where such songs belong from the LTR holdout, whose own songs are cold for the upstream models;
+* mention — what the query names (``mentions.CatalogueMentions``, ``QueryPool.mentions``): the ``mention``
+  source's rank, score and proposal; the match score of the candidate's singer when the query names it
+  (``mention_singer_match``, 0 when it does not), the strength of its singer's co-occurrence with a named one
+  (``mention_cooc_singer``), the match score of the candidate itself when the query names the song
+  (``mention_song_match``); the number of singers and songs the query names (``q_mentions``) and the share of its
+  characters they cover (``q_mention_coverage``: 1 for a bare name, less for "songs like <singer>"). NaN when the
+  sources have no ``CatalogueMentions``.
 
 Counts are scale-free (shares of the train playlists, sizes over the code table's mean): the same LightGBM model
 meets tables of another size — the LTR holdout's sources are fitted on fewer playlists than the served ones, and a
@@ -44,7 +51,6 @@ playlist can reach its features unless it is a train playlist (``candidates.chec
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -55,8 +61,7 @@ from genrank_assets.ml.baselines.classical import normalize_title, train_playlis
 from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.cross_encoder.model import song_text
 from genrank_assets.ml.ranking.ltr.candidates import ABSENT, SOURCES, CandidateSources, PoolConfig, QueryPool
-
-_CJK = re.compile(r"[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+from genrank_assets.ml.ranking.ltr.mentions import CJK as _CJK
 
 GENERATOR_FEATURES = ("generator_rank", "generator_score", "generator_proposed", "gen_logp_l1", "gen_logp_l12",
                       "gen_logp_code", "gen_logp_code_eos", "gen_logp_gap", "gen_votes_l1", "gen_votes_l12",
@@ -70,9 +75,11 @@ OTHER_FEATURES = ("n_sources", "log_popularity_share", "name_token_share", "sing
                   "singer_bigram_jaccard", "q_chars", "q_tokens", "q_best_title_sim", "q_same_title_share",
                   "q_pool_size", "cold_start_vector", "no_train_history", "cold_neighbours_rank",
                   "cold_neighbours_score", "cold_neighbours_proposed")
+MENTION_FEATURES = ("mention_rank", "mention_score", "mention_proposed", "mention_singer_match", "mention_cooc_singer",
+                    "mention_song_match", "q_mentions", "q_mention_coverage")
 FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODER_FEATURES,
-                  "classical": CLASSICAL_FEATURES, "other": OTHER_FEATURES}
-FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES
+                  "classical": CLASSICAL_FEATURES, "other": OTHER_FEATURES, "mention": MENTION_FEATURES}
+FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES + MENTION_FEATURES
 
 
 def text_tokens(text: str) -> set[str]:
@@ -174,6 +181,7 @@ class FeatureBuilder:
             [float(s in self.cold_songs) if self.song_vectors is not None and self.song_vectors.index_of(s) is not None
              else ABSENT for s in pool.song_ids], dtype=np.float64)
         out["no_train_history"] = (rows < 0).astype(np.float64)
+        out.update(self._mention_features(pool))
         frame = pd.DataFrame({name: np.asarray(out[name], dtype=np.float64) for name in FEATURES})
         frame.insert(0, "song_id", pool.song_ids)
         return frame
@@ -302,6 +310,19 @@ class FeatureBuilder:
                               for g, m in zip(singers, mass)], dtype=np.float64)
         return {"singer_votes_top100": out_votes, "singer_score_share": out_share}
 
+    def _mention_features(self, pool: QueryPool) -> dict[str, np.ndarray]:
+        n, mentions, found = len(pool), self.sources.mentions, pool.mentions
+        if mentions is None or found is None:
+            return {name: np.full(n, ABSENT) for name in MENTION_FEATURES[3:]}
+        singers = [mentions.singer_of(s) for s in pool.song_ids]
+        return {
+            "mention_singer_match": np.array([found.singers.get(g, 0.0) for g in singers], dtype=np.float64),
+            "mention_cooc_singer": np.array([found.cooccurring.get(g, 0.0) for g in singers], dtype=np.float64),
+            "mention_song_match": np.array([found.songs.get(s, 0.0) for s in pool.song_ids], dtype=np.float64),
+            "q_mentions": np.full(n, float(len(found))),
+            "q_mention_coverage": np.full(n, found.coverage),
+        }
+
     def _centroid_cosine(self, pool: QueryPool) -> np.ndarray:
         out = np.full(len(pool), ABSENT)
         if self._unit is None:
@@ -369,6 +390,7 @@ __all__ = [
     "FEATURES",
     "FEATURE_GROUPS",
     "GENERATOR_FEATURES",
+    "MENTION_FEATURES",
     "OTHER_FEATURES",
     "FeatureBuilder",
     "char_bigrams",

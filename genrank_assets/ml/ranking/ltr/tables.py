@@ -21,6 +21,7 @@ import pandas as pd
 
 from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.ranking.ltr.candidates import (
+    CLASSICAL_SOURCES,
     SOURCES,
     CandidateSources,
     PoolConfig,
@@ -33,6 +34,7 @@ from genrank_assets.ml.ranking.ltr.features import (
     CROSS_ENCODER_FEATURES,
     FEATURES,
     GENERATOR_FEATURES,
+    MENTION_FEATURES,
     FeatureBuilder,
 )
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, ranked_with_fill
@@ -40,12 +42,14 @@ from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, ranked_wi
 KEYS = ("split", "playlist_id", "song_id")
 TRAINING_SPLITS = (HOLDOUT, "val")  # the rows the LTR ranker learns from (rounds by query-fold CV over them)
 
-# ablation variant -> the features it ranks with (``without_generator`` also drops the generator's candidates)
+# ablation variant -> the features it ranks with (``without_generator`` / ``without_mention`` also drop that
+# source's candidates: ``variant_rows``)
 VARIANTS = {
     "ltr": FEATURES,
     "ltr_no_generator": tuple(f for f in FEATURES if f not in GENERATOR_FEATURES),
     "ltr_no_cross_encoder": tuple(f for f in FEATURES if f not in CROSS_ENCODER_FEATURES),
     "ltr_no_classical": tuple(f for f in FEATURES if f not in CLASSICAL_FEATURES),
+    "ltr_no_mention": tuple(f for f in FEATURES if f not in MENTION_FEATURES),
 }
 
 
@@ -87,21 +91,34 @@ def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mappi
     return (pd.concat(pool_parts, ignore_index=True), pd.concat(feature_parts, ignore_index=True), ceilings)
 
 
+def _without(frame: pd.DataFrame, source: str, kept: Sequence[str]) -> pd.DataFrame:
+    """The rows one of the ``kept`` sources proposed, n_sources / q_pool_size recounted without ``source``."""
+    out = frame[frame[[f"{s}_proposed" for s in kept]].sum(axis=1) > 0].copy()
+    out["n_sources"] = out["n_sources"] - out[f"{source}_proposed"]
+    out["q_pool_size"] = out.groupby("playlist_id")["song_id"].transform("size").astype(np.float64)
+    return out.reset_index(drop=True)
+
+
 def without_generator(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows some classical source proposed, n_sources / q_pool_size recounted without the generator (the
     pool the system would have without its generator; the generator's features are dropped by ``VARIANTS``)."""
-    classical = frame[["knn_proposed", "knn_cooc_proposed", "ridge_cooc_proposed"]].sum(axis=1) > 0
-    out = frame[classical].copy()
-    out["n_sources"] = out["n_sources"] - out["generator_proposed"]
-    out["q_pool_size"] = out.groupby("playlist_id")["song_id"].transform("size").astype(np.float64)
-    return out.reset_index(drop=True)
+    return _without(frame, "generator", CLASSICAL_SOURCES)
+
+
+def without_mention(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows some other source proposed, n_sources / q_pool_size recounted without ``mention`` (the pool the
+    system would have without recognising names; the mention features are dropped by ``VARIANTS``)."""
+    return _without(frame, "mention", tuple(s for s in SOURCES if s != "mention"))
+
+
+VARIANT_ROWS = {"ltr_no_generator": without_generator, "ltr_no_mention": without_mention}
 
 
 def variant_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """The rows the ablation ``name`` ranks."""
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; one of {tuple(VARIANTS)}")
-    return without_generator(frame) if name == "ltr_no_generator" else frame
+    return VARIANT_ROWS[name](frame) if name in VARIANT_ROWS else frame
 
 
 def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams) -> LTRRanker:
@@ -135,4 +152,4 @@ def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["KEYS", "TRAINING_SPLITS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame",
-           "rankings", "training_rows", "variant_rows", "without_generator"]
+           "rankings", "training_rows", "variant_rows", "without_generator", "without_mention"]

@@ -17,11 +17,13 @@ from genrank_assets.ml.ranking.ltr.candidates import (
 from genrank_assets.ml.ranking.ltr.features import (
     FEATURE_GROUPS,
     FEATURES,
+    MENTION_FEATURES,
     FeatureBuilder,
     char_bigrams,
     code_log_probs,
     text_tokens,
 )
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets_tests.ml.ltr_world import song_info, tiny_world
 
 CONFIG = PoolConfig(generator_songs=12, num_beams=6, per_source=8, rank_depth=20)
@@ -33,7 +35,8 @@ def world(one_torch_thread):
 
 
 def builder_for(world, corpus):
-    sources = CandidateSources.fit(corpus, world["generator"], ridge_neighbours=20)
+    sources = CandidateSources.fit(corpus, world["generator"], ridge_neighbours=20).with_mentions(
+        CatalogueMentions().fit(corpus, song_info()))
     return FeatureBuilder(sources, corpus, song_info(), world["vectors"], world["ranker"], centroid_top=5)
 
 
@@ -113,9 +116,11 @@ def test_builder_without_neural_models_gives_nan_not_zero(world):
     corpus = world["corpus"]
     sources = CandidateSources.fit(corpus, None, ridge_neighbours=20)
     frame = FeatureBuilder(sources, corpus, song_info()).features(build_pool("rock", sources, CONFIG))
-    for name in ("gen_logp_code", "ce_logit", "w2v_centroid_cos", "generator_rank", "generator_score"):
+    mention = [f for f in MENTION_FEATURES if f != "mention_proposed"]  # without CatalogueMentions: unknown
+    for name in ("gen_logp_code", "ce_logit", "w2v_centroid_cos", "generator_rank", "generator_score", *mention):
         assert frame[name].isna().all(), name
     assert frame["log_popularity_share"].notna().all() and (frame["generator_proposed"] == 0).all()
+    assert (frame["mention_proposed"] == 0).all()
 
 
 def test_an_ltr_holdout_playlist_is_a_fair_training_query_only_with_the_holdouts_sources(world):
@@ -162,3 +167,33 @@ def test_count_features_keep_their_scale_when_the_corpus_and_the_code_table_grow
     # log((1 + 2c) / 2n) against log((1 + c) / n): equal but for the +1
     np.testing.assert_allclose(a.loc[both, "log_popularity_share"], b.loc[both, "log_popularity_share"], atol=0.5)
     assert (b.loc[both, "gen_code_size_rel"] > 0).all()
+
+
+def test_mention_features_say_which_candidates_the_query_names():
+    """Singer 3 (theme 深夜) and singer 4 (古风) share two extra train playlists: "songs like singer 3" names singer 3,
+    and singer 4 co-occurs with it in 2 of its 12 playlists."""
+    from genrank_assets_tests.ml.ltr_world import make_corpus
+
+    corpus = make_corpus()
+    mixed = [{"playlist_id": f"mixed_{i}", "title": "night and old", "tags": "", "split": "train",
+              "song_ids": ["深夜_0", "深夜_1", "古风_0", "古风_1"]} for i in range(2)]
+    corpus = pd.concat([corpus, pd.DataFrame(mixed)], ignore_index=True)
+    sources = CandidateSources.fit(corpus, None, ridge_neighbours=20).with_mentions(
+        CatalogueMentions().fit(corpus, song_info()))
+    builder = FeatureBuilder(sources, corpus, song_info())
+    config = PoolConfig(per_source=5, rank_depth=10, mention_songs=30)
+    frame = builder.features(build_pool("songs like singer 3", sources, config)).set_index("song_id")
+    theme = frame.index.str.split("_").str[0]
+    assert (frame.loc[theme == "深夜", "mention_singer_match"] == 1.0).all()
+    assert (frame.loc[theme != "深夜", "mention_singer_match"] == 0.0).all()  # not named: 0, not missing
+    assert frame.loc[theme == "古风", "mention_cooc_singer"].to_numpy() == pytest.approx(2 / 12)
+    assert (frame.loc[~theme.isin(["深夜", "古风"]), "mention_cooc_singer"] == 0.0).all()
+    assert (frame["mention_song_match"] == 0.0).all() and (frame["q_mentions"] == 1.0).all()
+    assert frame["q_mention_coverage"].iloc[0] == pytest.approx(len("singer3") / len("songslikesinger3"))
+    assert frame.loc[theme == "古风", "mention_proposed"].all()  # the co-occurring singer's songs come too
+    assert FEATURE_GROUPS["mention"] == MENTION_FEATURES
+    # a song name: "rock song 4" names the song rock_4 (and no singer)
+    song = builder.features(build_pool("rock song 4 vibes", sources, config)).set_index("song_id")
+    assert song.loc["rock_4", "mention_song_match"] == 1.0 and song.loc["rock_4", "mention_rank"] == 0.0
+    assert (song.drop(index="rock_4")["mention_song_match"] == 0.0).all()
+    assert (song["mention_singer_match"] == 0.0).all() and (song["q_mentions"] == 1.0).all()
