@@ -37,6 +37,7 @@ from genrank_assets.ml.ranking.cross_encoder.model import (
 from genrank_assets.ml.ranking.cross_encoder.training import LOSSES, RANKER_TRAINING, train_ranker
 from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, crossfit_pool_songs
 from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker, training_rows
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
@@ -241,9 +242,10 @@ class CandidatePoolsConfig(dataclass_config(PoolConfig)):
 def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
                upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, song_catalogue: pd.DataFrame,
                raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry):
-    """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence) and their features for queries no model
-    behind them was fitted on: the LTR holdout (classical sources fitted on upstream_corpus's train playlists, the
-    upstream models never saw the holdout) and val / test (sources fitted on every train playlist, as served)."""
+    """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence, cold neighbours, the singers and songs a
+    query names) and their features for queries no model behind them was fitted on: the LTR holdout (classical
+    sources fitted on upstream_corpus's train playlists, the upstream models never saw the holdout) and val / test
+    (sources fitted on every train playlist, as served)."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
     # Every song of the catalogue, cold-start songs under their predicted codes: the LTR holdout's own songs are
@@ -270,7 +272,8 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         queries = queries_of(corpus, splits)
         if not queries:
             continue
-        sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors)
+        sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors).with_mentions(
+            CatalogueMentions().fit(corpus, info))
         builder = FeatureBuilder(sources, corpus, info, vectors, ranker_py.ranker, cold_songs=cold)
         pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
                                                         log_fn=context.log.info)

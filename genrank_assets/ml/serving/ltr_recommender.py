@@ -20,6 +20,7 @@ import pandas as pd
 
 from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
 from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRRanker, ranked_with_fill
 from genrank_assets.ml.serving.recommender import Recommendation, ServedRecommender, stage_medians
 
@@ -74,8 +75,10 @@ class LTRRecommender(ServedRecommender):
             cold_songs: frozenset[str] = frozenset()) -> LTRRecommender:
         """Fit the classical sources (unless ``sources`` fitted on the same corpus are given) and the feature
         builder on the train playlists of ``corpus``; ``cold_songs``: the songs whose vectors are cold-start
-        predictions (the catalogue's flag). The sources' ``cold_neighbours`` source is set over ``song_vectors``."""
-        sources = (sources or CandidateSources.fit(corpus, generator)).with_song_vectors(song_vectors)
+        predictions (the catalogue's flag). The sources' ``cold_neighbours`` source is set over ``song_vectors``, their
+        ``mention`` source over the names of ``song_info`` (``CatalogueMentions`` fitted on ``corpus``)."""
+        sources = (sources or CandidateSources.fit(corpus, generator)).with_song_vectors(song_vectors).with_mentions(
+            CatalogueMentions().fit(corpus, song_info))
         builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker, cold_songs=cold_songs)
         return cls(sources, builder, ltr, song_info)
 

@@ -9,6 +9,7 @@ import pytest
 from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig
 from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
 from genrank_assets.ml.serving.explain import GENERATOR, LTRComponents, explain_ltr
@@ -25,7 +26,8 @@ def trained(one_torch_thread):
     """Tables built as the ltr_tables asset builds them (val + test), a ranker trained on val, and the corpus."""
     world = tiny_world()
     corpus, vectors, generator, ranker = world["corpus"], world["vectors"], world["generator"], world["ranker"]
-    sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors)
+    sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors).with_mentions(
+        CatalogueMentions().fit(corpus, song_info()))  # the sources as LTRRecommender.fit sets them
     builder = FeatureBuilder(sources, corpus, song_info(), vectors, ranker)
     queries = {split: benchmark_queries(corpus, split=split) for split in ("val", "test")}
     _, features, _ = build_tables(queries, sources, builder, POOL)
