@@ -15,6 +15,9 @@
   out-of-fold NDCG@10, paired bootstrap CI; test is never read.
 - ``scaling``: the whole graph at scale factors of mpd7k, growth exponents per asset.
 - ``freshness``: a base plus three landed batches, each refreshed, against one full retrain on the same data.
+- ``named_singer``: queries that name a singer ("songs like <singer>", "类似<singer>的歌曲") against the served LTR
+  system with and without its mention source: the share of the top 10 by that singer or its co-occurring ones,
+  and NDCG@10 on ordinary titles (paired CI).
 - ``gpu_check``: the gpu-seed preset's training on a CUDA GPU per mixed-precision path (nothing without CUDA).
 
 Results: ``benchmarks/results/<name>.json`` (the latest full run of each); experiment records the docs cite in

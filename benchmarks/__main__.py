@@ -14,7 +14,7 @@ import time
 
 from benchmarks._common import MPD7K, REPO
 
-ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, ranker and compare read
+ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, ranker, compare and named_singer read
     ("ingest", False),
     ("baselines", True),
     ("semantic_ids", True),
@@ -25,6 +25,7 @@ ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, r
     ("compare", True),
     ("scaling", True),
     ("freshness", True),
+    ("named_singer", True),  # reads the home end_to_end leaves
     ("gpu_check", False),
 ]
 LIVE = [name for name, _ in ORDER]
