@@ -215,6 +215,9 @@ def load_recommender(alias: str | None = CHAMPION, version: int | None = None):
     return load_python_model(uri).recommender
 
 
+_uri_set_here: str | None = None  # the MLFLOW_TRACKING_URI that mlflow.set_tracking_uri wrote in connect
+
+
 def connect(home: str | os.PathLike | None = None, tracking_uri: str = "", experiment: str | None = None) -> str | None:
     """Point MLflow tracking and registry at genrank's store: ``tracking_uri``, else ``paths.mlflow_tracking_uri``
     (MLFLOW_TRACKING_URI, else sqlite under GENRANK_HOME). With ``experiment`` (GENRANK_HOME made), runs go to it (created with its
@@ -222,11 +225,19 @@ def connect(home: str | os.PathLike | None = None, tracking_uri: str = "", exper
     directory) and its id is returned. Every MLflow user here (assets, CLI, benchmarks) starts with this."""
     import genrank_assets.paths as paths
 
+    global _uri_set_here
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI, which paths.mlflow_tracking_uri reads first: left
+    # there, a later connect to another home in the same process (a benchmark's two homes) would stay on the
+    # first home's store. A value this function set is ours to drop; one the user set stays and wins.
+    if _uri_set_here is not None and os.environ.get("MLFLOW_TRACKING_URI") == _uri_set_here:
+        del os.environ["MLFLOW_TRACKING_URI"]
     uri = tracking_uri or paths.mlflow_tracking_uri(home)
     if experiment is not None:
         paths.genrank_home(home).mkdir(parents=True, exist_ok=True)  # the sqlite file's folder
+    user_set = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _uri_set_here = os.environ.get("MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI") != user_set else None
     if experiment is None:
         return None
     found = mlflow.get_experiment_by_name(experiment)

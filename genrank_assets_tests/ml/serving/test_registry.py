@@ -46,6 +46,27 @@ def test_connect_uses_the_store_under_genrank_home(store, monkeypatch):
     assert paths.mlflow_tracking_uri() == "http://tracking.example:5000" and paths.mlflow_store_exists()
 
 
+def test_connect_to_a_second_home_in_the_same_process_uses_its_store(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI: a benchmark with two homes once registered the second
+    home's models in the first's store. A URI the user set still wins."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    try:
+        for home in (tmp_path / "a", tmp_path / "b"):
+            registry.connect(home, experiment="genrank")
+            assert mlflow.get_tracking_uri() == f"sqlite:///{home / 'mlflow.db'}"
+            with mlflow.start_run():
+                mlflow.log_param("home", home.name)
+        for home in (tmp_path / "a", tmp_path / "b"):
+            registry.connect(home)
+            assert [r.data.params["home"] for r in MlflowClient().search_runs(
+                [mlflow.get_experiment_by_name("genrank").experiment_id])] == [home.name]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'team.db'}")
+        registry.connect(tmp_path / "a")
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'team.db'}"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def test_log_register_alias_and_load(store, tmp_path):
     with pytest.raises(RuntimeError, match="inside mlflow.start_run"):
         registry.log_model_dir(tmp_path, registered_name="genrank-test", python_model=READS_ITS_DIR)
