@@ -121,8 +121,7 @@ def catalogue_refresh(context: dg.AssetExecutionContext, config: CatalogueRefres
     mlflow_registry.setup()
     compute.apply_threads()
     catalogue = catalogue_from_frame(song_catalogue)
-    fingerprint = registry.catalogue_fingerprint(
-        playlist_corpus.loc[playlist_corpus["split"] == "train", "playlist_id"], catalogue.song_ids)
+    fingerprint = registry.catalogue_fingerprint(playlist_corpus, catalogue.song_ids)
     current = registry.challenger()
     if current is not None and current.catalogue_fingerprint == fingerprint:
         context.log.info(f"nothing new since {current.uri} (same train playlists and songs): nothing registered")

@@ -77,8 +77,8 @@ def evaluation_report(
     context.log.info(f"evaluating on {len(queries)} {queries.split} queries; tuning on {len(tune)} {tune.split} queries")
     settings = EvaluationSettings(config.n_candidates, config.num_beams or None, config.popularity_grid,
                                   config.classical_grid, config.latency_queries)
-    trained = catalogue_models(models, catalogue_from_frame(song_catalogue), raw_songs,
-                               with_ablation=config.cold_start_ablation)
+    catalogue = catalogue_from_frame(song_catalogue)
+    trained = catalogue_models(models, catalogue, raw_songs, with_ablation=config.cold_start_ablation)
     results = evaluate_methods(playlist_corpus, trained, queries, tune, settings,
                                ltr=(ranking_features, models.ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
@@ -92,15 +92,13 @@ def evaluation_report(
                            "served_method": method, **{f"served.{k}": v for k, v in served.describe().items()}})
         mlflow.log_metrics(metrics)
         is_ltr = method == LTR
-        bundle = save_bundle_dirs(step.folder / "catalogue", models.tiger_py.generator,
-                                  catalogue_from_frame(song_catalogue), raw_songs)
+        bundle = save_bundle_dirs(step.folder / "catalogue", models.tiger_py.generator, catalogue, raw_songs)
         challenger = registry.register_recommender(
             models.tiger_py, models.ranker_py, None if is_ltr else served.config, playlist_corpus,
             step.folder / "recommender", method=method, split=queries.split, queries=len(queries),
             queries_fingerprint=queries.fingerprint, ndcg_at_10=results.ndcg_at_10(method),
             ltr_py=models.ltr_py if is_ltr else None, catalogue_dirs=bundle, run_kind="full",
-            catalogue_fingerprint=registry.catalogue_fingerprint(
-                playlist_corpus.loc[playlist_corpus["split"] == "train", "playlist_id"], song_catalogue["song_id"]))
+            catalogue_fingerprint=registry.catalogue_fingerprint(playlist_corpus, catalogue.song_ids))
         mlflow.log_artifacts(str(step.folder), "report")
     registry.log_evaluation_on_models(models.uris, metrics, paths["markdown"], step.run_id)
     context.log.info(f"{challenger.uri} is the challenger (NDCG@10 {challenger.ndcg_at_10:.4f}); the `champion` step "

@@ -464,11 +464,13 @@ def gate_decision(version: int) -> bool | None:
     return None if GATED_TAG not in tags else tags[GATED_TAG] == "True"
 
 
-def catalogue_fingerprint(train_playlist_ids, song_ids) -> str:
-    """Identifies what a recommender serves beyond its models: the train playlists its sources are fitted on
-    and the catalogue's songs. A refresh whose fingerprint equals the challenger's has nothing new to serve."""
+def catalogue_fingerprint(corpus: pd.DataFrame, song_ids) -> str:
+    """Identifies what a recommender serves beyond its models: the train playlists of ``corpus`` (what its
+    sources are fitted on) and the catalogue's songs. A refresh whose fingerprint equals the challenger's has
+    nothing new to serve."""
     import hashlib
 
+    train_playlist_ids = corpus.loc[corpus["split"] == "train", "playlist_id"]
     text = "\n".join(sorted(map(str, train_playlist_ids))) + "\n--\n" + "\n".join(sorted(map(str, song_ids)))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 

@@ -100,6 +100,17 @@ class PoolConfig:
         return cls(**values)
 
 
+def unit_centroid(unit: np.ndarray, rows: Iterable[int | None], top: int) -> np.ndarray | None:
+    """The unit-length mean of the first ``top`` rows of ``unit`` named by ``rows`` (None entries skipped); None
+    when no row is named or the mean is zero. The query's centroid of the cold source and of the features."""
+    chosen = [r for r in rows if r is not None][:top]
+    if not chosen:
+        return None
+    centroid = unit[chosen].mean(axis=0)
+    norm = float(np.linalg.norm(centroid))
+    return centroid / norm if norm > 0 else None
+
+
 class ColdNeighbours:
     """Songs with a vector but no train history, found by the cosine of their vector to a query's centroid.
 
@@ -126,12 +137,8 @@ class ColdNeighbours:
 
     def centroid(self, catalogue_rows: Sequence[int], top: int) -> np.ndarray | None:
         """Unit centroid of the first ``top`` of ``catalogue_rows`` that have a vector (None when none has)."""
-        rows = [int(r) for r in catalogue_rows if r >= 0 and self.has_vector[r]][:top]
-        if not rows:
-            return None
-        centroid = self.catalogue_unit[rows].mean(axis=0)
-        norm = float(np.linalg.norm(centroid))
-        return centroid / norm if norm > 0 else None
+        return unit_centroid(self.catalogue_unit,
+                             (int(r) if r >= 0 and self.has_vector[r] else None for r in catalogue_rows), top)
 
     def nearest(self, centroid: np.ndarray, k: int) -> tuple[list[str], np.ndarray]:
         """The ``k`` cold songs nearest ``centroid``, best first (ties by song order), and every cold song's cosine."""
@@ -415,6 +422,7 @@ __all__ = [
     "CLASSICAL_SOURCES",
     "ColdNeighbours",
     "SOURCES",
+    "unit_centroid",
     "CandidateSources",
     "PoolConfig",
     "QueryPool",

@@ -60,7 +60,14 @@ import torch
 from genrank_assets.ml.baselines.classical import normalize_title, train_playlists
 from genrank_assets.ml.overlap import beside
 from genrank_assets.ml.ranking.cross_encoder.model import song_text
-from genrank_assets.ml.ranking.ltr.candidates import ABSENT, SOURCES, CandidateSources, PoolConfig, QueryPool
+from genrank_assets.ml.ranking.ltr.candidates import (
+    ABSENT,
+    SOURCES,
+    CandidateSources,
+    PoolConfig,
+    QueryPool,
+    unit_centroid,
+)
 from genrank_assets.ml.ranking.ltr.mentions import CJK as _CJK
 
 GENERATOR_FEATURES = ("generator_rank", "generator_score", "generator_proposed", "gen_logp_l1", "gen_logp_l12",
@@ -327,18 +334,14 @@ class FeatureBuilder:
         out = np.full(len(pool), ABSENT)
         if self._unit is None:
             return out
-        top = [self.song_vectors.index_of(self.catalogue.song_ids[r]) for r in pool.classical_top]
-        top = [r for r in top if r is not None][: self.centroid_top]
-        if not top:
-            return out
-        centroid = self._unit[top].mean(axis=0)
-        norm = float(np.linalg.norm(centroid))
-        if norm == 0:
+        centroid = unit_centroid(self._unit, (self.song_vectors.index_of(self.catalogue.song_ids[r])
+                                              for r in pool.classical_top), self.centroid_top)
+        if centroid is None:
             return out
         rows = [self.song_vectors.index_of(s) for s in pool.song_ids]
         have = np.array([r is not None for r in rows], dtype=bool)
         if have.any():
-            out[have] = self._unit[[r for r in rows if r is not None]] @ (centroid / norm)
+            out[have] = self._unit[[r for r in rows if r is not None]] @ centroid
         return out
 
 
