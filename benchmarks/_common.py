@@ -143,24 +143,46 @@ def pipeline_home(args: argparse.Namespace) -> Path:
 
 
 # ----------------------------------------------------------------------------------------- step runner
-STEPS = [  # (selection, what) in dependency order
-    ("raw_playlists", "ingest (4 tables)"),
-    ("playlist_corpus", "corpus"),
-    ("upstream_corpus", "LTR holdout carved from train"),
-    ("song_vectors", "word2vec"),
-    ("semantic_ids", "RQ-KMeans (+ metrics table)"),
-    ("generator_dataset", "generator pairs"),
-    ("tiger_model", "TIGER training + registry"),
-    ("ranker_dataset", "ranker pairs (generator hard negatives)"),
-    ("ranker_model", "ranker training + registry"),
-    ("ltr_tables", "candidate pools + features (holdout, val, test)"),
-    ("ltr_ranker", "LightGBM lambdarank on holdout + val"),
-    ("evaluation_report", "evaluation + challenger registered"),
-    ("champion", "promotion gate (champion re-evaluated)"),
-]
+def _fold_chain(fold: int) -> list[tuple[str, str]]:
+    """Fold ``fold``'s steps (defs/crossfit.py), in dependency order."""
+    f = f"fold_{fold}"
+    return [(f"{f}/upstream_corpus", f"fold {fold}: its train playlists held out"),
+            (f"{f}/song_vectors", f"fold {fold}: word2vec"),
+            (f"{f}/semantic_ids", f"fold {fold}: RQ-KMeans"),
+            (f"{f}/generator_dataset", f"fold {fold}: generator pairs"),
+            (f"{f}/tiger_model", f"fold {fold}: TIGER training"),
+            (f"{f}/ranker_dataset", f"fold {fold}: ranker pairs"),
+            (f"{f}/ranker_model", f"fold {fold}: ranker training"),
+            (f"{f}/song_catalogue", f"fold {fold}: catalogue (cold-start songs placed)"),
+            (f"{f}/ranking_features", f"fold {fold}: pools + features of its own playlists")]
+
+
+def stages() -> list[list[list[tuple[str, str]]]]:
+    """The full retrain as stages run one after another; a stage's chains run side by side (a process each, its
+    steps one after another): the served upstream chain beside every cross-fitting fold's (defs/folds.py)."""
+    from genrank_assets.defs.folds import crossfit_folds
+
+    served = [("song_vectors", "word2vec"),
+              ("semantic_ids", "RQ-KMeans (+ metrics table)"),
+              ("generator_dataset", "generator pairs"),
+              ("tiger_model", "TIGER training + registry"),
+              ("ranker_dataset", "ranker pairs (generator hard negatives)"),
+              ("ranker_model", "ranker training + registry"),
+              ("song_catalogue", "catalogue (cold-start songs placed)"),
+              ("ltr_tables", "candidate pools + features (val, test; the holdout if any)")]
+    return [[[("raw_playlists", "ingest (4 tables)")]], [[("playlist_corpus", "corpus")]],
+            [[("upstream_corpus", "what the upstream models fit on")]],
+            [served, *(_fold_chain(k) for k in range(crossfit_folds()))],
+            [[("ltr_ranker", "LightGBM lambdarank on every train playlist's cross-fitted rows + val")]],
+            [[("evaluation_report", "evaluation + challenger registered")]],
+            [[("champion", "promotion gate (champion re-evaluated)")]]]
+
+
+STEPS = [step for stage in stages() for chain in stage for step in chain]  # (selection, what), one after another
 # A multi-asset is selected whole through one of its keys; the others come with it.
 MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rejects,ingested_batches",
-         "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features"}
+         "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features",
+         **{f"fold_{k}/semantic_ids": f"fold_{k}/semantic_ids,fold_{k}/semantic_id_metrics" for k in range(16)}}
 OP_STEP = {"raw_tables": "raw_playlists"}  # run-config op name -> its step, where they differ
 
 
@@ -202,15 +224,37 @@ def run_step(selection: str, preset: Path, env: dict) -> dict:
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "genrank_assets.definitions",
            "--select", MULTI.get(selection, selection), "-c", str(preset)]
     t0 = time.perf_counter()
-    with open(Path(env["GENRANK_HOME"]) / f"{selection}.log", "w") as log:
+    with open(Path(env["GENRANK_HOME"]) / f"{selection.replace('/', '__')}.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise SystemExit(f"{selection} failed (exit {code}); see {env['GENRANK_HOME']}/{selection}.log")
+        raise SystemExit(f"{selection} failed (exit {code}); see {env['GENRANK_HOME']}/{selection.replace('/', '__')}.log")
     return {"asset": selection, "wall_s": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 0),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+
+
+def run_stage(chains: list[list[tuple[str, str]]], preset: Path, env: dict, done: set[str],
+              log_fn=print) -> tuple[list[dict], float]:
+    """The chains of one stage side by side (a thread each, each step its own process, ``run_step``), skipping
+    the steps in ``done``; (the timing of each step run, with its chain, the stage's wall seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chain_run(index: int, chain: list[tuple[str, str]]) -> list[dict]:
+        out = []
+        for selection, what in chain:
+            if selection in done:
+                continue
+            log_fn(f"== {selection}: {what}")
+            out.append({**run_step(selection, preset, env), "what": what, "chain": index})
+            log_fn(f"   {selection}: {out[-1]['wall_s']} s, peak {out[-1]['peak_rss_mib']} MiB")
+        return out
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, len(chains))) as pool:
+        results = list(pool.map(chain_run, range(len(chains)), chains))
+    return [t for chain in results for t in chain], round(time.perf_counter() - t0, 1)
 
 
 # ------------------------------------------------------------------------------------------ mpd7k samples

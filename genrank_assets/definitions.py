@@ -8,6 +8,7 @@ import dagster as dg
 import genrank_assets.paths as paths
 from genrank_assets.defs.assets import STAGES
 from genrank_assets.defs.automation import build_automation
+from genrank_assets.defs.crossfit import fold_assets
 from genrank_assets.defs.executors import genrank_executor
 from genrank_assets.defs.io_managers import warehouse_io_manager
 from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry
@@ -33,7 +34,8 @@ def build_resources(home: str | None = None, data_dir: str | None = None, wareho
     }
 
 
-all_assets = dg.load_assets_from_modules(STAGE_MODULES)
+# The served graph, and a copy of its upstream chain per cross-fitting fold (group `crossfit`, defs/crossfit.py).
+all_assets = [*dg.load_assets_from_modules(STAGE_MODULES), *fold_assets()]
 all_asset_checks = dg.load_asset_checks_from_modules(STAGE_MODULES)
 register_config_classes([*all_assets, *all_asset_checks])  # a run's config is checked whole before its first step
 automation = build_automation(all_assets)

@@ -6,8 +6,9 @@ One executor, chosen per run by config (`execution: {config: {<engine>: {...}}}`
   the same time, each in its own process, at most `max_concurrent` at once (0 = one per core). Processes are
   forked from a forkserver that has imported the code location once (`genrank_assets.definitions`, ~5 s on 2
   cores), instead of spawning a fresh interpreter per step. Steps that train on the compute device (the ops
-  tagged with `resources.GPU_TAGS`) run one at a time: on one GPU two trainers would share its memory, and on
-  a CPU each already uses its own torch threads.
+  tagged with `resources.GPU_TAGS`) run one at a time on a machine with a GPU, where two trainers would share
+  its memory; on a CPU-only machine they run side by side (each uses its own torch threads, one on 2 cores:
+  the served models and the cross-fitting folds' train two at a time).
 - `in_process`: every step in the run's process, one after another (`dg.materialize`, debugging).
 - `dask`: dagster-dask's executor on a dask.distributed cluster: `{cluster: {existing: {address:
   tcp://HOST:8786}}}` for a scheduler whose workers are already up (`dask scheduler`, `dask worker`), or
@@ -52,11 +53,16 @@ DASK_CONFIG = dg.Field(
 ENGINES = ("multiprocess", "in_process", "dask")
 
 
-def multiprocess_config(config: dict) -> dict:
-    """The multiprocess executor's config with genrank's defaults where the run config leaves them out."""
+def multiprocess_config(config: dict, gpu: bool | None = None) -> dict:
+    """The multiprocess executor's config with genrank's defaults where the run config leaves them out. ``gpu``:
+    whether this machine has a CUDA device (None: ask torch); the one-trainer limit holds only there."""
     out = dict(config)
     out.setdefault("start_method", {"forkserver": {"preload_modules": PRELOAD_MODULES}})
-    if not out.get("tag_concurrency_limits"):
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    if not out.get("tag_concurrency_limits") and gpu:
         out["tag_concurrency_limits"] = TRAINING_LIMITS
     return out
 

@@ -167,6 +167,12 @@ class StepRun:
         return self.run.info.run_id
 
 
+def step_name(context) -> str:
+    """The step's op name: ``tiger_model``, or ``fold_0__tiger_model`` for a fold's copy (defs/crossfit.py), so that
+    the artifact and checkpoint folders of steps running side by side in one run never meet."""
+    return context.op_execution_context.op.name
+
+
 @contextmanager
 def step_run(context: dg.AssetExecutionContext, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry,
              name: str = "", under: Path | None = None) -> Iterator[StepRun]:
@@ -174,7 +180,7 @@ def step_run(context: dg.AssetExecutionContext, genrank_paths: GenrankPaths, mlf
     ``under``: ``artifacts/<name>``) and the run is named ``<name>-<run8>``; ``name`` defaults to the asset's op."""
     import mlflow
 
-    name = name or context.op_execution_context.op.name
+    name = name or step_name(context)
     tag = context.run.run_id[:8]
     stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{tag}"
     if under is None:

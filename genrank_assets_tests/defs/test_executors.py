@@ -109,11 +109,13 @@ def step_processes(dagster_home: Path) -> tuple[dict[str, int], dict[str, tuple[
 
 
 def test_executor_config_defaults_and_choices():
-    """Multiprocess by default, forked from a server that imported the code location, one trainer at a time."""
-    config = multiprocess_config({})
+    """Multiprocess by default, forked from a server that imported the code location, one trainer at a time on a
+    machine with a GPU (trainers side by side on CPU only)."""
+    config = multiprocess_config({}, gpu=True)
     assert config["start_method"] == {"forkserver": {"preload_modules": ["genrank_assets.definitions"]}}
     assert config["tag_concurrency_limits"] == TRAINING_LIMITS == [{"key": "dagster-k8s/config", "limit": 1}]
-    given = multiprocess_config({"tag_concurrency_limits": [{"key": "x", "limit": 2}], "max_concurrent": 1})
+    assert not multiprocess_config({}, gpu=False).get("tag_concurrency_limits")
+    given = multiprocess_config({"tag_concurrency_limits": [{"key": "x", "limit": 2}], "max_concurrent": 1}, gpu=True)
     assert given["tag_concurrency_limits"] == [{"key": "x", "limit": 2}] and given["max_concurrent"] == 1
     job = defs.resolve_job_def("retrain_all_job")
     assert job.executor_def is genrank_executor

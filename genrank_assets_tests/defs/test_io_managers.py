@@ -13,6 +13,7 @@ from genrank_assets.defs.io_managers import (
     WAREHOUSE_ENV,
     ParquetWarehouseIOManager,
     WarehouseIOManager,
+    batched_read,
     warehouse_io_manager,
 )
 
@@ -229,3 +230,47 @@ def test_writers_in_separate_processes_all_land(tmp_path, kind):
         for i in range(6):
             back = read(catalog, f"w{k}_{i}")
             assert len(back) == 2000 and set(back.writer) == {f"w{k}"}
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_batched_read_gives_the_rows_of_its_splits_as_float32_columns(tmp_path, kind):
+    """batched_read: several small batches, only the splits asked for, floats as float32 (the same values to
+    float32 precision), ints, booleans and strings as they were; a fold's prefixed key is its own table."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    frame = pd.DataFrame({"split": rng.choice(["holdout", "val", "test"], n), "playlist_id": [f"p{i // 7}" for i in range(n)],
+                          "rank": rng.integers(0, 50, n), "proposed": rng.random(n) < 0.5,
+                          "score": rng.normal(size=n), "label": (rng.random(n) < 0.1).astype(np.float64)})
+    frame.loc[3, "score"] = np.nan
+    seen = {}
+
+    @dg.asset(key=["fold_1", "features"])
+    def features() -> pd.DataFrame:
+        return frame
+
+    @dg.asset(ins={"whole": dg.AssetIn(features.key)})
+    def plain(whole: pd.DataFrame) -> None:
+        seen["whole"] = whole
+
+    @dg.asset(ins={"training": dg.AssetIn(features.key, metadata=batched_read(["holdout", "val"], batch_rows=64))})
+    def batched(training: pd.DataFrame) -> None:
+        seen["training"] = training
+
+    resources = parquet_store(tmp_path / "home") if kind == "parquet" else warehouse(tmp_path / "w.duckdb")
+    dg.materialize([features, plain, batched], resources=resources)
+    expected = frame[frame["split"].isin(["holdout", "val"])].reset_index(drop=True)
+    got = seen["training"]
+    assert len(got) == len(expected) and set(got["split"]) == {"holdout", "val"}
+    assert got["score"].dtype == np.float32 and got["label"].dtype == np.float32
+    assert got["rank"].dtype == np.int64 and got["proposed"].dtype == bool and got["playlist_id"].dtype == object
+    order = got.sort_values(["playlist_id", "score"], kind="stable").index
+    want = expected.sort_values(["playlist_id", "score"], kind="stable")
+    got = got.loc[order].reset_index(drop=True)
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy().astype(np.float32))
+    for column in ("split", "playlist_id", "rank", "proposed", "label"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy().astype(got[column].dtype))
+    pd.testing.assert_frame_equal(seen["whole"].reset_index(drop=True), frame)  # the plain read is unchanged
+    if kind == "duckdb":
+        assert len(read(tmp_path / "w.duckdb", "fold_1__features")) == n  # the key's prefix is in the table name
+    else:
+        assert (tmp_path / "home" / "warehouse" / "genrank" / "fold_1__features.parquet").is_file()

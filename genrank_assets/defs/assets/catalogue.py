@@ -12,8 +12,9 @@ import pandas as pd
 from gensim.models import Word2Vec
 from pydantic import Field
 
+from genrank_assets.defs.folds import sibling_key
 from genrank_assets.defs.metadata import latest_metadata
-from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry, step_run
+from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry, step_name, step_run
 from genrank_assets.ml.baselines.classical import knn_cooccurrence
 from genrank_assets.ml.catalogue.catalogue import (
     build_catalogue,
@@ -48,10 +49,11 @@ def song_catalogue(context: dg.AssetExecutionContext, config: SongCatalogueConfi
     """song_id, count, cold_start, vector_source, l1..lL, vector: every song of the song file (learned or
     cold-start vector), its code, and whether a refresh may still give it history."""
     instance = context.instance
-    vectors_event = instance.get_latest_materialization_event(dg.AssetKey("song_vectors"))
-    vectors_meta = latest_metadata(instance, dg.AssetKey("song_vectors"))
+    # the assets beside this one: a fold's copy (defs/crossfit.py) reads its own fold's vectors and codebook
+    vectors_event = instance.get_latest_materialization_event(sibling_key(context, "song_vectors"))
+    vectors_meta = latest_metadata(instance, sibling_key(context, "song_vectors"))
     previous = latest_metadata(instance, context.asset_key)
-    quantizer_path = latest_metadata(instance, dg.AssetKey("semantic_ids")).get("codebook_path")
+    quantizer_path = latest_metadata(instance, sibling_key(context, "semantic_ids")).get("codebook_path")
     if not vectors_meta.get("word2vec_model") or not quantizer_path:
         raise ValueError("song_vectors / semantic_ids were materialised without their word2vec model or codebook "
                          "file: run a full retrain (retrain_all_job)")
@@ -72,7 +74,7 @@ def song_catalogue(context: dg.AssetExecutionContext, config: SongCatalogueConfi
     new = train[~train["playlist_id"].astype(str).isin(trained)]
     catalogue, extension = extend_catalogue(before, model, as_song_lists(new["song_ids"]), quantizer, info,
                                             raw_songs["song_id"].astype(str).tolist(), space, config.seed)
-    state = save_state(genrank_paths.artifacts("catalogue", context.run.run_id[:8]), catalogue, model,
+    state = save_state(genrank_paths.artifacts("catalogue", step_name(context), context.run.run_id[:8]), catalogue, model,
                        [*trained, *new["playlist_id"].astype(str)],
                        {"quantizer": quantizer_path, "base_vectors_run": vectors_event.run_id})
     context.log.info(f"{'refresh' if refresh else 'full'}: {len(catalogue)} songs, {catalogue.n_cold} cold-start; "

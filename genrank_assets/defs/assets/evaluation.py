@@ -6,6 +6,8 @@ import mlflow
 import pandas as pd
 from pydantic import Field, model_validator
 
+from genrank_assets.defs.folds import fold_ins
+from genrank_assets.defs.io_managers import batched_read
 from genrank_assets.defs.resources import ComputeResource, GenrankPaths, MlflowRegistry, step_run
 from genrank_assets.ml.catalogue.catalogue import cold_songs, save_bundle_dirs, song_info
 from genrank_assets.ml.catalogue.catalogue import from_frame as catalogue_from_frame
@@ -21,6 +23,7 @@ from genrank_assets.ml.evaluation.procedure import (
     write_evaluation_report,
 )
 from genrank_assets.ml.evaluation.report import report_markdown
+from genrank_assets.ml.ranking.ltr.tables import with_fold_rows
 from genrank_assets.ml.serving import registry
 
 
@@ -51,7 +54,9 @@ class EvaluationConfig(dg.Config):
         return self
 
 
-@dg.asset(group_name="evaluation", kinds={"mlflow"})
+# The features (every split: the ablations refit on the training rows and rank test's) in float32 batches.
+@dg.asset(group_name="evaluation", kinds={"mlflow"},
+          ins={"ranking_features": dg.AssetIn(metadata=batched_read()), **fold_ins("ranking_features", batched_read())})
 def evaluation_report(
     context: dg.AssetExecutionContext,
     config: EvaluationConfig,
@@ -65,6 +70,7 @@ def evaluation_report(
     genrank_paths: GenrankPaths,
     mlflow_registry: MlflowRegistry,
     compute: ComputeResource,
+    **fold_features: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     """Popularity, title-kNN, kNN / kernel ridge + co-occurrence, generator only, generate-and-rank (+ hybrid), the
     LTR system and its ablations (vs ridge + co-occurrence) on held-out playlists; the served system is
@@ -79,8 +85,9 @@ def evaluation_report(
                                   config.classical_grid, config.latency_queries)
     catalogue = catalogue_from_frame(song_catalogue)
     trained = catalogue_models(models, catalogue, raw_songs, with_ablation=config.cold_start_ablation)
+    features = with_fold_rows(ranking_features, fold_features.values())  # the rows the LTR ranker learnt from
     results = evaluate_methods(playlist_corpus, trained, queries, tune, settings,
-                               ltr=(ranking_features, models.ltr_py.ltr), log_fn=context.log.info)
+                               ltr=(features, models.ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method
     context.log.info(_serving_line(results, method, config))
     served = results.systems[method]

@@ -14,6 +14,7 @@ from genrank_assets.defs.resources import (
     GenrankPaths,
     MlflowRegistry,
     TrainingDeviceConfig,
+    step_name,
     step_run,
 )
 from genrank_assets.ml.data.corpus import train_popularity
@@ -135,7 +136,7 @@ def tiger_model(
     with step_run(context, genrank_paths, mlflow_registry) as step:
         result = train_tiger(model, tokenizer, train_ds, val_ds, config.train_config(), resolved,
                              gradient_checkpointing=config.gradient_checkpointing,
-                             checkpoint_dir=genrank_paths.checkpoints("tiger_model"), log_fn=context.log.info)
+                             checkpoint_dir=genrank_paths.checkpoints(step_name(context)), log_fn=context.log.info)
         code_table = CodeTable(song_ids=song_ids, codes=codes,
                                popularity=song_popularity_array(song_ids, upstream_corpus))
         generator = TigerGenerator(model.to("cpu"), tokenizer, code_table, target_mode=config.target_mode,

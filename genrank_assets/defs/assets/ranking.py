@@ -10,6 +10,8 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.defs.config import check_one_of, config_fields, dataclass_config, training_fields
+from genrank_assets.defs.folds import fold_ins
+from genrank_assets.defs.io_managers import batched_read
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
     GPU_TAGS,
@@ -18,6 +20,7 @@ from genrank_assets.defs.resources import (
     GenrankPaths,
     MlflowRegistry,
     TrainingDeviceConfig,
+    step_name,
     step_run,
 )
 from genrank_assets.ml.baselines.classical import benchmark_queries
@@ -39,7 +42,13 @@ from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfi
 from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
 from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker, training_rows
+from genrank_assets.ml.ranking.ltr.tables import (
+    TRAINING_SPLITS,
+    build_tables,
+    fit_ranker,
+    training_rows,
+    with_fold_rows,
+)
 from genrank_assets.ml.semantic_ids.codes import codes_from_frame
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.recommender import save_song_side
@@ -185,7 +194,7 @@ def ranker_model(
         result = train_ranker(ranker, train, val if len(val) else None, sv,
                               song_texts(raw_songs) if config.use_song_text else None,
                               config.train_config(), resolved,
-                              checkpoint_dir=genrank_paths.checkpoints("ranker_model"), log_fn=context.log.info,
+                              checkpoint_dir=genrank_paths.checkpoints(step_name(context)), log_fn=context.log.info,
                               loss=config.loss)
         save_ranker(ranker.to("cpu"), step.folder / "ranker")
         save_song_side(step.folder / "songs", sv, raw_songs)
@@ -243,33 +252,63 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
                upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, song_catalogue: pd.DataFrame,
                raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry):
     """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence, cold neighbours, the singers and songs a
-    query names) and their features for queries no model behind them was fitted on: the LTR holdout (classical
-    sources fitted on upstream_corpus's train playlists, the upstream models never saw the holdout) and val / test
-    (sources fitted on every train playlist, as served)."""
+    query names) and their features for queries no model behind them was fitted on: val / test (sources fitted on
+    every train playlist, as served) and the LTR holdout when upstream_corpus has one (classical sources fitted on
+    its train playlists; the upstream models never saw the holdout). The folds' own rows: fold_<k>/ranking_features."""
+    parts = [(upstream_corpus, (HOLDOUT,)), (playlist_corpus, ("val", "test"))]
+    pools, features, n_queries, ms, ceilings = _pool_tables(context, config, parts, tiger_model, ranker_model,
+                                                           song_catalogue, raw_songs, compute, mlflow_registry)
+    ceiling_meta = {f"{split}.recall_ceiling.{k}": round(v, 4) for split, c in ceilings.items() for k, v in c.items()}
+    table = pd.DataFrame(ceilings).T.round(4).reset_index(names="split")
+    yield dg.Output(pools, "candidate_pools", metadata={
+        "dagster/row_count": len(pools), "ms_per_query": round(ms, 1), **ceiling_meta,
+        "recall_ceiling": dg.MetadataValue.md(table.to_markdown(index=False))})
+    yield dg.Output(features, "ranking_features", metadata=_features_metadata(features, n_queries, config))
+
+
+def fold_ranking_features(context: dg.AssetExecutionContext, config: CandidatePoolsConfig,
+                          upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str,
+                          song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame, compute: ComputeResource,
+                          mlflow_registry: MlflowRegistry) -> dg.Output[pd.DataFrame]:
+    """The features of one fold's own playlists (split `holdout` of the fold's corpus), from the fold's models and
+    sources fitted on the other folds: the LTR ranker's training rows (defs/crossfit.py copies this per fold)."""
+    _, features, n_queries, ms, ceilings = _pool_tables(context, config, [(upstream_corpus, (HOLDOUT,))],
+                                                        tiger_model, ranker_model, song_catalogue, raw_songs,
+                                                        compute, mlflow_registry)
+    ceiling_meta = {f"recall_ceiling.{k}": round(v, 4) for c in ceilings.values() for k, v in c.items()}
+    return dg.Output(features, metadata={**_features_metadata(features, n_queries, config),
+                                         "ms_per_query": round(ms, 1), **ceiling_meta})
+
+
+def _features_metadata(features: pd.DataFrame, n_queries: dict, config: CandidatePoolsConfig) -> dict:
+    return {"dagster/row_count": len(features), "features": len(FEATURES),
+            POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.params())),
+            "positives": int(features["label"].sum()) if len(features) else 0,
+            **{f"{s}_queries": n for s, n in n_queries.items()}}
+
+
+def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str, ranker_model: str,
+                 song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame, compute: ComputeResource,
+                 mlflow_registry: MlflowRegistry):
+    """(pools, features, queries per split, ms per query, recall ceilings) of the queries of each
+    (corpus the sources and features are fitted on, the splits whose queries they score) of ``parts``."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
-    # Every song of the catalogue, cold-start songs under their predicted codes: the LTR holdout's own songs are
-    # cold for the upstream models, so the ranker learns where cold songs belong from real lists.
+    # Every song of the catalogue, cold-start songs under their predicted codes: the held-out playlists' own songs
+    # are cold for the upstream models, so the ranker learns where cold songs belong from real lists.
     catalogue = catalogue_from_frame(song_catalogue)
     generator = registry.load_python_model(tiger_model).generator.with_code_table(catalogue.code_table())
     ranker_py = registry.load_python_model(ranker_model)
     vectors, info, cold = catalogue.song_vectors(), song_info(raw_songs), cold_songs(catalogue)
-
-    def queries_of(corpus: pd.DataFrame, splits: tuple[str, ...]) -> dict:
-        out = {}
+    t0, pools, features, ceilings, n_queries = time.perf_counter(), [], [], {}, {}
+    for corpus, splits in parts:
+        queries = {}
         for split in splits:
             qids, texts, truths = benchmark_queries(corpus, split=split)
             if config.max_queries:
                 qids, texts = qids[:config.max_queries], texts[:config.max_queries]
             if qids:
-                out[split] = (qids, texts, truths)
-        return out
-
-    # (corpus the sources and features are fitted on, the splits whose queries they score)
-    parts = [(upstream_corpus, (HOLDOUT,)), (playlist_corpus, ("val", "test"))]
-    t0, pools, features, ceilings, n_queries = time.perf_counter(), [], [], {}, {}
-    for corpus, splits in parts:
-        queries = queries_of(corpus, splits)
+                queries[split] = (qids, texts, truths)
         if not queries:
             continue
         sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors).with_mentions(
@@ -281,36 +320,41 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
         features.append(feature_rows)
         ceilings.update(ceiling)
         n_queries.update({s: len(q[0]) for s, q in queries.items()})
-    pools, features = pd.concat(pools, ignore_index=True), pd.concat(features, ignore_index=True)
+    if not features:
+        raise ValueError("no query to build candidate pools for: the corpus has no titled playlist in "
+                         f"{[s for _, splits in parts for s in splits]}")
     ms = (time.perf_counter() - t0) * 1000 / max(1, sum(n_queries.values()))
-    ceiling_meta = {f"{split}.recall_ceiling.{k}": round(v, 4) for split, c in ceilings.items() for k, v in c.items()}
-    table = pd.DataFrame(ceilings).T.round(4).reset_index(names="split")
-    yield dg.Output(pools, "candidate_pools", metadata={
-        "dagster/row_count": len(pools), "ms_per_query": round(ms, 1), **ceiling_meta,
-        "recall_ceiling": dg.MetadataValue.md(table.to_markdown(index=False))})
-    yield dg.Output(features, "ranking_features", metadata={
-        "dagster/row_count": len(features), "features": len(FEATURES),
-        POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.params())),
-        "positives": int(features["label"].sum()), **{f"{s}_queries": n for s, n in n_queries.items()}})
+    return (pd.concat(pools, ignore_index=True), pd.concat(features, ignore_index=True), n_queries, ms, ceilings)
 
 
 class LTRRankerConfig(dataclass_config(LTRParams)):
     """LightGBM lambdarank settings; defaults: ml.ranking.ltr.ranker.LTRParams (seed: LightGBM's, deterministic)."""
 
 
-@dg.asset(group_name="ranking", kinds={"lightgbm", "mlflow"}, io_manager_key="model_io_manager")
+# Every fold's own rows and the served table's training splits: the ranker's rows, read in float32 batches
+# (io_managers.batched_read), never the whole table as a float64 frame.
+FOLD_FEATURES = fold_ins("ranking_features", batched_read())
+RANKER_INS = {"ranking_features": dg.AssetIn(metadata=batched_read(TRAINING_SPLITS)), **FOLD_FEATURES}
+
+
+@dg.asset(group_name="ranking", kinds={"lightgbm", "mlflow"}, io_manager_key="model_io_manager", ins=RANKER_INS)
 def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranking_features: pd.DataFrame,
-               playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry
-               ) -> dg.Output[str]:
-    """LightGBM lambdarank over the features, trained on the LTR holdout and val queries (rounds by query-fold CV
-    over them; test never seen), saved as plain files and logged to MLflow as a pyfunc model (value: its
-    `models:/m-<id>` URI); the evaluation registers it as a `genrank-ltr` version."""
-    rows = training_rows(ranking_features)
+               playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry,
+               **fold_features: pd.DataFrame) -> dg.Output[str]:
+    """LightGBM lambdarank over the features, trained on every train playlist's cross-fitted rows (the folds'), the
+    LTR holdout's if there is one, and the val queries (rounds by query-fold CV over them; test never seen), saved
+    as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>` URI); the evaluation
+    registers it as a `genrank-ltr` version."""
+    rows = training_rows(with_fold_rows(ranking_features, fold_features.values()))
     model = fit_ranker(rows, FEATURES, config.params())
     # Serving builds its pools as the training pools were built: the ranker carries their PoolConfig.
     pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)
     if not pool_config:
         raise ValueError("ranking_features has no recorded pool_config: materialise ltr_tables again")
+    for ins in FOLD_FEATURES.values():
+        if latest_metadata(context.instance, ins.key).get(POOL_CONFIG_KEY) != pool_config:
+            raise ValueError(f"{ins.key.to_user_string()} was built with another pool config than ranking_features: "
+                             "materialise the crossfit group and ltr_tables in one run")
     model.pool_config = asdict(PoolConfig.from_dict(pool_config))  # checked: known fields, valid values
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, rows, truths)  # out-of-fold, on the val queries among the training rows

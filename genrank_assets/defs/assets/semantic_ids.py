@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from genrank_assets.defs.resources import ComputeResource, DeviceConfig, GenrankPaths
+from genrank_assets.defs.resources import ComputeResource, DeviceConfig, GenrankPaths, step_name
 from genrank_assets.ml.plots import code_usage_plot, markdown_image, songs_per_code_plot
 from genrank_assets.ml.semantic_ids.codes import code_space_of, codes_from_frame, codes_to_frame, metrics_frame
 from genrank_assets.ml.semantic_ids.metrics import semantic_id_metrics, semantic_id_tables
@@ -72,11 +72,11 @@ def semantic_ids(
     model = RQKMeans(
         levels=tuple(config.levels), balanced=config.balanced, unique_codes=config.unique_codes,
         normalize_residuals=config.normalize_residuals, n_iter=config.n_iter, seed=config.seed, device=device,
-        checkpoint_dir=str(genrank_paths.checkpoints("semantic_ids")), balance_slack=config.balance_slack,
+        checkpoint_dir=str(genrank_paths.checkpoints(step_name(context))), balance_slack=config.balance_slack,
         min_cluster_size=config.min_cluster_size,
     )
     codes = model.fit_predict(X)
-    codebook_path = model.save(genrank_paths.artifacts("semantic_ids") / f"rq_kmeans-{context.run.run_id[:8]}.npz")
+    codebook_path = model.save(genrank_paths.artifacts("semantic_ids", step_name(context)) / f"rq_kmeans-{context.run.run_id[:8]}.npz")
     metrics = semantic_id_metrics(X, codes, model, sample_size=config.metrics_sample_size, seed=config.seed)
     tables = semantic_id_tables(metrics)
     summary = tables["summary"].iloc[0].to_dict()
@@ -91,7 +91,7 @@ def semantic_ids(
     selected = context.op_execution_context.selected_output_names
     if "semantic_ids" in selected:
         levels_only = codes[:, : len(config.levels)]  # without an l4 disambiguation column
-        plot_dir = genrank_paths.artifacts("semantic_ids")
+        plot_dir = genrank_paths.artifacts("semantic_ids", step_name(context))
         usage_png = code_usage_plot(levels_only, list(config.levels), plot_dir / f"code_usage-{context.run.run_id[:8]}.png")
         per_code_png = songs_per_code_plot(levels_only, plot_dir / f"songs_per_code-{context.run.run_id[:8]}.png")
         yield dg.Output(

@@ -3,7 +3,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from genrank_assets.defs.resources import GenrankPaths
+from genrank_assets.defs.resources import GenrankPaths, step_name
 from genrank_assets.ml.data.corpus import as_song_lists
 from genrank_assets.ml.vectors.song_vectors import W2V, neighbour_table, save_word2vec, to_frame, train_word2vec
 
@@ -34,7 +34,7 @@ def song_vectors(
     sentences = as_song_lists(train["song_ids"])
     context.log.info(f"training word2vec on {len(sentences)} train playlists ({sum(map(len, sentences))} rows)")
     sv, model = train_word2vec(sentences, **config.model_dump())
-    model_path = genrank_paths.artifacts("vectors") / f"word2vec-{context.run.run_id[:8]}.model"
+    model_path = genrank_paths.artifacts("vectors", step_name(context)) / f"word2vec-{context.run.run_id[:8]}.model"
     save_word2vec(model, model_path, train["playlist_id"].astype(str))
     context.log.info(f"{len(sv)} song vectors in {sv.stats['training_seconds']:.1f}s")
     table = neighbour_table(sv, raw_songs)

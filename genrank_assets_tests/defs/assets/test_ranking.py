@@ -5,8 +5,11 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
+from genrank_assets.defs.folds import crossfit_folds
+from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
 from genrank_assets.ml.serving import registry
+from genrank_assets.ml.vectors.song_vectors import trained_playlists_of
 from genrank_assets_tests.builds import MODELS, champions, materialize, metadata, model_versions, run_config, tables
 
 
@@ -22,6 +25,35 @@ def test_candidate_pools_and_the_ltr_ranker(built):
     assert Path(ltr["model_dir"], "model.txt").exists() and ltr["n_rounds"] >= 1
     assert 0.0 <= ltr["val_cv_ndcg@10"] <= 1.0 and "data:image/png;base64," in ltr["feature_importance"]
     assert len(ltr["cv_oof_rounds"].strip("[]").split(",")) == len(ltr["cv_best_rounds"].strip("[]").split(","))
+
+
+def test_every_train_playlist_learns_from_fold_models_that_never_saw_it(built):
+    """The leakage rule of cross-fitting: the folds partition the titled train playlists; a fold's ranking rows are
+    its own playlists, and none of them reached that fold's word2vec, generator or cross-encoder training; the
+    ranker learnt from every fold's rows and val's."""
+    folds = crossfit_folds()
+    assert folds >= 2
+    (corpus,) = tables(built.home, "playlist_corpus")
+    titled_train = set(corpus.loc[(corpus["split"] == "train") & corpus["title"].str.strip().ne(""), "playlist_id"])
+    scored = []
+    for k in range(folds):
+        rows, fold_corpus, gen_pairs, ranker_pairs = tables(
+            built.home, *(f"fold_{k}__{name}" for name in ("ranking_features", "upstream_corpus", "generator_dataset",
+                                                          "ranker_dataset")))
+        ids = set(rows["playlist_id"])
+        assert set(rows["split"]) == {HOLDOUT} and rows["label"].sum() > 0
+        assert ids <= set(fold_corpus.loc[fold_corpus["split"] == HOLDOUT, "playlist_id"])
+        vectors = metadata(built.result, f"fold_{k}__song_vectors")["word2vec_model"]
+        fitted = trained_playlists_of(vectors) | set(gen_pairs["playlist_id"]) | set(ranker_pairs["playlist_id"])
+        assert fitted and ids.isdisjoint(fitted), f"fold {k} scored playlists its models were fitted on"
+        assert set(fold_corpus.loc[fold_corpus["split"].isin(["train", HOLDOUT]), "playlist_id"]) == set(
+            corpus.loc[corpus["split"] == "train", "playlist_id"])
+        scored.append(ids)
+    assert set().union(*scored) == titled_train and sum(map(len, scored)) == len(titled_train)
+    ltr = metadata(built.result, "ltr_ranker")
+    assert ltr[f"{HOLDOUT}_queries"] == len(titled_train) and ltr["val_queries"] > 0
+    served_vectors = metadata(built.result, "song_vectors")["word2vec_model"]
+    assert titled_train <= trained_playlists_of(served_vectors)  # the served models saw every train playlist
 
 
 def test_ranker_separates_planted_pairs_and_reloads_identically(built):

@@ -53,6 +53,24 @@ VARIANTS = {
 }
 
 
+def with_fold_rows(features: pd.DataFrame, fold_features) -> pd.DataFrame:
+    """The features table and the cross-fitting folds' rows (split ``HOLDOUT``, each fold's own playlists), as one
+    table: a playlist in two of them was scored twice, which would give it double weight and leak its label
+    across the ranker's CV folds, so that is refused."""
+    parts = [features, *fold_features]
+    if len(parts) == 1:
+        return features
+    seen: set[str] = set()
+    for part in parts:
+        ids = set(part.loc[part["split"] == HOLDOUT, "playlist_id"].astype(str))
+        twice = seen & ids
+        if twice:
+            raise ValueError(f"{len(twice)} playlists have ranking rows in two folds (e.g. {sorted(twice)[:3]}): "
+                             "the folds must partition the train playlists")
+        seen |= ids
+    return pd.concat(parts, ignore_index=True)
+
+
 def pool_frame(split: str, playlist_id: str, pool) -> pd.DataFrame:
     """One query's pool as rows of the candidate_pools table."""
     n = len(pool)
