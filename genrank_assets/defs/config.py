@@ -20,7 +20,7 @@ from genrank_assets.ml.training import TrainConfig
 # The fields of ml.training.TrainConfig that the training assets' configs expose (their defaults: each model's own
 # TrainConfig, TIGER_TRAINING / RANKER_TRAINING).
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "early_stopping_patience",
-                   "checkpoint_every_steps", "seed")
+                   "max_train_seconds", "schedule", "checkpoint_every_steps", "seed")
 
 
 def _run_config_type(tp):

@@ -6,16 +6,23 @@ maximise for the ranker), the data order of an epoch, and a fingerprint of the m
 the rest, one way for both:
 
 * **Optimizer and schedule** — AdamW, weight decay on matrices only (nanoGPT convention: norms and biases are
-  not decayed); linear warm-up over ``warmup_steps`` (or ``int(warmup_ratio * total steps)``), then linear
-  decay to 0 at ``epochs`` full epochs. ``max_steps`` is a budget of global steps (``None`` or ``0``: no cap):
-  it stops the run, it does not shorten the schedule, so a run stopped at step k and resumed equals an
-  uninterrupted one.
+  not decayed); linear warm-up over ``warmup_steps`` (or ``int(warmup_ratio * total steps)``), then
+  (``schedule``) ``"linear"``: linear decay to 0 at ``epochs`` full epochs, or ``"constant"``: the peak rate until
+  the end. ``epochs`` is a ceiling: early stopping and the budgets below usually end the run first, and with a
+  large ceiling a linear decay barely decays before they do — ``"constant"`` says so instead of pretending to
+  anneal (docs/findings.md measures both). The warm-up is a share of the ceiling's steps: with a large ceiling,
+  give ``warmup_steps``.
+* **Budgets** — ``max_steps``, a budget of global steps, and ``max_train_seconds``, a wall-time budget of the
+  loop (training steps and validation, summed over the calls that resumed one run; ``None`` or ``0``: no cap).
+  Both are checked before every step, stop the run (stop reasons ``max_steps``, ``time_cap``) and do not shorten
+  the schedule, so a run stopped at step k and resumed equals an uninterrupted one. Where a time cap stops a run
+  depends on the machine's speed: such a run is reproducible only given where it stopped (its ``steps``).
 * **Precision** — the resolved :class:`~genrank_assets.ml.compute.Compute`: autocast for fp16/bf16, gradient
   scaling for fp16; gradients clipped to ``max_grad_norm``.
 * **Validation and early stopping** — the untrained model is measured first (``TrainResult.initial_val``), then
   the model after every epoch. The weights with the best objective are kept and loaded at the end (without a
   validation set, or when no epoch gave a finite metric, the last weights stay). ``early_stopping_patience``
-  epochs without improvement stop training; ``None`` or ``0`` never stops early. A run that ``max_steps`` stops
+  epochs without improvement stop training; ``None`` or ``0`` never stops early. A run that a budget stops
   mid-epoch is validated where it stopped (a ``partial`` history record) and keeps those weights when they are
   the best.
 * **Checkpoints** — ``checkpoint_dir/checkpoint.pt``, written atomically every ``checkpoint_every_steps`` steps
@@ -23,7 +30,12 @@ the rest, one way for both:
   step), history and best weights, plus a fingerprint of the task and the configuration. A later call with the
   same fingerprint continues where the checkpoint stopped — mid-epoch included — and reproduces the
   uninterrupted run bit for bit; a checkpoint with another fingerprint is ignored (and overwritten).
-  ``max_steps``, ``checkpoint_every_steps`` and ``log_every_steps`` are not part of the fingerprint.
+  ``max_steps``, ``max_train_seconds``, ``checkpoint_every_steps`` and ``log_every_steps`` are not part of the
+  fingerprint. A run a budget stopped is continued by a later call only as far as its budgets allow: the time
+  spent is in the checkpoint, so a call with the same cap trains no further (it returns the checkpoint's model,
+  re-validated where it stopped) and a larger cap trains on for the difference; a run killed between two
+  checkpoints redoes the steps since the last one, whose time then counts again. A finished run (``epochs``,
+  ``early_stopping``) is returned as it is.
 * **Progress** — plain-text lines, the same for both models, to ``log_fn`` (and this module's logger), e.g.
   ``tiger_model epoch 1/4 step 50/1148 (4%) loss 0.5424 lr 1.00e-03 312 samples/s eta 1m12s``: the loss is
   the mean over the steps since the previous line, samples/s counts training steps of this call only.
@@ -59,7 +71,9 @@ from genrank_assets.ml.compute import CPU, Compute
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
-STOP_REASONS = ("epochs", "early_stopping", "max_steps")
+STOP_REASONS = ("epochs", "early_stopping", "max_steps", "time_cap")
+BUDGET_STOPS = ("max_steps", "time_cap")  # stops a later call may continue from, when its budget allows
+SCHEDULES = ("linear", "constant")
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,8 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     max_steps: int | None = None  # a budget of global steps; None or 0: no cap
     log_every_steps: int = 50
+    max_train_seconds: float | None = None  # a wall-time budget of the loop, resumed calls summed; None or 0: none
+    schedule: str = "linear"  # after warm-up: "linear" decay to 0 at `epochs`, or "constant"
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -95,10 +111,12 @@ class TrainConfig:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("early_stopping_patience", "warmup_steps", "max_steps"):
+        for name in ("early_stopping_patience", "warmup_steps", "max_steps", "max_train_seconds"):
             value = getattr(self, name)
-            if value is not None and value < 0:
+            if value is not None and not value >= 0:  # NaN fails too
                 raise ValueError(f"{name} must be >= 0 or None, got {value}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
     @classmethod
     def from_mapping(cls, values, defaults: TrainConfig) -> TrainConfig:
@@ -110,9 +128,13 @@ class TrainConfig:
     def step_budget(self) -> int | None:
         return self.max_steps or None
 
+    @property
+    def time_budget(self) -> float | None:
+        return self.max_train_seconds or None
+
     def fingerprint(self) -> dict:
-        """What a checkpoint must match: everything but the budget and the logging/checkpoint cadence."""
-        skip = {"max_steps", "checkpoint_every_steps", "log_every_steps"}
+        """What a checkpoint must match: everything but the budgets and the logging/checkpoint cadence."""
+        skip = {"max_steps", "max_train_seconds", "checkpoint_every_steps", "log_every_steps"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -163,7 +185,7 @@ class TrainTask:
 @dataclass
 class TrainResult:
     # One record per finished epoch (1-based "epoch", "step", "partial", "train_loss", the val metrics,
-    # "samples_per_second"), plus a "partial" one when max_steps stopped the run mid-epoch.
+    # "samples_per_second"), plus a "partial" one when a budget (max_steps, the time cap) stopped it mid-epoch.
     history: list[dict]
     objective: str  # the metric that chose the weights ("val_loss", "val_auc")
     best_epoch: int | None  # 1-based epoch whose weights the model holds at the end (None: the last weights)
@@ -223,6 +245,7 @@ class _State:
     best_val: dict | None = None
     bad_epochs: int = 0
     stop_reason: str | None = None  # set once training is over
+    elapsed_seconds: float = 0.0  # the loop's wall time up to the checkpoint, over every call of this run
 
 
 def train(
@@ -233,15 +256,17 @@ def train(
     *,
     checkpoint_dir: str | os.PathLike | None = None,
     log_fn: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> TrainResult:
     """Train ``model`` on ``task`` (see the module docstring); the model ends on ``compute``'s device, in eval
-    mode, holding the kept weights."""
+    mode, holding the kept weights. ``clock`` (seconds) is what the time cap reads; tests give a fake one."""
     if task.n_examples < 1:
         raise ValueError(f"{task.name}: the training set is empty")
     say = _logger(log_fn)
     started = time.perf_counter()
     if compute.processes > 1 and distributed.launched_world() is None:
-        values, weights = distributed.spawn(_train_rank, (model, task, config, checkpoint_dir), compute, say)
+        values, weights = distributed.spawn(_train_rank, (model, task, config, checkpoint_dir, clock), compute,
+                                            say)
         model.load_state_dict(weights)
         model.to(compute.torch_device).eval()
         # The caller's wall time (worker start-up included) and device, as a 1-process run reports them.
@@ -249,7 +274,7 @@ def train(
     else:
         with distributed.joined(compute) as (group, mine):
             result = _train(group, mine, say if group.main else distributed.quiet, model, task, config,
-                            checkpoint_dir)
+                            checkpoint_dir, clock)
         result.seconds = time.perf_counter() - started
     say(
         f"{task.name} stopped ({result.stop_reason}) at step {result.steps}/{result.total_steps}: "
@@ -259,22 +284,23 @@ def train(
 
 
 def _train(group: distributed.Group, compute: Compute, say, model, task: TrainTask, config: TrainConfig,
-           checkpoint_dir) -> TrainResult:
+           checkpoint_dir, clock: Callable[[], float] = time.perf_counter) -> TrainResult:
     """The loop, in this process, as rank ``group.rank`` of ``group.world``."""
-    run = _Run(model, task, config, compute, checkpoint_dir, say, group)
+    run = _Run(model, task, config, compute, checkpoint_dir, say, group, clock)
     run.start()
     while run.state.stop_reason is None and run.state.epoch < config.epochs:
         run.train_epoch()
-        if run.state.stop_reason == "max_steps":
-            run.save("max_steps")
+        if run.state.stop_reason in BUDGET_STOPS:
+            run.save(run.state.stop_reason)
             break
         run.end_epoch()
     return run.finish()
 
 
-def _train_rank(group: distributed.Group, compute: Compute, say, model, task, config, checkpoint_dir):
+def _train_rank(group: distributed.Group, compute: Compute, say, model, task, config, checkpoint_dir,
+                clock=time.perf_counter):
     """One spawned worker's run; rank 0 hands the result and the kept weights back to the caller."""
-    result = _train(group, compute, say, model, task, config, checkpoint_dir)
+    result = _train(group, compute, say, model, task, config, checkpoint_dir, clock)
     return result.to_dict(), {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
 
 
@@ -282,9 +308,10 @@ class _Run:
     """One call of :func:`train`: the optimizer, schedule, checkpoint and position, and the steps between."""
 
     def __init__(self, model, task: TrainTask, config: TrainConfig, compute: Compute, checkpoint_dir, say,
-                 group: distributed.Group = distributed.LOCAL):
+                 group: distributed.Group = distributed.LOCAL, clock: Callable[[], float] = time.perf_counter):
         self.model, self.task, self.config, self.compute, self.say = model, task, config, compute, say
-        self.group = group
+        self.group, self.clock = group, clock
+        self.started = clock()  # this call's start; state.elapsed_seconds holds the earlier calls' time
         self.fingerprint = _fingerprint(task.fingerprint, config, compute.precision)
         # Dropout, each rank its own stream; a resumed run restores the checkpoint's RNG states instead.
         torch.manual_seed(config.seed + group.rank)
@@ -295,7 +322,7 @@ class _Run:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup = config.warmup_steps if config.warmup_steps is not None else int(
             config.warmup_ratio * self.total_steps)
-        self.scheduler = linear_warmup_schedule(self.optimizer, self.warmup, self.total_steps)
+        self.scheduler = warmup_schedule(self.optimizer, self.warmup, self.total_steps, config.schedule)
         self.scaler = compute.grad_scaler()
         self.state = _State()
         self.best_weights: dict[str, torch.Tensor] | None = None
@@ -319,8 +346,9 @@ class _Run:
             if self.group.rank < len(rng):
                 _set_rng_state(rng[self.group.rank])
             self.state = _State(**loaded["state"])
-            if self.state.stop_reason == "max_steps":  # the budget may have grown since; the loop re-checks it
+            if self.state.stop_reason in BUDGET_STOPS:  # the budget may have grown since; the loop re-checks it
                 self.state.stop_reason = None
+            self.started = self.clock()  # the time before the checkpoint is in state.elapsed_seconds
             self.best_weights = loaded["best_weights"]
             self.resumed_from = self.state.step
             self.say(f"{self.task.name} resumed from {self.path} at step {self.state.step} "
@@ -328,8 +356,9 @@ class _Run:
         cfg = self.config
         self.say(
             f"{self.task.name} training: {self.task.n_examples} examples, {self.steps_per_epoch} steps/epoch x "
-            f"{cfg.epochs} epochs = {self.total_steps} steps, warmup {self.warmup}, "
-            f"{self.compute.device} {self.compute.precision}"
+            f"{cfg.epochs} epochs = {self.total_steps} steps (a ceiling), warmup {self.warmup}, {cfg.schedule} "
+            f"schedule, " + (f"time cap {format_duration(cfg.time_budget)}, " if cfg.time_budget else "")
+            + f"{self.compute.device} {self.compute.precision}"
             + (f", {self.group.world} data-parallel processes" if self.group.world > 1 else "")
         )
         if self.task.validate is not None and self.state.initial_val is None and self.state.step == 0:
@@ -340,7 +369,7 @@ class _Run:
         state, objective = self.state, self.task.objective
         history = list(state.history)
         best_epoch, best_value, best_val, keep_current = state.best_epoch, state.best_value, state.best_val, False
-        if state.stop_reason == "max_steps" and state.batch_in_epoch > 0:  # stopped mid-epoch: where it stands
+        if state.stop_reason in BUDGET_STOPS and state.batch_in_epoch > 0:  # stopped mid-epoch: where it stands
             record = self.epoch_record(partial=True)
             history.append(record)
             self.say(self.epoch_line(record))
@@ -373,6 +402,11 @@ class _Run:
             if cfg.step_budget is not None and state.step >= cfg.step_budget:
                 state.stop_reason = "max_steps"
                 return
+            if self.out_of_time():
+                state.stop_reason = "time_cap"
+                self.say(f"{self.task.name} time cap: {format_duration(self.elapsed())} of "
+                         f"{format_duration(cfg.time_budget)} spent, stopping at step {state.step}")
+                return
             b = state.batch_in_epoch
             rows = np.asarray(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             t0 = time.perf_counter()
@@ -391,6 +425,17 @@ class _Run:
                 self.say(self.progress_line())
             if state.step % cfg.checkpoint_every_steps == 0 and state.batch_in_epoch < self.steps_per_epoch:
                 self.save("every")
+
+    def elapsed(self) -> float:
+        """The loop's wall time over every call of this run (validation included)."""
+        return self.state.elapsed_seconds + self.clock() - self.started
+
+    def out_of_time(self) -> bool:
+        """Whether the time cap is spent; rank 0's clock decides, so every rank stops at the same step."""
+        budget = self.config.time_budget
+        if budget is None:
+            return False
+        return bool(self.group.from_main(self.elapsed() >= budget if self.group.main else None))
 
     def step(self, rows: np.ndarray) -> float:
         """One optimizer step on a global batch; its mean loss."""
@@ -460,6 +505,8 @@ class _Run:
         end = min(self.total_steps, self.config.step_budget or self.total_steps)
         steps_this_call = state.step - (self.resumed_from or 0)
         eta = (end - state.step) * self.train_seconds / max(steps_this_call, 1)
+        if self.config.time_budget:
+            eta = min(eta, max(self.config.time_budget - self.elapsed(), 0.0))
         line = (
             f"{name} epoch {state.epoch + 1}/{self.config.epochs} step {state.step}/{self.total_steps} "
             f"({100 * state.step // self.total_steps}%) loss {self.window_loss / max(self.window_n, 1):.4f} "
@@ -471,7 +518,7 @@ class _Run:
 
     def epoch_line(self, record: dict) -> str:
         state, objective = self.state, self.task.objective
-        what = "stopped mid-epoch (max_steps)" if record["partial"] else "done"
+        what = f"stopped mid-epoch ({state.stop_reason})" if record["partial"] else "done"
         line = (f"{self.task.name} epoch {record['epoch']}/{self.config.epochs} {what} at step "
                 f"{record['step']}/{self.total_steps}: train_loss {record['train_loss']:.4f}")
         val = _val_part(record)
@@ -496,6 +543,7 @@ class _Run:
         if self.path is None:
             return
         rng = self.group.gather(_get_rng_state())
+        self.state.elapsed_seconds, self.started = self.elapsed(), self.clock()
         if not self.group.main:
             self.group.barrier()
             return
@@ -555,9 +603,13 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     )
 
 
-def linear_warmup_schedule(optimizer, warmup_steps: int, total_steps: int):
-    from transformers import get_linear_schedule_with_warmup
+def warmup_schedule(optimizer, warmup_steps: int, total_steps: int, schedule: str = "linear"):
+    """Linear warm-up over ``warmup_steps``, then ``schedule``: "linear" decay to 0 at ``total_steps``, or
+    "constant" (the peak rate)."""
+    from transformers import get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
 
+    if schedule == "constant":
+        return get_constant_schedule_with_warmup(optimizer, warmup_steps)
     return get_linear_schedule_with_warmup(optimizer, warmup_steps, max(total_steps, 1))
 
 

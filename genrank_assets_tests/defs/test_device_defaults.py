@@ -65,3 +65,23 @@ def test_the_gpu_preset_gets_the_cuda_defaults_it_had():
     assert preset["resources"]["compute"]["config"]["device"] == "cuda"
     assert "ranker_dataset" not in preset["ops"]
     assert (CUDA_DEFAULTS.ranker_dataset.generator_candidates, CUDA_DEFAULTS.ranker_dataset.generator_beams) == (50, 10)
+
+
+def test_on_cpu_tiger_epochs_are_a_ceiling_with_a_time_cap():
+    # A small catalogue trains until early stopping; mpd7k's size stops at the cap (~ its 8 epochs on 2 cores).
+    cpu, cuda = CPU_DEFAULTS.tiger_model, CUDA_DEFAULTS.tiger_model
+    assert cpu.epochs >= 40 and 0 < cpu.max_train_seconds <= 190
+    assert cuda.max_train_seconds is None  # no cap on CUDA unless the run config sets one
+
+
+@pytest.mark.parametrize("config_class", [TigerModelConfig, RankerModelConfig])
+def test_the_time_cap_flows_into_the_training_loop_and_is_checked(config_class):
+    import pydantic
+
+    train_config = config_class(epochs=3, batch_size=32, max_train_seconds=90, schedule="constant").train_config()
+    assert (train_config.max_train_seconds, train_config.schedule) == (90, "constant")
+    assert config_class(epochs=3, batch_size=32, max_train_seconds=0).train_config().time_budget is None  # 0: no cap
+    with pytest.raises(pydantic.ValidationError, match="max_train_seconds must be >= 0"):
+        config_class(max_train_seconds=-5)
+    with pytest.raises(pydantic.ValidationError, match="schedule must be one of"):
+        config_class(schedule="cosine")

@@ -20,6 +20,7 @@ from genrank_assets.ml.training import (
     judge_training,
     nonfinite_weights,
     train,
+    warmup_schedule,
 )
 
 N, DIM = 40, 4
@@ -128,6 +129,89 @@ def test_the_budget_is_not_part_of_the_fingerprint(tmp_path):
     assert more.resumed_from_step == 4 and more.steps == 9
 
 
+# ---- the time cap (a fake clock: one training step is one second, so nothing here is timed) --------------------
+
+
+class StepClock:
+    """What the loop reads as the time: advanced one second by every training step (batch_loss)."""
+
+    def __init__(self, start: float = 0.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_task(model, clock, **kwargs):
+    task, calls = toy_task(model, **kwargs)
+    inner = task.batch_loss
+
+    def batch_loss(net, rows):
+        clock.now += 1.0
+        return inner(net, rows)
+
+    return replace(task, batch_loss=batch_loss), calls
+
+
+def test_the_time_cap_stops_training_between_steps():
+    model, clock = toy_model(), StepClock()
+    lines = []
+    task, _ = timed_task(model, clock)
+    result = train(model, task, replace(CONFIG, max_train_seconds=7), clock=clock, log_fn=lines.append)
+    # 7 "seconds" are spent after step 7: the check before step 8 stops it, mid-epoch 2, validated where it stands
+    assert result.stop_reason == "time_cap" and result.steps == 7 and result.total_steps == 15
+    assert [h["epoch"] for h in result.epochs] == [1] and result.history[-1]["partial"]
+    assert any(re.fullmatch(r"toy time cap: 7s of 7s spent, stopping at step 7", line) for line in lines)
+    assert any(line.startswith("toy epoch 2/3 stopped mid-epoch (time_cap) at step 7/15") for line in lines)
+    assert result.summary()["stop_reason"] == "time_cap" and result.summary()["epochs_run"] == 1
+
+
+def test_validation_time_counts_against_the_cap():
+    model, clock = toy_model(), StepClock()
+    task, _ = timed_task(model, clock)
+    measure = task.validate
+
+    def slow_validate():
+        clock.now += 10.0
+        return measure()
+
+    # 10 s untrained validation + 5 steps + 10 s after epoch 1 = 25 s: the cap of 20 stops it before step 6
+    result = train(model, replace(task, validate=slow_validate), replace(CONFIG, max_train_seconds=20), clock=clock)
+    assert result.stop_reason == "time_cap" and result.steps == 5 and len(result.history) == 1
+
+
+@pytest.mark.parametrize("cap", [None, 0])
+def test_no_time_cap_with_none_or_zero(cap):
+    model, clock = toy_model(), StepClock()
+    result = train(model, timed_task(model, clock)[0], replace(CONFIG, max_train_seconds=cap), clock=clock)
+    assert result.stop_reason == "epochs" and result.steps == 15
+
+
+def test_a_time_capped_run_resumes_only_as_far_as_its_cap_allows(tmp_path):
+    model = toy_model()
+    straight = train(model, toy_task(model)[0], CONFIG)
+    straight_weights = weights(model)
+
+    capped_model, clock = toy_model(), StepClock()
+    config = replace(CONFIG, max_train_seconds=7, checkpoint_every_steps=3)
+    capped = train(capped_model, timed_task(capped_model, clock)[0], config, checkpoint_dir=tmp_path, clock=clock)
+    assert capped.stop_reason == "time_cap" and capped.steps == 7
+
+    # The same cap (a re-materialisation of the asset): the time spent is in the checkpoint, so no step is redone or
+    # added; another process's clock starts elsewhere, which does not matter.
+    again_model, clock = toy_model(), StepClock(start=1000.0)
+    again = train(again_model, timed_task(again_model, clock)[0], config, checkpoint_dir=tmp_path, clock=clock)
+    assert again.resumed_from_step == 7 and again.steps == 7 and again.samples == 0 and again.stop_reason == "time_cap"
+
+    # A larger cap trains on from step 7 and ends where the uninterrupted run ended, bit for bit.
+    more_model, clock = toy_model(), StepClock(start=50.0)
+    more = train(more_model, timed_task(more_model, clock)[0], replace(config, max_train_seconds=100),
+                 checkpoint_dir=tmp_path, clock=clock)
+    assert more.resumed_from_step == 7 and more.steps == 15 and more.stop_reason == "epochs"
+    assert [h["val_loss"] for h in more.history] == [h["val_loss"] for h in straight.history]
+    assert same_weights(straight_weights, weights(more_model))
+
+
 # ---- validation, early stopping and the kept weights --------------------------------------------------------
 
 
@@ -148,6 +232,28 @@ def test_auc_is_maximised_and_nan_never_counts_as_better():
     result = train(model, task, replace(CONFIG, epochs=4, early_stopping_patience=3))
     assert result.stop_reason == "epochs" and result.best_epoch == 3 and result.best_value == 0.7
     assert same_weights(weights(model), calls[3])
+
+
+def test_with_a_large_epoch_ceiling_early_stopping_decides():
+    model = toy_model()
+    # best at epoch 3, then 2 epochs without improvement: stops after epoch 5 of a 200-epoch ceiling
+    task, calls = toy_task(model, scripted=[9.0, 0.9, 0.7, 0.5, 0.6, 0.55, 0.1])
+    result = train(model, task, replace(CONFIG, epochs=200, early_stopping_patience=2))
+    assert result.stop_reason == "early_stopping" and len(result.epochs) == 5 and result.steps == 25
+    assert result.total_steps == 1000 and result.best_epoch == 3 and same_weights(weights(model), calls[3])
+
+
+@pytest.mark.parametrize("schedule, after", [("linear", [0.5, 0.0]), ("constant", [1.0, 1.0])])
+def test_the_schedule_after_warmup(schedule, after):
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = warmup_schedule(optimizer, warmup_steps=2, total_steps=10, schedule=schedule)
+    rates = []
+    for _ in range(10):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:3] == [0.0, 0.5, 1.0]  # warm-up
+    assert [rates[6], scheduler.get_last_lr()[0]] == pytest.approx(after)  # mid-way and at the ceiling's end
 
 
 @pytest.mark.parametrize("patience", [None, 0])
@@ -222,7 +328,9 @@ def test_format_duration():
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("warmup_ratio", 1.0),
                                           ("early_stopping_patience", -1), ("max_steps", -1),
-                                          ("checkpoint_every_steps", 0), ("max_grad_norm", 0.0)])
+                                          ("checkpoint_every_steps", 0), ("max_grad_norm", 0.0),
+                                          ("max_train_seconds", -1.0), ("max_train_seconds", float("nan")),
+                                          ("schedule", "cosine")])
 def test_bad_training_arguments_are_a_clear_error(field, value):
     with pytest.raises(ValueError, match=field):
         replace(CONFIG, **{field: value})
@@ -241,6 +349,7 @@ def test_config_from_an_asset_config_keeps_unknown_fields_out():
     config = TrainConfig.from_mapping({"epochs": 7, "lr": 0.1, "max_steps": 0, "preset": "tiny"}, CONFIG)
     assert config == replace(CONFIG, epochs=7, lr=0.1, max_steps=0) and config.step_budget is None
     assert "max_steps" not in config.fingerprint() and config.fingerprint()["epochs"] == 7
+    assert "max_train_seconds" not in config.fingerprint() and config.fingerprint()["schedule"] == "linear"
 
 
 def test_training_runs_on_the_compute_it_is_given():
