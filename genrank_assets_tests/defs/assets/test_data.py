@@ -9,6 +9,7 @@ import pytest
 
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources
 from genrank_assets.defs.automation import INGEST_ASSETS
+from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.data.corpus import split_of
 from genrank_assets.ml.data.ingest import IngestError, read_seed_folder
 from genrank_assets_tests import BAD_ROWS
@@ -62,18 +63,18 @@ def test_data_dir_is_selectable_per_run(tiny_demo_dir, genrank_home):
     assert result.output_for_node("raw_tables", "raw_playlists").playlist_id.tolist() == ["1", "0012", "12"]
 
 
-def test_the_ltr_holdout_reaches_no_upstream_model_and_trains_the_ranker(built):
-    """The train playlists upstream_corpus holds out are in no training set of word2vec, TIGER or the
-    cross-encoder; the LTR ranker trains on their feature rows (and val's); the classical baselines keep them."""
-    corpus, generator_rows, ranker_rows, features, original = tables(
-        built.home, "upstream_corpus", "generator_dataset", "ranker_dataset", "ranking_features", "playlist_corpus")
-    held = set(corpus.loc[corpus["split"] == "holdout", "playlist_id"])
-    train = (corpus["split"] == "train").sum()
-    assert held and len(held) + train == (original["split"] == "train").sum()
-    for table, rows in (("generator_dataset", generator_rows), ("ranker_dataset", ranker_rows)):
-        assert not set(rows["playlist_id"]) & held, table
-    assert metadata(built.result, "song_vectors")["train_playlists"] == train
+def test_the_served_upstream_models_see_every_train_playlist_and_the_ranker_learns_from_the_folds(built):
+    """By default (ltr_holdout_share 0) upstream_corpus holds nothing out: word2vec, TIGER and the cross-encoder
+    fit on every train playlist, the served features are val's and test's, and the LTR ranker's holdout rows are
+    the cross-fitting folds' (test_ranking.py checks that no fold model saw the playlists it scores)."""
+    corpus, generator_rows, features, original = tables(
+        built.home, "upstream_corpus", "generator_dataset", "ranking_features", "playlist_corpus")
+    assert corpus["split"].tolist() == original["split"].tolist()
+    train = set(original.loc[original["split"] == "train", "playlist_id"])
+    assert metadata(built.result, "song_vectors")["train_playlists"] == len(train)
+    assert set(generator_rows.loc[generator_rows["split"] == "train", "playlist_id"]) <= train
     by_split = features.groupby("split")["playlist_id"].nunique().to_dict()
-    assert set(by_split) == {"holdout", "val", "test"} and by_split["holdout"] > 0
+    assert set(by_split) == {"val", "test"}
     ltr = metadata(built.result, "ltr_ranker")
-    assert ltr["holdout_queries"] == by_split["holdout"] and ltr["val_queries"] == by_split["val"]
+    titled_train = benchmark_queries(original, split="train")[0]  # the train playlists that are queries
+    assert ltr["val_queries"] == by_split["val"] and ltr["holdout_queries"] == len(titled_train)

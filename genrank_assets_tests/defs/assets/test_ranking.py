@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 
 from genrank_assets.defs.folds import crossfit_folds
+from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
 from genrank_assets.ml.serving import registry
@@ -34,7 +35,7 @@ def test_every_train_playlist_learns_from_fold_models_that_never_saw_it(built):
     folds = crossfit_folds()
     assert folds >= 2
     (corpus,) = tables(built.home, "playlist_corpus")
-    titled_train = set(corpus.loc[(corpus["split"] == "train") & corpus["title"].str.strip().ne(""), "playlist_id"])
+    titled_train = set(benchmark_queries(corpus, split="train")[0])  # the train playlists that are queries
     scored = []
     for k in range(folds):
         rows, fold_corpus, gen_pairs, ranker_pairs = tables(
