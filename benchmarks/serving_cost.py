@@ -29,6 +29,7 @@ benchmarks/results/serving_cost.json.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -192,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for scale in args.scales:
         data = MPD7K if scale == 1.0 else Path(scaled_mpd7k(scale, ROOT / "data" / f"s{scale:g}")["path"])
+        load0 = os.getloadavg()[0]
         row = {"scale": scale, **measure_scale(data, args.queries)}
+        row["load1_before_after"] = [round(load0, 2), round(os.getloadavg()[0], 2)]  # 2 shared cores: noise
         print(f"== scale {scale:g}: {row['train_playlists']} train playlists, {row['catalogue_songs']} songs, "
               f"{row['catalogue_pairs']} pairs, tuned-kNN neighbour share {row['tuned_knn_neighbour_share']}")
         for source, entry in row["sources"].items():
