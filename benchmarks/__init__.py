@@ -18,6 +18,8 @@
 - ``named_singer``: queries that name a singer ("songs like <singer>", "类似<singer>的歌曲") against the served LTR
   system with and without its mention source: the share of the top 10 by that singer or its co-occurring ones,
   and NDCG@10 on ordinary titles (paired CI).
+- ``serving_cost``: per-query cost of the classical sources and of the LTR pool's classical part, the old dense
+  rows against the evidence path, on mpd7k and a 3x catalogue (p50 / p95 ms, ratio 3x / 1x).
 - ``gpu_check``: the gpu-seed preset's training on a CUDA GPU per mixed-precision path (nothing without CUDA).
 
 Results: ``benchmarks/results/<name>.json`` (the latest full run of each); experiment records the docs cite in

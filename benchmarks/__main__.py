@@ -26,6 +26,7 @@ ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, r
     ("scaling", True),
     ("freshness", True),
     ("named_singer", True),  # reads the home end_to_end leaves
+    ("serving_cost", True),
     ("gpu_check", False),
 ]
 LIVE = [name for name, _ in ORDER]

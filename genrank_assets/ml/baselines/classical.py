@@ -16,6 +16,15 @@ Recommenders:
 - ``KernelRidgeRecommender``: dual ridge regression from title TF-IDF to song indicators (kernel cos^p).
 - ``CoOccurrenceRecommender``: a base recommender's top songs walk to the train playlists holding them and on
   to those playlists' songs (two-hop item walk); ``knn_cooccurrence()`` builds the docs/benchmark.md row.
+
+Two computations of the same scores: ``score_matrix`` builds dense rows over the whole catalogue (evaluation
+grids, and the reference); the serving path (``recommend``, ``score_candidates``, ``evidence``, the LTR pool)
+scores a query by its evidence (``EvidenceScores``: the songs its neighbour playlists and the co-occurrence walk
+vote for; every other song scores 0 or the popularity term, so the popularity head covers them), with bitwise the
+same values and the same top k (genrank_assets_tests/ml/baselines/test_evidence.py), its work following the
+evidence. Where the evidence is most of the catalogue (the tuned kNN: every train title shares a character
+n-gram with nearly every query), or holds over 1/40 of its playlist-song pairs (the walk of popular seeds), the
+dense product is the cheaper and is used (benchmarks/serving_cost.py).
 """
 from __future__ import annotations
 
@@ -132,9 +141,50 @@ class SongCatalogue:
         """sparse song weights (n_rows, n_songs) -> dense (n_rows, n_train) = weights @ playlists.T."""
         return (sp.csr_matrix(weights) @ self._playlists_t).toarray()
 
+    def songs_of_playlists(self, rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """``songs_from_playlists`` of one weight row that is nonzero on train playlists ``rows`` only (ascending),
+        by its evidence: (the songs of those playlists ascending, their summed weights), bitwise the dense
+        product's values there (each song's terms are added in the same, ascending playlist, order); songs left
+        out score 0.0. When those playlists hold more than 1/``_GATHER_SHARE`` of the catalogue's playlist-song
+        pairs, the dense product is the cheaper one (one sequential pass over the pairs costs ~1/40 of gathering
+        a pair, measured on mpd7k): then (None, the dense row)."""
+        return _gather(self.playlists, self._playlists_t, rows, weights)
+
+    def playlists_of_songs(self, cols: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """``playlists_from_songs`` of one weight row nonzero on songs ``cols`` only (ascending), likewise."""
+        return _gather(self._playlists_t, self.playlists, cols, weights)
+
     def indices_of(self, song_ids: Sequence[str]) -> np.ndarray:
         """Catalogue index of each id, -1 for songs outside the train catalogue."""
         return np.array([self.index.get(str(s), -1) for s in song_ids], dtype=np.int64)
+
+
+_GATHER_SHARE = 40
+
+
+def _gather(matrix: sp.csr_matrix, transposed: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray
+            ) -> tuple[np.ndarray | None, np.ndarray]:
+    """``weights @ matrix[rows]`` for ascending ``rows`` (``transposed`` = matrix.T as csr). Sparse: (the columns
+    those rows hold, ascending, without those whose sum is 0.0; their sums), each column's terms added in
+    ascending row order (np.bincount adds in input order), the order of the dense ``transposed @ w`` (scipy's
+    csr matvec), so the sums are bitwise its. Work and memory follow the rows' entries. Rows holding at least
+    1/``_GATHER_SHARE`` of the matrix's entries: (None, the dense product)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    start = matrix.indptr[rows]
+    length = matrix.indptr[rows + 1] - start
+    total = int(length.sum())
+    if total * _GATHER_SHARE >= matrix.nnz:
+        dense = np.zeros(matrix.shape[0], dtype=np.float64)
+        dense[rows] = weights
+        return None, transposed @ dense
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    offsets = np.repeat(start - (np.cumsum(length) - length), length) + np.arange(total)
+    values = np.repeat(np.asarray(weights, dtype=np.float64), length) * matrix.data[offsets]
+    cols, inverse = np.unique(matrix.indices[offsets], return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=values, minlength=len(cols))
+    kept = sums != 0
+    return cols[kept].astype(np.int64), sums[kept]
 
 
 # ------------------------------------------------------------------------------------------- ranking
@@ -203,11 +253,109 @@ def _rank_votes(votes: sp.csr_matrix, tie_rank: np.ndarray, k: int) -> list[np.n
     return ranked
 
 
+# Evidence rows denser than this share of the catalogue are ranked as a dense row (top_k_indices' fast path
+# beats sorting most of the catalogue).
+_DENSE_SHARE = 0.25
+
+
+class EvidenceScores:
+    """One query's scores over the ``n`` songs of a catalogue, held by its evidence: the songs ``idx``
+    (ascending) score ``vals``; every other song i scores ``fill(i)`` (0.0 when ``fill`` is None), which must not
+    increase with i (the catalogue is in popularity order: the fill is a popularity term or nothing). With
+    ``idx`` None, ``vals`` is the dense row of every song (sources whose evidence is the whole catalogue, such
+    as the tuned kNN). Exact: every value is bitwise the dense ``score_matrix`` row's, and ``top_k`` is
+    ``top_k_indices`` of that row (equal scores: lower index), while its work follows the evidence.
+    """
+
+    __slots__ = ("n", "idx", "vals", "fill")
+
+    def __init__(self, n: int, idx: np.ndarray | None, vals: np.ndarray, fill=None):
+        self.n, self.idx, self.vals, self.fill = int(n), idx, np.asarray(vals, dtype=np.float64), fill
+
+    @classmethod
+    def dense(cls, row: np.ndarray) -> EvidenceScores:
+        return cls(len(row), None, row)
+
+    @property
+    def is_dense(self) -> bool:
+        return self.idx is None
+
+    def fill_at(self, rows: np.ndarray) -> np.ndarray:
+        return np.zeros(len(rows)) if self.fill is None else np.asarray(self.fill(rows), dtype=np.float64)
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of catalogue rows ``rows`` (each in [0, n))."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.idx is None:
+            return self.vals[rows]
+        pos = np.minimum(np.searchsorted(self.idx, rows), max(len(self.idx) - 1, 0))
+        hit = self.idx[pos] == rows if len(self.idx) else np.zeros(len(rows), dtype=bool)
+        out = self.fill_at(rows)
+        out[hit] = self.vals[pos[hit]]
+        return out
+
+    def first_outside(self) -> int | None:
+        """The lowest song without evidence (the best of the fill), None when every song has evidence."""
+        if self.idx is None or len(self.idx) >= self.n:
+            return None
+        gap = np.flatnonzero(self.idx != np.arange(len(self.idx)))
+        return int(gap[0]) if len(gap) else len(self.idx)
+
+    def peak(self) -> float:
+        """The row's maximum (of the evidence and of the fill's best song)."""
+        best = float(self.vals.max()) if len(self.vals) else -np.inf
+        first = self.first_outside()
+        return best if first is None else max(best, float(self.fill_at(np.array([first]))[0]))
+
+    def normalised(self) -> EvidenceScores:
+        """``_max_normalise_rows_`` of the row: divided by its maximum when that is > 0."""
+        peak = self.peak()
+        div = peak if peak > 0 else 1.0
+        fill = None if self.fill is None else (lambda rows, f=self.fill: f(rows) / div)
+        return EvidenceScores(self.n, self.idx, self.vals / div, fill)
+
+    def to_dense(self) -> np.ndarray:
+        if self.idx is None:
+            return self.vals.copy()
+        row = self.fill_at(np.arange(self.n))
+        row[self.idx] = self.vals
+        return row
+
+    def top_k(self, k: int) -> np.ndarray:
+        """``top_k_indices`` of the dense row: the k best, equal scores to the lower index. A song without
+        evidence can only enter through the fill, whose best are the lowest rows without evidence: the first k of
+        them (all in range(k + len(idx))) join the evidence as candidates."""
+        k = min(int(k), self.n)
+        if self.idx is None or len(self.idx) > _DENSE_SHARE * self.n:
+            return top_k_indices(self.vals if self.idx is None else self.to_dense(), k)
+        head = np.setdiff1d(np.arange(min(self.n, k + len(self.idx))), self.idx, assume_unique=True)[:k]
+        cand = np.concatenate([self.idx, head])
+        score = np.concatenate([self.vals, self.fill_at(head)])
+        if len(cand) > 4 * k:  # keep only what reaches the k-th best score (all of its ties)
+            keep = score >= score[np.argpartition(-score, k - 1)[k - 1]]
+            cand, score = cand[keep], score[keep]
+        return cand[np.lexsort((cand, -score))[:k]]
+
+
+def _merge(*parts: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sorted union of ascending unique index arrays and each one's positions in it, in time linear in their
+    lengths (a stable sort of sorted runs is a merge)."""
+    joined = np.concatenate(parts)
+    order = np.argsort(joined, kind="stable")
+    ordered = joined[order]
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    position = np.empty(len(joined), dtype=np.int64)
+    position[order] = np.cumsum(first) - 1
+    bounds = np.cumsum([0, *map(len, parts)])
+    return ordered[first], [position[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 class Recommender:
     """Common interface. Subclasses implement ``_fit(train_df)`` and ``_score_matrix(texts)``, which returns
     dense scores (len(texts), n_songs) over ``self.catalogue``, higher is better; equal scores rank the more
-    popular song first (``score_matrix`` is its public, checked form). ``_rank_chunk`` may be overridden with a
-    faster exact equivalent."""
+    popular song first (``score_matrix`` is its public, checked form). ``_rank_chunk`` and ``evidence`` (one
+    query's row as ``EvidenceScores``) may be overridden with faster exact equivalents."""
 
     catalogue: SongCatalogue | None = None
 
@@ -222,6 +370,12 @@ class Recommender:
 
     def _score_matrix(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
+
+    def evidence(self, text: str) -> EvidenceScores:
+        """One query's scores as ``EvidenceScores`` (exactly the ``score_matrix`` row): the serving path.
+        Default: the dense row; sources with sparse evidence override it."""
+        self._require_fit()
+        return EvidenceScores.dense(self._score_matrix([text])[0])
 
     def _require_fit(self) -> SongCatalogue:
         if self.catalogue is None:
@@ -267,8 +421,7 @@ class Recommender:
         if not isinstance(text, str):
             raise ValueError(f"text must be a str, got {type(text).__name__}")
         idx = catalogue.indices_of(song_ids)
-        row = self._score_matrix([text])[0]
-        return np.where(idx >= 0, row[np.maximum(idx, 0)], 0.0)
+        return np.where(idx >= 0, self.evidence(text).at(np.maximum(idx, 0)), 0.0)
 
 
 class PopularityRecommender(Recommender):
@@ -281,6 +434,11 @@ class PopularityRecommender(Recommender):
     def _rank_chunk(self, texts: list[str], k: int) -> list[np.ndarray]:
         top = np.arange(min(k, len(self._require_fit())))  # the catalogue is in popularity order
         return [top] * len(texts)
+
+    def evidence(self, text: str) -> EvidenceScores:
+        counts = self._require_fit().counts
+        return EvidenceScores(len(counts), np.zeros(0, dtype=np.int64), np.zeros(0),
+                              lambda rows: counts[rows].astype(np.float64))
 
 
 def _query_similarities(queries: sp.csr_matrix, titles: sp.csr_matrix) -> np.ndarray:
@@ -404,12 +562,36 @@ class TitleKNNRecommender(Recommender):
             scores += (self.popularity_weight / catalogue.counts.max()) * catalogue.counts
         return scores
 
+    def evidence(self, text: str) -> EvidenceScores:
+        """The kNN row: sparse over the neighbours' songs when ``k_neighbors`` bounds them (+ the popularity
+        term as the fill), the dense row otherwise (every title shares a character n-gram with nearly every
+        query: the neighbours are nearly all train playlists)."""
+        catalogue = self._require_fit()
+        if self.k_neighbors is None:
+            return super().evidence(text)
+        sims = _query_similarities(self.tfidf.transform([text]), self.title_vectors)[0]
+        if self.similarity_power != 1.0:
+            sims **= self.similarity_power
+        top = top_k_indices(sims, self.k_neighbors)
+        rows = np.sort(top[sims[top] > 0])
+        songs, votes = catalogue.songs_of_playlists(rows, sims[rows])
+        scores = EvidenceScores(len(catalogue), songs, votes)
+        if self.popularity_weight <= 0:
+            return scores
+        scores = scores.normalised()
+        scale = self.popularity_weight / catalogue.counts.max()
+        counts = catalogue.counts
+        return EvidenceScores(len(catalogue), songs, scores.vals + scale * (counts if songs is None else counts[songs]),
+                              lambda r: 0.0 + scale * counts[r])
+
     def _rank_chunk(self, texts: list[str], k: int) -> list[np.ndarray]:
-        if self.popularity_weight > 0 or self.k_neighbors is None:
+        if self.k_neighbors is None:
             if self.tie_break == "song_id":
                 scores = self._score_matrix(texts)
                 return _rank_votes(sp.csr_matrix(scores), self._tie_rank, k)
             return super()._rank_chunk(texts, k)
+        if self.tie_break == "popularity":
+            return [self.evidence(text).top_k(k) for text in texts]
         return _rank_votes(sp.csr_matrix(self._votes(texts)), self._tie_rank, k)
 
 
@@ -483,6 +665,42 @@ class CoOccurrenceRecommender(Recommender):
         self.catalogue = self.base.catalogue  # same train rows, same song order
         return self
 
+    def evidence(self, text: str) -> EvidenceScores:
+        return self.walk_from(self.base.evidence(text))
+
+    def _rank_chunk(self, texts: list[str], k: int) -> list[np.ndarray]:
+        return [self.evidence(text).top_k(k) for text in texts]
+
+    def walk_from(self, base: EvidenceScores) -> EvidenceScores:
+        """The co-occurrence scores of one query from its base's ``EvidenceScores``: the walk of
+        ``_score_matrix`` on the seeds' playlists and their songs only (sparse whatever the base)."""
+        catalogue = self._require_fit()
+        counts = catalogue.counts
+        seeds = np.sort(base.top_k(min(self.n_seeds, len(catalogue))))
+        seed_weights = base.at(seeds) / counts[seeds].astype(np.float64) ** self.seed_popularity_power
+        playlists, mass = catalogue.playlists_of_songs(seeds, seed_weights)
+        if playlists is None:
+            playlists = np.flatnonzero(mass)
+            mass = mass[playlists]
+        kept = mass != 0  # a zero mass adds +0.0 to every song of its playlist
+        songs, walk = catalogue.songs_of_playlists(playlists[kept], mass[kept])
+        if self.target_popularity_power:
+            walk = walk / (counts if songs is None else counts[songs]).astype(np.float64) ** self.target_popularity_power
+        walk = EvidenceScores(len(catalogue), songs, walk).normalised()
+        base = base.normalised()
+        if walk.is_dense:
+            return EvidenceScores.dense(base.to_dense() + self.walk_weight * walk.vals)
+        if base.is_dense:
+            scores = base.vals.copy()
+            scores[songs] = scores[songs] + self.walk_weight * walk.vals
+            return EvidenceScores.dense(scores)
+        union, (at_base, at_walk) = _merge(base.idx, songs)
+        base_vals = base.fill_at(union)
+        base_vals[at_base] = base.vals
+        walk_vals = np.zeros(len(union))
+        walk_vals[at_walk] = walk.vals
+        return EvidenceScores(len(catalogue), union, base_vals + self.walk_weight * walk_vals, base.fill)
+
     def _score_matrix(self, texts: list[str]) -> np.ndarray:
         catalogue = self._require_fit()
         base = self.base._score_matrix(texts)
@@ -514,6 +732,7 @@ def kernel_ridge_cooccurrence() -> CoOccurrenceRecommender:
 
 __all__ = [
     "CoOccurrenceRecommender",
+    "EvidenceScores",
     "KernelRidgeRecommender",
     "PopularityRecommender",
     "Recommender",

@@ -24,7 +24,12 @@ import pandas as pd
 import scipy.linalg
 from threadpoolctl import threadpool_limits
 
-from genrank_assets.ml.baselines.classical import CoOccurrenceRecommender, KernelRidgeRecommender, top_k_indices
+from genrank_assets.ml.baselines.classical import (
+    CoOccurrenceRecommender,
+    EvidenceScores,
+    KernelRidgeRecommender,
+    top_k_indices,
+)
 
 DEFAULT_NEIGHBOURS = 300
 
@@ -56,19 +61,39 @@ class BoundedKernelRidgeRecommender(KernelRidgeRecommender):
     def dual_weights(self, similarities: np.ndarray) -> np.ndarray:
         """(n_train,) dual coefficients of one query from its similarities to the train titles."""
         weights = np.zeros(len(similarities), dtype=np.float64)
+        near, dual = self._local_dual(similarities)
+        weights[near] = dual
+        return weights
+
+    def _local_dual(self, similarities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The query's ``neighbours`` nearest train titles (similarity order) and their dual coefficients."""
         near = top_k_indices(similarities, min(self.neighbours, len(similarities)))
         near = near[similarities[near] > 0]
         if len(near) == 0:
-            return weights
+            return near, np.zeros(0, dtype=np.float64)
         titles = self.title_vectors[near]
         gram = (titles @ titles.T).toarray() ** self.kernel_power
         gram[np.diag_indices_from(gram)] += self.ridge_lambda
         # K + lambda I is symmetric positive definite: Cholesky. One BLAS thread: an M x M solve gains nothing
         # from threads, and OpenBLAS threads beside torch's on 2 busy cores made it ~100x slower (measured).
         with threadpool_limits(1, user_api="blas"):
-            weights[near] = scipy.linalg.solve(gram, similarities[near] ** self.kernel_power, assume_a="pos",
-                                               check_finite=False)
-        return weights
+            dual = scipy.linalg.solve(gram, similarities[near] ** self.kernel_power, assume_a="pos",
+                                      check_finite=False)
+        return near, dual
+
+    def evidence(self, text: str) -> EvidenceScores:
+        if self.neighbours is None:
+            return super().evidence(text)
+        return self.evidence_from_similarities(self.title_similarities([text])[0])
+
+    def evidence_from_similarities(self, similarities: np.ndarray) -> EvidenceScores:
+        """One query's scores from its row of ``title_similarities``, sparse: the songs of its ``neighbours``
+        nearest train playlists (every other song scores 0.0), bitwise ``scores_from_similarities``' row."""
+        catalogue = self._require_fit()
+        near, dual = self._local_dual(similarities)
+        order = np.argsort(near)
+        songs, scores = catalogue.songs_of_playlists(near[order], dual[order])  # songs None: dense scores
+        return EvidenceScores(len(catalogue), songs, scores)
 
     def _score_matrix(self, texts: list[str]) -> np.ndarray:
         if self.neighbours is None:

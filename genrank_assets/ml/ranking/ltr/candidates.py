@@ -19,7 +19,8 @@ The pool is the union of what several cheap sources propose for the query text:
 Every (query, song) of the pool records which sources proposed it and, per source, its score and 0-based rank;
 a source that did not propose the song has rank NaN (``ABSENT``), never 0. The classical sources score every
 song of their catalogue (the train songs), so their *scores* are known for every candidate; their ranks are
-known down to ``rank_depth``. ``cold_neighbours`` scores only the songs it can propose (the cosine), ``mention``
+known down to ``rank_depth``. They are computed by the query's evidence (``classical.EvidenceScores``, bitwise the
+dense rows of their ``score_matrix``), so no catalogue-length row is built where the evidence is sparse. ``cold_neighbours`` scores only the songs it can propose (the cosine), ``mention``
 only the songs it ranked (the match score of the named song or singer, the strength of a co-occurring one). The
 generator's score is the beam score of the song's code (NaN when the code was in no beam). The query's
 ``Mentions`` are kept in the pool (``QueryPool.mentions``) for the features.
@@ -40,7 +41,7 @@ import pandas as pd
 
 from genrank_assets.ml.baselines.classical import (
     CoOccurrenceRecommender,
-    Recommender,
+    EvidenceScores,
     SongCatalogue,
     benchmark_queries,
     knn_cooccurrence,
@@ -224,15 +225,21 @@ class CandidateSources:
         return sources
 
 
-def _ranks_of(order: np.ndarray, rows: np.ndarray, n_total: int) -> np.ndarray:
-    """0-based position of each of ``rows`` in ``order`` (ABSENT for rows not in it or < 0)."""
-    position = np.full(n_total + 1, ABSENT)
-    position[order] = np.arange(len(order), dtype=np.float64)
-    return position[np.where(rows >= 0, rows, n_total)]
+def _ranks_of(order: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """0-based position of each of ``rows`` in ``order`` (ABSENT for rows not in it or < 0); no array of the
+    catalogue's length."""
+    out = np.full(len(rows), ABSENT)
+    if len(order) == 0 or len(rows) == 0:
+        return out
+    sorter = np.argsort(order, kind="stable")
+    loc = np.minimum(np.searchsorted(order, rows, sorter=sorter), len(order) - 1)
+    hit = (rows >= 0) & (order[sorter[loc]] == rows)
+    out[hit] = sorter[loc[hit]]
+    return out
 
 
-def _at(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return np.where(rows >= 0, scores[np.maximum(rows, 0)], ABSENT)
+def _at(scores: EvidenceScores, rows: np.ndarray) -> np.ndarray:
+    return np.where(rows >= 0, scores.at(np.maximum(rows, 0)), ABSENT)
 
 
 def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolConfig()) -> QueryPool:
@@ -254,12 +261,13 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
     # the beam search in the side thread while this one computes the classical scores (ml/overlap.py)
     searched = beside(sources.generator.generate_codes, text, config.num_beams) if use_generator else None
 
-    # each base once; the co-occurrence walks start from it (the walk of CoOccurrenceRecommender, unchanged)
+    # each base once; the co-occurrence walks start from it (CoOccurrenceRecommender.walk_from). Every source's
+    # scores are EvidenceScores: the songs its evidence reaches (+ a popularity fill), exactly its score_matrix row
     similarities = sources.ridge_cooc.base.title_similarities([text])
-    ridge_base = sources.ridge_cooc.base.scores_from_similarities(similarities)[0]
-    knn_base = sources.knn_cooc.base.score_matrix([text])[0]
-    dense = {"knn": knn_base, "knn_cooc": _walk(sources.knn_cooc, knn_base),
-             "ridge_cooc": _walk(sources.ridge_cooc, ridge_base)}
+    ridge_base = sources.ridge_cooc.base.evidence_from_similarities(similarities[0])
+    knn_base = sources.knn_cooc.base.evidence(text)
+    evidence = {"knn": knn_base, "knn_cooc": sources.knn_cooc.walk_from(knn_base),
+                "ridge_cooc": sources.ridge_cooc.walk_from(ridge_base)}
 
     if searched is not None:
         beams = searched.result()
@@ -268,7 +276,7 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
         propose("generator", generated)
     orders = {}
     for source in CLASSICAL_SOURCES:
-        orders[source] = top_k_indices(dense[source], min(config.rank_depth, len(dense[source])))
+        orders[source] = evidence[source].top_k(min(config.rank_depth, len(catalogue)))
         if source in config.sources:
             propose(source, (catalogue.song_ids[i] for i in orders[source][: config.per_source]))
     cold_rank, cold_cosines = {}, None
@@ -287,13 +295,12 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
 
     order = list(order)
     rows = catalogue.indices_of(order)
-    n = len(catalogue)
-    ranks = {s: _ranks_of(orders[s], rows, n) for s in CLASSICAL_SOURCES}
+    ranks = {s: _ranks_of(orders[s], rows) for s in CLASSICAL_SOURCES}
     ranks["generator"] = np.array([generator_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     ranks["cold_neighbours"] = np.array([cold_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     ranks["mention"] = np.array([mention_rank.get(s, ABSENT) for s in order], dtype=np.float64)
     code_score = {code: score for code, score in beams}
-    scores = {s: _at(dense[s], rows) for s in CLASSICAL_SOURCES}
+    scores = {s: _at(evidence[s], rows) for s in CLASSICAL_SOURCES}
     scores["generator"] = np.array([_generator_score(sources.generator, s, code_score) for s in order],
                                    dtype=np.float64)
     scores["cold_neighbours"] = _cold_scores(sources.cold, cold_cosines, order)
@@ -305,26 +312,6 @@ def build_pool(text: str, sources: CandidateSources, config: PoolConfig = PoolCo
         classical_top=[int(i) for i in orders["ridge_cooc"]],
         best_title_similarity=float(similarities.max()) if similarities.size else 0.0, mentions=mentions,
     )
-
-
-class _Given(Recommender):
-    """A base recommender whose scores were computed already (one query's row)."""
-
-    def __init__(self, row: np.ndarray, catalogue: SongCatalogue):
-        self.row, self.catalogue = row, catalogue
-
-    def _score_matrix(self, texts: list[str]) -> np.ndarray:
-        return self.row[None, :].copy()  # the walk normalises its base in place
-
-
-def _walk(model: CoOccurrenceRecommender, base_row: np.ndarray) -> np.ndarray:
-    """``model``'s co-occurrence scores of one query from its base's scores (the same walk, parameters and
-    catalogue), so the base is not computed twice."""
-    walk = CoOccurrenceRecommender(_Given(base_row, model.catalogue), n_seeds=model.n_seeds,
-                                   walk_weight=model.walk_weight, seed_popularity_power=model.seed_popularity_power,
-                                   target_popularity_power=model.target_popularity_power)
-    walk.catalogue = model.catalogue
-    return walk.score_matrix(["(given)"])[0]
 
 
 def _cold_scores(cold: ColdNeighbours | None, cosines: np.ndarray | None, song_ids: Sequence[str]) -> np.ndarray:
