@@ -11,8 +11,7 @@ from genrank_assets.defs.resources import ComputeResource, MlflowRegistry
 from genrank_assets.ml.evaluation import procedure
 from genrank_assets.ml.evaluation.procedure import Queries, recommender_ndcg_at_10
 from genrank_assets.ml.serving import registry
-from genrank_assets_tests.ml.serving.fakes import planted_corpus
-from genrank_assets_tests.ml.serving.test_classical_recommender import register_classical
+from genrank_assets_tests.ml.serving.fakes import planted_corpus, register_classical
 
 
 @pytest.fixture()
@@ -89,3 +88,26 @@ def test_on_changed_queries_the_gate_evaluates_the_challenger_too(store, tmp_pat
     assert meta["promoted"] is False and uri == first.uri  # popularity is worse than title-kNN here
     tags = mlflow.get_run(second.evaluation_run_id).data.tags
     assert float(tags["genrank.new_ndcg_at_10"]) == pytest.approx(measured, abs=1e-6)  # the figure decided on
+
+
+def test_a_catalogue_refresh_refits_a_served_classical_system():
+    """catalogue_refresh rebuilds the served system over the grown corpus: a classical one is refitted on its
+    train playlists (no generator or ranker needed) and gated like any other; a cold-start song, with no train
+    history, is never among its recommendations."""
+    import pandas as pd
+
+    from genrank_assets.defs.assets.catalogue import refreshed_recommender
+    from genrank_assets.ml.evaluation.procedure import gate_evaluation
+
+    corpus = planted_corpus()
+    batch = pd.DataFrame({"playlist_id": ["rock-train-new"], "title": ["rock anthems"], "tags": "",
+                          "song_ids": [["rock_new", "rock_0", "rock_1"]], "split": ["train"]})
+    grown = pd.concat([corpus, batch], ignore_index=True)
+    songs = sorted({s for ids in grown["song_ids"] for s in ids} | {"cold_song"})
+    raw_songs = pd.DataFrame({"song_id": songs, "song_name": [s.title() for s in songs], "singer": "Singer"})
+    rec = refreshed_recommender("title_knn", None, None, grown, raw_songs, None)
+    assert rec.method == "title_knn" and "rock_new" in rec.model.catalogue.index
+    assert "rock_new" in {r.song_id for r in rec.recommend("rock anthems", 20)}  # voted for by its playlist
+    assert "cold_song" not in rec.model.catalogue.index
+    gate = gate_evaluation("title_knn", rec, grown, Queries.of_split(grown, "test"))
+    assert gate.result.name == "title_knn" and 0 < gate.metadata()["ndcg@10"] <= 1

@@ -1,50 +1,13 @@
 """A classical system served: the fitted model behind the served interface, and the same system registered as a
 `genrank-recommender` bundle in a real sqlite MLflow registry, loaded back and answering as it did in process."""
-from pathlib import Path
-from types import SimpleNamespace
-
 import mlflow
 import pandas as pd
 import pytest
 
 from genrank_assets.ml.serving import registry
 from genrank_assets.ml.serving.classical_recommender import CLASSICAL_SYSTEMS, ClassicalRecommender
-from genrank_assets.ml.serving.recommender import ClassicalConfig, load_recommender_config, save_song_side
-from genrank_assets_tests.ml.serving.fakes import SONGS, planted_corpus, planted_song_vectors
-
-READS_ITS_DIR = str(Path(__file__).with_name("reads_its_dir_model.py"))
-
-
-def song_info() -> dict[str, tuple[str, str]]:
-    return {s: (s.replace("_", " ").title(), "Singer") for s in planted_song_vectors().song_ids}
-
-
-def register_classical(root: Path, method: str, corpus: pd.DataFrame, *, queries_fingerprint: str = "abc",
-                       ndcg_at_10: float = 0.5, queries: int = 9) -> registry.Challenger:
-    """``method`` registered as the challenger, as ``evaluation_report`` registers a served classical system:
-    the run's generator and ranker (stand-ins here: the bundle records them, a classical system reads neither),
-    the train corpus and the song side. Needs MLflow pointed at a registry (``registry.connect``)."""
-    root.mkdir(parents=True, exist_ok=True)
-    models = {}
-    for name in (registry.TIGER_NAME, registry.RANKER_NAME):
-        directory = root / name
-        directory.mkdir(exist_ok=True)
-        (directory / "weights.txt").write_text(name)
-        with mlflow.start_run():
-            models[name] = registry.log_model_dir(directory, registered_name=name, python_model=READS_ITS_DIR)
-    info = song_info()
-    raw_songs = pd.DataFrame({"song_id": list(info), "song_name": [v[0] for v in info.values()],
-                              "singer": [v[1] for v in info.values()]})
-    songs = save_song_side(root / "songs", planted_song_vectors(), raw_songs)
-    tiger_py = SimpleNamespace(artifact_paths={"model_dir": str(root / registry.TIGER_NAME)},
-                               model_uri=models[registry.TIGER_NAME].uri)
-    ranker_py = SimpleNamespace(artifact_paths={"model_dir": str(root / registry.RANKER_NAME), "songs_dir": str(songs)},
-                                model_uri=models[registry.RANKER_NAME].uri)
-    with mlflow.start_run():
-        return registry.register_recommender(tiger_py, ranker_py, ClassicalConfig(method), corpus,
-                                             root / f"bundle-{method}", method=method, split="test",
-                                             queries=queries, queries_fingerprint=queries_fingerprint,
-                                             ndcg_at_10=ndcg_at_10)
+from genrank_assets.ml.serving.recommender import ClassicalConfig, load_recommender_config
+from genrank_assets_tests.ml.serving.fakes import SONGS, planted_corpus, register_classical, song_info
 
 
 @pytest.fixture()
