@@ -1,6 +1,7 @@
 """The CLI answers user errors with one line and exit status 2, and never serves past the promotion gate; on the
 test-preset build, `genrank recommend`, `demo`, `similar` and `codes` answer."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -77,7 +78,9 @@ def test_locked_warehouse_is_one_clear_line(genrank_home, capsys, monkeypatch):
 def genrank_on(home: Path, scratch: Path):
     """Run the installed `genrank` command on GENRANK_HOME ``home`` (HOME: ``scratch``, so nothing lands in it)."""
     env = {"GENRANK_HOME": str(home), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-           "HOME": str(scratch)}
+           "HOME": str(scratch),
+           # a checkout beside the installed one (a git worktree) runs its own package when it says so
+           **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})}
     genrank = str(Path(sys.executable).parent / "genrank")
 
     def run(*args: str, **kwargs) -> subprocess.CompletedProcess:

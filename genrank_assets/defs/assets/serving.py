@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import Field
 
 from genrank_assets.defs.resources import ComputeResource, MlflowRegistry
-from genrank_assets.ml.evaluation.procedure import Queries, challenger_ndcg_at_10, compare_with_champion
+from genrank_assets.ml.evaluation.procedure import REUSED, Queries, challenger_ndcg_at_10, compare_with_champion
 from genrank_assets.ml.serving import registry
 
 
@@ -42,7 +42,7 @@ def champion(
     queries = Queries.of_split(playlist_corpus, candidate.split, candidate.queries)
     new_ndcg, how = challenger_ndcg_at_10(candidate, queries,
                                           lambda: registry.load_recommender(version=candidate.version))
-    if how == "reused":
+    if how == REUSED:
         context.log.info(f"{candidate.uri}: NDCG@10 {new_ndcg:.4f} as its evaluation (run "
                          f"{candidate.evaluation_run_id}) measured it on these {len(queries)} queries")
     else:

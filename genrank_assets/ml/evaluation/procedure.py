@@ -368,7 +368,8 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
         "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
         f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
         f"`served_method: auto` chooses by, equal figures going to the simpler system; the classical systems' "
-        f"are plain, fitted on train; the generate-and-rank systems' cross-validated; the LTR ranker's out-of-fold): {on_tune or 'not measured'}."
+        f"are plain, fitted on train; the generate-and-rank systems' cross-validated; the LTR ranker's "
+        f"out-of-fold): {on_tune or 'not measured'}."
         + ("" if margin is None else f" `{margin['served']}` − `{margin['runner_up']}` there: "
            f"{format_diff_ci(margin)} (paired bootstrap, {margin['n_queries']} queries)."),
         f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
