@@ -137,3 +137,27 @@ def test_status_without_a_champion_says_so(genrank_home, capsys):
     con.close()
     rc, out, _ = run_cli(capsys, "status", "--home", str(genrank_home))
     assert rc == 0 and "no genrank-recommender@champion yet" in out
+
+
+def test_recommend_explains_a_classical_champion(genrank_home, tmp_path, capsys):
+    """A served classical system (`auto` chose it on val) behind @champion: `genrank recommend` answers from the
+    real bundle, --json names the system as each song's one source, and `status` says what it serves."""
+    from genrank_assets_tests.ml.serving.fakes import register_classical
+
+    registry.connect(genrank_home, experiment="genrank")
+    try:
+        registry.promote(register_classical(tmp_path, "title_knn", planted_corpus(), ndcg_at_10=0.3))
+        rc, out, _ = run_cli(capsys, "recommend", "rock night 1", "-k", "4", "--json")
+        doc = json.loads(out)
+        assert rc == 0 and doc["config"]["method"] == "title_knn" and len(doc["results"]) == 4
+        assert all(r["sources"][0]["name"] == "title_knn" and r["components"] is None for r in doc["results"])
+        assert "latency_ms" in doc and "classical" in doc["latency_ms"]
+        rc, out, _ = run_cli(capsys, "recommend", "rock night 1", "-k", "4", "--explain")
+        assert rc == 0 and out.count("proposed by: title-kNN (rank ") == 4
+        con = duckdb.connect(str(genrank_home / "warehouse.duckdb"))
+        con.execute("create schema genrank")
+        con.close()
+        rc, out, _ = run_cli(capsys, "status", "--home", str(genrank_home))
+        assert rc == 0 and "  serves title_knn (tiger v1, ranker v1); NDCG@10 0.3000 on 9 test queries" in out
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -33,6 +33,7 @@ from genrank_assets.ml.evaluation.procedure import LTR, Queries, gate_evaluation
 from genrank_assets.ml.semantic_ids.codes import code_space, codes_from_frame
 from genrank_assets.ml.semantic_ids.rq_kmeans import RQKMeans
 from genrank_assets.ml.serving import registry
+from genrank_assets.ml.serving.classical_recommender import CLASSICAL_SYSTEMS, ClassicalRecommender
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import Recommender
 from genrank_assets.ml.vectors.song_vectors import from_frame, trained_playlists_of
@@ -154,7 +155,11 @@ def catalogue_refresh(context: dg.AssetExecutionContext, config: CatalogueRefres
 
 def refreshed_recommender(method: str, models, catalogue, corpus: pd.DataFrame, raw_songs: pd.DataFrame,
                           full_uri: str | None):
-    """The served system of the last full evaluation, rebuilt over the refreshed catalogue and corpus."""
+    """The served system of the last full evaluation, rebuilt over the refreshed catalogue and corpus (a
+    classical system: refitted on the grown train corpus; it never recommends a cold-start song, which has no
+    train history)."""
+    if method in CLASSICAL_SYSTEMS:
+        return ClassicalRecommender.fit(corpus, method, song_info(raw_songs))
     generator = models.tiger_py.generator.with_code_table(catalogue.code_table())
     ranker, vectors, info = models.ranker_py.ranker, catalogue.song_vectors(), song_info(raw_songs)
     if method == LTR:

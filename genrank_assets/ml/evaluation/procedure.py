@@ -3,12 +3,14 @@
 ``evaluate_methods`` ranks the queries of one split with every method side by side: popularity, the reference
 title-kNN, title-kNN + co-occurrence, the generator alone, and the two generate-and-rank systems (generator
 candidates; generator ∪ kNN + co-occurrence candidates), whose final-score weights are first chosen on another
-split (never the test split). It returns an ``EvaluationResults``: the per-method results, the tuned systems,
-the weight trials and the figures the report shows.
+split (never the test split). It returns an ``EvaluationResults``: the per-method results, the servable systems
+(the classical ones too: ``served_method: auto`` chooses among all of them by val NDCG@10), the weight trials and
+the figures the report shows.
 
 ``write_evaluation_report`` writes them as the stage's report (``report.write_report`` with the protocol's context).
 ``compare_with_champion`` re-evaluates the current champion on the same queries and applies the promotion rule
-(``report.decide_promotion``) to the new system's NDCG@10.
+(``report.decide_promotion``) to the new system's NDCG@10, which ``challenger_ndcg_at_10`` takes from the
+challenger's own evaluation when that was on the same queries (else it evaluates it there too).
 """
 from __future__ import annotations
 
@@ -26,13 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.baselines.classical import (
-    PopularityRecommender,
-    benchmark_queries,
-    knn_cooccurrence,
-    reference_title_knn,
-)
-from genrank_assets.ml.baselines.kernel_ridge import kernel_ridge_cooccurrence
+from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.evaluation.ablation import ablation_markdown, ltr_ablation, val_rankings
 from genrank_assets.ml.evaluation.cold import (
     cold_comparison,
@@ -57,8 +53,15 @@ from genrank_assets.ml.evaluation.report import (
 from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams, query_folds
 from genrank_assets.ml.ranking.ltr.tables import training_rows
+from genrank_assets.ml.serving.classical_recommender import CLASSICAL_SYSTEMS, ClassicalRecommender
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
-from genrank_assets.ml.serving.recommender import ComponentScores, Recommender, RecommenderConfig, rank_with_weights
+from genrank_assets.ml.serving.recommender import (
+    ClassicalConfig,
+    ComponentScores,
+    Recommender,
+    RecommenderConfig,
+    rank_with_weights,
+)
 from genrank_assets.ml.training import format_duration
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,10 @@ log = logging.getLogger(__name__)
 SYSTEMS = {"generate_and_rank": "generator", "generate_and_rank_hybrid": "hybrid"}
 LTR = "ltr"  # the learning-to-rank system (ml.serving.ltr_recommender), evaluated when its ranker is given
 LTR_WITHOUT_COLD_START = "ltr_without_cold_start"  # the same ranker over the songs with learned vectors only
-SERVED_METHODS = (*SYSTEMS, LTR)  # any of them can be served; "auto": the best on the tuning split
+MODEL_SYSTEMS = (*SYSTEMS, LTR)  # the systems built on the trained models
+# Any of them can be served; "auto": the best on the tuning split, equal figures going to the earlier one here
+# (the simpler system: the classical ones, simplest first, then the model systems)
+SERVED_METHODS = (*CLASSICAL_SYSTEMS, *MODEL_SYSTEMS)
 CANDIDATES = 100  # songs each system and the generator alone propose per query (the protocol's Recall@100)
 RIDGE = "kernel_ridge_cooccurrence"  # docs/benchmark.md's strongest classical baseline (bounded form), the CI reference
 CV_FOLDS = LTRParams().folds  # folds of the honest tuning-split figures (the LTR ranker's cross-validation folds)
@@ -159,8 +165,9 @@ class EvaluationResults:
     generator_shortfall: float = 0.0  # mean songs short of 100 in the generator's candidates, before the fill
     ablation: pd.DataFrame | None = None  # the LTR system and its ablations vs ridge + co-occurrence (ablation.py)
     ablation_lines: list[str] = field(default_factory=list)  # the same as markdown, for the report
-    # system -> NDCG@10 on the tuning split, cross-validated (weights chosen on other folds; the LTR ranker's
-    # out-of-fold scores), so `served_method: auto` compares figures none of them was fitted on
+    # system -> NDCG@10 on the tuning split, measured on queries it was not fitted on: the classical systems'
+    # plain figure (fitted on train, nothing tuned), the generate-and-rank systems' cross-validated (weights
+    # chosen on other folds), the LTR ranker's out-of-fold scores; what `served_method: auto` compares
     tune_ndcg: dict[str, float] = field(default_factory=dict)
     phase_s: dict[str, float] = field(default_factory=dict)  # phase of evaluate_methods -> wall seconds
     tune_rankings: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # the rankings behind tune_ndcg
@@ -233,24 +240,27 @@ def evaluate_methods(corpus: pd.DataFrame, models: TrainedModels, queries: Queri
     depth, catalogue = queries.depth, len(models.song_vectors)
     clock = PhaseClock(2 + len(SYSTEMS) + (2 + (models.without_cold_start is not None) if ltr is not None else 0),
                        log_fn)
+    systems, trials, tune_ndcg, tune_rankings = {}, {}, {}, {}
     with clock.phase("classical baselines"):
-        popularity = PopularityRecommender().fit(corpus)
-        knn_cooc = knn_cooccurrence().fit(corpus)
-        classical = {"popularity": popularity, "title_knn": reference_title_knn("char_wb").fit(corpus),
-                     "knn_cooccurrence": knn_cooc, RIDGE: kernel_ridge_cooccurrence().fit(corpus)}
-        popular = popularity.recommend("popular", depth)
+        classical = {name: make().fit(corpus) for name, make in CLASSICAL_SYSTEMS.items()}
+        knn_cooc = classical["knn_cooccurrence"]
+        popular = classical["popularity"].recommend("popular", depth)
         results = [evaluate_method(name, lambda ts, m=model: m.recommend_many(ts, depth), queries.qids,
                                    queries.texts, queries.truths, catalogue,
                                    rank_one=lambda t, m=model: m.recommend(t, 10),
                                    latency_queries=settings.latency_queries)
                    for name, model in classical.items()]
+        for name, model in classical.items():  # servable too: `auto` weighs them against the model systems
+            systems[name] = ClassicalRecommender(model, ClassicalConfig(name), models.song_info)
+            if len(tune_queries):  # nothing of theirs is tuned: their plain val figure is honest
+                tune_rankings[name] = dict(zip(tune_queries.qids, model.recommend_many(tune_queries.texts, 10)))
+                tune_ndcg[name] = ndcg_at_10_of(tune_rankings[name], tune_queries.truths)
 
     generator = models.generator
     generator.reset_counters()
     with clock.phase("generator"):
         generated, shortfall = evaluate_generator(generator, queries, popular, catalogue, settings)
     results.append(generated)
-    systems, trials, tune_ndcg, tune_rankings = {}, {}, {}, {}
     for method, source in SYSTEMS.items():
         with clock.phase(method):
             rec = Recommender(models.generator, models.ranker, models.song_vectors, models.song_info,
@@ -357,7 +367,9 @@ def write_evaluation_report(results: EvaluationResults, out_dir: Path, *, models
         f"per query).",
         "`title_knn` is docs/benchmark.md's reference (char 2-4-grams, 50 neighbours, song-id ties among voted songs).",
         f"Served system: `{served_method}` ({served}). NDCG@10 of the systems on `{tune.split}` (what "
-        f"`served_method: auto` chooses by; the LTR ranker's is out-of-fold): {on_tune or 'not measured'}."
+        f"`served_method: auto` chooses by, equal figures going to the simpler system; the classical systems' "
+        f"are plain, fitted on train; the generate-and-rank systems' cross-validated; the LTR ranker's "
+        f"out-of-fold): {on_tune or 'not measured'}."
         + ("" if margin is None else f" `{margin['served']}` − `{margin['runner_up']}` there: "
            f"{format_diff_ci(margin)} (paired bootstrap, {margin['n_queries']} queries)."),
         f"**Promotion gate:** the `champion` step compares `{served_method}` (NDCG@10 "
@@ -482,6 +494,20 @@ def compare_with_champion(new_ndcg: float, champion, queries: Queries, tolerance
     return decide_promotion(float(new_ndcg), champion_ndcg, tolerance)
 
 
+REUSED, REEVALUATED = "reused", "re-evaluated"  # how the gate got the challenger's figure
+
+
+def challenger_ndcg_at_10(candidate, queries: Queries, load_challenger: Callable[[], Any]) -> tuple[float, str]:
+    """The challenger's NDCG@10 on ``queries`` and how it was got. ``candidate`` (a ``registry.Challenger``)
+    carries the figure its own evaluation recorded on that registered version (the report's, or a refresh's gate
+    evaluation) and the fingerprint of the queries it was measured on: on the same queries that figure is the
+    one (``REUSED``, nothing is scored); on others the challenger (``load_challenger()``) is evaluated on these
+    (``REEVALUATED``), as the champion is."""
+    if candidate.queries_fingerprint == queries.fingerprint:
+        return float(candidate.ndcg_at_10), REUSED
+    return recommender_ndcg_at_10(load_challenger(), queries), REEVALUATED
+
+
 @dataclass
 class GateEvaluation:
     """What a refresh's gate reads: the served system's figures on the test queries and on their cold part."""
@@ -498,9 +524,7 @@ class GateEvaluation:
 def gate_evaluation(method: str, rec, corpus: pd.DataFrame, queries: Queries) -> GateEvaluation:
     """The served system alone on ``queries`` (no baselines, no ablations: what the promotion gate needs, sized
     for a refresh per landed batch), through the serving code path; rankings continue with popular train songs."""
-    from genrank_assets.ml.baselines.classical import PopularityRecommender
-
-    popular = PopularityRecommender().fit(corpus).recommend("popular", queries.depth)
+    popular = CLASSICAL_SYSTEMS["popularity"]().fit(corpus).recommend("popular", queries.depth)
     result = evaluate_system(method, rec, queries, popular, len(rec.song_info), latency_queries=0)
     cold = cold_truths(queries.truths, corpus)
     found = cold_metrics(result.rankings, cold)

@@ -16,6 +16,9 @@ FILL = "fill"  # the LTR recommender's fill after its pool: ridge + co-occurrenc
 # The learning-to-rank pool's sources beside the generator (ml.ranking.ltr.candidates) as people read them.
 POOL_SOURCE_NAMES = {"knn": "title-kNN", "knn_cooc": "kNN + co-occurrence", "ridge_cooc": "kernel ridge + co-occurrence",
                      "mention": "the singers and songs the query names"}
+# A served classical system (ml.serving.classical_recommender) is the one source of its songs.
+CLASSICAL_SYSTEM_NAMES = {"popularity": "popularity", "title_knn": "title-kNN", "knn_cooccurrence": "kNN + co-occurrence",
+                          "kernel_ridge_cooccurrence": "kernel ridge + co-occurrence"}
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Source:
             return f"title-kNN + co-occurrence (rank {self.rank} of {self.of})"
         if self.name in POOL_SOURCE_NAMES:
             return f"{POOL_SOURCE_NAMES[self.name]} (rank {self.rank})"
+        if self.name in CLASSICAL_SYSTEM_NAMES:
+            return f"{CLASSICAL_SYSTEM_NAMES[self.name]} (rank {self.rank} of {self.of})"
         if self.name == FILL:
             return f"after the pool (fill #{self.rank})"
         return f"popularity fill-in (most popular #{self.rank})"

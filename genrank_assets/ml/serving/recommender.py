@@ -366,10 +366,23 @@ def load_knn(directory):
 
 
 LTR_METHOD = "ltr"  # recommender.json of a learning-to-rank recommender: {"method": "ltr"} (its ranker says the rest)
+# The classical systems that can be served (``ml/serving/classical_recommender.py``), simplest first.
+CLASSICAL_METHODS = ("popularity", "title_knn", "knn_cooccurrence", "kernel_ridge_cooccurrence")
 
 
-def save_recommender_config(directory, config: RecommenderConfig | None) -> Path:
-    """``config`` of a generate-and-rank recommender, or None for a learning-to-rank one."""
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """What a classical bundle's ``recommender.json`` says: which system (the rest is its fixed recipe)."""
+
+    method: str
+
+    def __post_init__(self) -> None:
+        if self.method not in CLASSICAL_METHODS:
+            raise ValueError(f"a classical system is one of {CLASSICAL_METHODS}, got {self.method!r}")
+
+
+def save_recommender_config(directory, config: RecommenderConfig | ClassicalConfig | None) -> Path:
+    """``config`` of a generate-and-rank or a classical recommender, or None for a learning-to-rank one."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     payload = {"method": LTR_METHOD} if config is None else asdict(config)
@@ -377,10 +390,12 @@ def save_recommender_config(directory, config: RecommenderConfig | None) -> Path
     return directory
 
 
-def load_recommender_config(directory) -> RecommenderConfig | None:
-    """The saved RecommenderConfig; None for a learning-to-rank recommender."""
+def load_recommender_config(directory) -> RecommenderConfig | ClassicalConfig | None:
+    """The saved RecommenderConfig, or ClassicalConfig; None for a learning-to-rank recommender."""
     payload = json.loads((Path(directory) / "recommender.json").read_text())
-    return None if payload.get("method") == LTR_METHOD else RecommenderConfig(**payload)
+    if payload.get("method") == LTR_METHOD:
+        return None
+    return ClassicalConfig(**payload) if "method" in payload else RecommenderConfig(**payload)
 
 
 # -- weight tuning --------------------------------------------------------------------------------------------

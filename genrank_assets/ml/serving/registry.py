@@ -137,7 +137,7 @@ class LTRPyfunc(mlflow.pyfunc.PythonModel):
 
 
 class RecommenderPyfunc(mlflow.pyfunc.PythonModel):
-    """The whole generate-and-rank recommender.
+    """The whole served recommender (generate-and-rank, learning-to-rank or a classical system).
 
     Input: DataFrame with `text` (and optional `k`, default 10 or the `k` param).
     Output: one row per (text, rank): text, rank, song_id, name, singer, score.
@@ -179,12 +179,14 @@ RECOMMENDER_INPUT_EXAMPLE = {"text": ["gym running bgm"], "k": [5]}
 
 
 def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=None, ltr_dir=None):
-    """The recommender a `genrank-recommender` bundle holds: generate-and-rank (``Recommender``) or, when its
+    """The recommender a `genrank-recommender` bundle holds: generate-and-rank (``Recommender``); when its
     config says ``ltr``, the learning-to-rank one (``LTRRecommender``, its sources refitted on the bundled train
-    corpus)."""
+    corpus); when it names a classical system, that system refitted on the bundled train corpus
+    (``ClassicalRecommender``; the bundle's generator and cross-encoder are not loaded)."""
     from genrank_assets.ml.generator.tiger import load_tiger
     from genrank_assets.ml.ranking.cross_encoder.model import load_ranker
     from genrank_assets.ml.serving.recommender import (
+        ClassicalConfig,
         Recommender,
         load_cold_songs,
         load_knn,
@@ -195,6 +197,13 @@ def recommender_from_dirs(tiger_dir, ranker_dir, songs_dir, config_dir, knn_dir=
 
     config = load_recommender_config(config_dir)
     sv, info = load_song_side(songs_dir)
+    if isinstance(config, ClassicalConfig):
+        from genrank_assets.ml.serving.classical_recommender import ClassicalRecommender
+
+        if not knn_dir:
+            raise ValueError(f"{config_dir}: a classical recommender ({config.method}) needs its train corpus "
+                             "(the knn_dir artifact)")
+        return ClassicalRecommender.fit(load_train_corpus(knn_dir), config.method, info)
     generator, ranker = load_tiger(tiger_dir, device="cpu"), load_ranker(ranker_dir, device="cpu")
     if config is None:
         from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
@@ -424,15 +433,17 @@ def register_recommender(tiger_py, ranker_py, config, knn_corpus: pd.DataFrame, 
                          ndcg_at_10: float, ltr_py=None, catalogue_dirs: tuple[str, str] | None = None,
                          run_kind: str = "full", catalogue_fingerprint: str = "") -> Challenger:
     """Inside the evaluation's run: register the whole recommender (the generator and ranker model dirs of these
-    pyfuncs, loaded by ``load_python_model``; ``config``, None for the learning-to-rank recommender of
-    ``ltr_py``; the train corpus its classical sources refit on) as a new `genrank-recommender` version and make
+    pyfuncs, loaded by ``load_python_model``; ``config``: a RecommenderConfig, a ClassicalConfig (a classical
+    system: it reads only the train corpus and the song side, the generator and ranker are bundled as the run's
+    lineage) or None for the learning-to-rank recommender of ``ltr_py``; the train corpus its classical sources,
+    or the classical system, refit on) as a new `genrank-recommender` version and make
     it the challenger, tagged with its lineage, its evaluated NDCG@10 and ``run_kind``. ``catalogue_dirs``: (a
     generator dir, a song-side dir) over the whole catalogue, cold-start songs included, bundled instead of the
     generator's and ranker's own: the recommender keeps the code table it was evaluated with."""
     from genrank_assets.ml.serving.recommender import save_knn_corpus, save_recommender_config
 
     if (config is None) != (ltr_py is not None):
-        raise ValueError("register_recommender: give a RecommenderConfig, or config=None with the LTR ranker (ltr_py)")
+        raise ValueError("register_recommender: give a RecommenderConfig or ClassicalConfig, or config=None with the LTR ranker (ltr_py)")
     bundle_dir = Path(bundle_dir)
     save_recommender_config(bundle_dir / "config", config)
     save_knn_corpus(bundle_dir / "knn", knn_corpus)

@@ -9,17 +9,22 @@ import pytest
 from genrank_assets.ml.evaluation.metrics import evaluate_rankings
 from genrank_assets.ml.evaluation.procedure import (
     CV_FOLDS,
+    REEVALUATED,
+    REUSED,
+    SERVED_METHODS,
     SYSTEMS,
     EvaluationSettings,
     Queries,
     TrainedModels,
+    challenger_ndcg_at_10,
     choose_weights,
     compare_with_champion,
     evaluate_methods,
     recommender_ndcg_at_10,
 )
+from genrank_assets.ml.serving.classical_recommender import CLASSICAL_SYSTEMS, ClassicalRecommender
 from genrank_assets.ml.serving.recommender import Recommender, RecommenderConfig
-from genrank_assets_tests.ml.serving.fakes import HITS, SONGS, THEMES, planted_corpus, planted_models
+from genrank_assets_tests.ml.serving.fakes import HITS, SONGS, THEMES, FakeRanker, planted_corpus, planted_models
 
 SETTINGS = EvaluationSettings(n_candidates=10, popularity_grid=[0.0, 1.0], classical_grid=[0.0, 2.0],
                               latency_queries=2)
@@ -80,9 +85,10 @@ def test_the_auto_choice_carries_its_margin_over_the_runner_up(results):
     """The served-by-auto system against the runner-up on the val queries, paired per query: the figures
     `auto` compared, and whether the choice is inside the noise."""
     margin = results.choice_margin
-    assert set(results.tune_rankings) == set(results.tune_ndcg) == set(SYSTEMS)
+    # every servable system has its val figure: the classical ones (plain) and the generate-and-rank ones (CV)
+    assert set(results.tune_rankings) == set(results.tune_ndcg) == {*CLASSICAL_SYSTEMS, *SYSTEMS}
     chosen = results.best_on_tuning_split()
-    assert margin["served"] == chosen and margin["runner_up"] == next(m for m in SYSTEMS if m != chosen)
+    assert margin["served"] == chosen and margin["runner_up"] == results.ranked_on_tuning_split()[1]
     assert margin["n_queries"] == len(results.tune_queries)
     gap = results.tune_ndcg[chosen] - results.tune_ndcg[margin["runner_up"]]
     assert margin["mean_diff"] == pytest.approx(gap) and margin["mean_diff"] >= 0
@@ -150,6 +156,62 @@ def test_cross_validated_tuning_never_scores_a_query_with_weights_chosen_on_it()
     assert cv == pytest.approx(expected)
     with pytest.raises(ValueError, match="too few"):
         cross_validated_rankings(ComponentScores([], [], [], []), [], {}, [0.0], [0.0], folds=5)
+
+
+class _ReversedRanker(FakeRanker):
+    """Ranks the planted order upside down (t_9 first): the model systems then miss what title-kNN finds."""
+
+    def score(self, text, vectors, song_texts=None):
+        return -super().score(text, vectors, song_texts)
+
+
+def test_auto_serves_a_classical_system_when_it_is_the_best_on_val(corpus):
+    """`auto` chooses among every system the report evaluates: with a ranker that gets the order wrong, the best
+    val figure is a classical system's, and that system is what is served (never below the best classical)."""
+    generator, _, sv, info = planted_models(corpus)
+    models = TrainedModels(generator, _ReversedRanker(), sv, info)
+    settings = EvaluationSettings(n_candidates=10, popularity_grid=[0.0], classical_grid=[0.0], latency_queries=0)
+    tune = Queries.of_split(corpus, "val")
+    found = evaluate_methods(corpus, models, Queries.of_split(corpus, "test"), tune, settings)
+    chosen = found.best_on_tuning_split()
+    assert chosen in CLASSICAL_SYSTEMS, found.tune_ndcg
+    assert found.tune_ndcg[chosen] == max(found.tune_ndcg.values())
+    assert all(found.tune_ndcg[chosen] > found.tune_ndcg[m] for m in SYSTEMS)
+    served = found.systems[chosen]  # what evaluation_report registers
+    assert isinstance(served, ClassicalRecommender) and served.method == chosen
+    model = CLASSICAL_SYSTEMS[chosen]().fit(corpus)
+    # its val figure is the plain one: fitted on train, nothing tuned on val
+    plain = evaluate_rankings(dict(zip(tune.qids, model.recommend_many(tune.texts, 10))), tune.truths, ks=(10,))
+    assert found.tune_ndcg[chosen] == pytest.approx(plain["ndcg@10"])
+    # served through the served interface it gives the report's test figure
+    assert recommender_ndcg_at_10(served, found.queries) == pytest.approx(found.ndcg_at_10(chosen))
+
+
+def test_equal_val_figures_serve_the_simpler_system(results):
+    import dataclasses
+
+    tied = dataclasses.replace(results, tune_ndcg={"ltr": 0.5, "generate_and_rank": 0.5, "knn_cooccurrence": 0.5,
+                                                    "title_knn": 0.4})
+    assert tied.ranked_on_tuning_split() == ["knn_cooccurrence", "generate_and_rank", "ltr", "title_knn"]
+    assert SERVED_METHODS.index("popularity") == 0 and SERVED_METHODS[-1] == "ltr"
+
+
+def test_the_gate_reuses_the_challengers_figure_on_the_same_queries_only(results):
+    """The challenger's NDCG@10 recorded by its evaluation is the gate's figure on the same queries (nothing is
+    scored); on other queries (a mismatched fingerprint) it is evaluated there."""
+    queries, loads = results.queries, []
+    served = results.systems["generate_and_rank"]
+
+    def load():
+        loads.append(1)
+        return served
+
+    same = SimpleNamespace(queries_fingerprint=queries.fingerprint, ndcg_at_10=0.123)
+    assert challenger_ndcg_at_10(same, queries, load) == (0.123, REUSED) and loads == []
+    other = SimpleNamespace(queries_fingerprint="another", ndcg_at_10=0.123)
+    figure, how = challenger_ndcg_at_10(other, queries, load)
+    assert how == REEVALUATED and loads == [1]
+    assert figure == pytest.approx(results.ndcg_at_10("generate_and_rank"))
 
 
 class _Fixed:

@@ -7,6 +7,7 @@ t_0..t_4 of their theme: the ranker finds them, the generator's own order does n
 """
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import mlflow
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.data.corpus import train_popularity
+from genrank_assets.ml.serving import registry
+from genrank_assets.ml.serving.recommender import ClassicalConfig, save_song_side
 from genrank_assets.ml.vectors.song_vectors import SongVectors
 
 THEMES = ("rock", "chill", "party")
@@ -109,3 +112,39 @@ def log_echo(registered_model_name: str) -> None:
     requirements to infer (MLflow would spend seconds on a subprocess that scans imports)."""
     mlflow.pyfunc.log_model(name="model", python_model=EchoModel(), registered_model_name=registered_model_name,
                             pip_requirements=[])
+
+
+# A stand-in for the genrank pyfuncs, logged from code as they are: its state is the text file in its model dir.
+READS_ITS_DIR = str(Path(__file__).with_name("reads_its_dir_model.py"))
+
+
+def song_info() -> dict[str, tuple[str, str]]:
+    return {s: (s.replace("_", " ").title(), "Singer") for s in planted_song_vectors().song_ids}
+
+
+def register_classical(root: Path, method: str, corpus: pd.DataFrame, *, queries_fingerprint: str = "abc",
+                       ndcg_at_10: float = 0.5, queries: int = 9) -> registry.Challenger:
+    """``method`` registered as the challenger, as ``evaluation_report`` registers a served classical system:
+    the run's generator and ranker (stand-ins here: the bundle records them, a classical system reads neither),
+    the train corpus and the song side. Needs MLflow pointed at a registry (``registry.connect``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    models = {}
+    for name in (registry.TIGER_NAME, registry.RANKER_NAME):
+        directory = root / name
+        directory.mkdir(exist_ok=True)
+        (directory / "weights.txt").write_text(name)
+        with mlflow.start_run():
+            models[name] = registry.log_model_dir(directory, registered_name=name, python_model=READS_ITS_DIR)
+    info = song_info()
+    raw_songs = pd.DataFrame({"song_id": list(info), "song_name": [v[0] for v in info.values()],
+                              "singer": [v[1] for v in info.values()]})
+    songs = save_song_side(root / "songs", planted_song_vectors(), raw_songs)
+    tiger_py = SimpleNamespace(artifact_paths={"model_dir": str(root / registry.TIGER_NAME)},
+                               model_uri=models[registry.TIGER_NAME].uri)
+    ranker_py = SimpleNamespace(artifact_paths={"model_dir": str(root / registry.RANKER_NAME), "songs_dir": str(songs)},
+                                model_uri=models[registry.RANKER_NAME].uri)
+    with mlflow.start_run():
+        return registry.register_recommender(tiger_py, ranker_py, ClassicalConfig(method), corpus,
+                                             root / f"bundle-{method}", method=method, split="test",
+                                             queries=queries, queries_fingerprint=queries_fingerprint,
+                                             ndcg_at_10=ndcg_at_10)
