@@ -26,6 +26,16 @@ MPD7K = REPO.parent / "shared" / "datasets" / "mpd7k"
 PRESETS = REPO / "genrank_assets" / "presets"
 # The LTR rows a val-only benchmark may read: the holdout's and val's, never test's.
 NOT_TEST_FEATURES = "select * from genrank.ranking_features where split <> 'test'"
+
+
+def _fold_features() -> list[str]:
+    from genrank_assets.defs.folds import crossfit_folds, fold_key
+    from genrank_assets.defs.io_managers import table_name
+
+    return [f"select * from genrank.{table_name(fold_key(k, 'ranking_features'))}" for k in range(crossfit_folds())]
+
+
+FOLD_FEATURES = _fold_features()  # each cross-fitting fold's own rows (the ranker's training rows with val's)
 CORPUS = "select * from genrank.playlist_corpus"
 # --quick: a seeded 10% sample of mpd7k (707 playlists) through the `test` preset, one home shared by end_to_end,
 # generator, ranker and compare (make bench QUICK=1 runs them in that order).
@@ -172,7 +182,8 @@ def stages() -> list[list[list[tuple[str, str]]]]:
               ("ltr_tables", "candidate pools + features (val, test; the holdout if any)")]
     return [[[("raw_playlists", "ingest (4 tables)")]], [[("playlist_corpus", "corpus")]],
             [[("upstream_corpus", "what the upstream models fit on")]],
-            [served, *(_fold_chain(k) for k in range(crossfit_folds()))],
+            # the folds first: in STEPS order (one after another) everything ltr_ranker reads ends with ltr_tables
+            [*(_fold_chain(k) for k in range(crossfit_folds())), served],
             [[("ltr_ranker", "LightGBM lambdarank on every train playlist's cross-fitted rows + val")]],
             [[("evaluation_report", "evaluation + challenger registered")]],
             [[("champion", "promotion gate (champion re-evaluated)")]]]

@@ -29,6 +29,7 @@ from pathlib import Path
 from benchmarks._common import (
     CORPUS,
     DEFAULT_HOME,
+    FOLD_FEATURES,
     NOT_TEST_FEATURES,
     OP_STEP,
     PRESETS,
@@ -94,7 +95,8 @@ def first_step(overrides: list[tuple[list[str], object]]) -> str | None:
         step = OP_STEP.get(path[1], path[1])
         if step not in STEP_NAMES:
             raise SystemExit(f"--variant: no step runs the op {path[1]!r} (steps: {', '.join(STEP_NAMES)})")
-        found.append(STEP_NAMES.index(step))
+        # the fold chains run the served op's config (defs/folds.py): their copies change with it
+        found += [i for i, name in enumerate(STEP_NAMES) if name.split("/")[-1] == step]
     first = min(found)
     return STEP_NAMES[first] if first <= STEP_NAMES.index(LAST_STEP) else None
 
@@ -145,16 +147,16 @@ def variant_home(base: Path, work: Path, name: str) -> Path:
 
 # ----------------------------------------------------------------------------------------------- measure
 def val_per_query(home: Path, params) -> tuple[dict, int]:
-    """The LTR ranker trained as ltr_ranker trains it on ``home``'s holdout + val rows; its out-of-fold val
+    """The LTR ranker trained as ltr_ranker trains it on ``home``'s rows (the folds', the holdout's, val's); its out-of-fold val
     figures (per query) and its rounds. Test rows are not read."""
     from genrank_assets.ml.baselines.classical import benchmark_queries
     from genrank_assets.ml.evaluation.metrics import evaluate_rankings
     from genrank_assets.ml.ranking.ltr.features import FEATURES
-    from genrank_assets.ml.ranking.ltr.tables import fit_ranker, oof_frame, rankings, training_rows
+    from genrank_assets.ml.ranking.ltr.tables import fit_ranker, oof_frame, rankings, training_rows, with_fold_rows
 
-    features, corpus = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS)
+    features, corpus, *folds = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS, *FOLD_FEATURES)
     _, _, truths = benchmark_queries(corpus, "val")
-    rows = training_rows(features)
+    rows = training_rows(with_fold_rows(features, folds))
     model = fit_ranker(rows, FEATURES, params)
     ordered = oof_frame(rows)
     val = (ordered["split"] == "val").to_numpy()

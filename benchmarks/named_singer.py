@@ -6,7 +6,7 @@ champion must be the learning-to-rank recommender, built with the mention source
 
 * ``mention``: the champion as served;
 * ``no_mention``: the same sources and features, the mention source left out of the pool and a ranker trained
-  like the champion's (its LightGBM settings, the home's holdout + val rows of ``ranking_features``) without the
+  like the champion's (its LightGBM settings, the home's training rows: the folds', the holdout's, val's) without the
   mention features (``VARIANTS["ltr_no_mention"]``): the system as it was before names were recognised.
 
 Named-singer queries: the ``TOP_SINGERS`` most played singers of the train playlists (playlist-song pairs), each
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from benchmarks._common import (
     CORPUS,
+    FOLD_FEATURES,
     NOT_TEST_FEATURES,
     add_output_args,
     argument_parser,
@@ -155,7 +156,10 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     registry.connect(home)
-    corpus, features = warehouse_frames(home, CORPUS, NOT_TEST_FEATURES)
+    from genrank_assets.ml.ranking.ltr.tables import with_fold_rows
+
+    corpus, features, *folds = warehouse_frames(home, CORPUS, NOT_TEST_FEATURES, *FOLD_FEATURES)
+    features = with_fold_rows(features, folds)  # the rows the champion's ranker learnt from
     payload = measure(registry.load_recommender(), corpus, features, args.singers, args.test_queries)
     print({k: payload[k] for k in ("summary_own_or_cooccurring", "targets_met")}, flush=True)
     write_json(output_path(args, "named_singer"), {"home": str(home), **payload})
