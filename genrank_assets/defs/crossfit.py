@@ -12,6 +12,7 @@ alone (``--select 'fold_1/*'``).
 
 import functools
 import inspect
+import os
 import typing
 from collections.abc import Callable
 
@@ -27,6 +28,20 @@ CHAIN = (vectors.song_vectors, semantic_ids.semantic_ids, generator.generator_da
          ranking.ranker_dataset, ranking.ranker_model, catalogue.song_catalogue)
 # (the function, the served op whose config it runs with, its output) beside the copies: the fold's own features
 FOLD_FEATURES = (ranking.fold_ranking_features, "ltr_tables", "ranking_features")
+# The CPU priority of a fold step: the served chain (every train playlist, twice a fold's data) is the run's
+# critical path, so where they compete for cores the folds yield (nice 5: a third of the served step's share)
+# and fill what it leaves idle.
+FOLD_NICENESS = 5
+
+
+def _yield_to_the_served_chain() -> None:
+    """This process's niceness at least FOLD_NICENESS (absolute, so a step run in the caller's process, as
+    dg.materialize runs them, lowers it once and no further)."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < FOLD_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, 0, FOLD_NICENESS)
+    except (AttributeError, OSError):  # no priorities on this platform, or not permitted: run as it is
+        pass
 
 
 def fold_corpus_asset(fold: int, folds: int) -> dg.AssetsDefinition:
@@ -34,6 +49,7 @@ def fold_corpus_asset(fold: int, folds: int) -> dg.AssetsDefinition:
               description=f"upstream_corpus with fold {fold}'s train playlists (of {folds}) held out: what fold "
                           f"{fold}'s models are fitted on, and whose holdout they score for the ranker.")
     def _fold_corpus(context: dg.AssetExecutionContext, upstream_corpus: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+        _yield_to_the_served_chain()
         config = served_config(context, data.UpstreamCorpusConfig, "upstream_corpus", dg.AssetKey("upstream_corpus"))
         corpus = fold_corpus(upstream_corpus, fold, folds, config.seed)
         splits = corpus["split"].value_counts().to_dict()
@@ -57,6 +73,7 @@ def _with_served_config(fn: Callable, served_op: str, served_key: dg.AssetKey) -
                   if n != "config"]
 
     def config_of(args, kwargs):
+        _yield_to_the_served_chain()
         context = kwargs.get("context", args[0] if args else None)
         return served_config(context, config_class, served_op, served_key)
 
