@@ -13,6 +13,7 @@ all three models (``promote``).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -249,15 +250,33 @@ def connect(home: str | os.PathLike | None = None, tracking_uri: str = "", exper
     _uri_set_here = os.environ.get("MLFLOW_TRACKING_URI") if os.environ.get("MLFLOW_TRACKING_URI") != user_set else None
     if experiment is None:
         return None
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is None:
-        artifact_root = paths.mlflow_artifact_root(home)
-        artifact_root.mkdir(parents=True, exist_ok=True)
-        experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_root.as_uri())
-    else:
-        experiment_id = found.experiment_id
+    # Steps in several processes (the cross-fitting folds train beside the served models) may open a new store at
+    # once: MLflow's first open migrates the sqlite schema and the experiment is created once, so the first access
+    # takes a file lock beside the store (the others wait, then find both done).
+    with _home_lock(paths.genrank_home(home) / ".mlflow-store.lock"):
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            artifact_root = paths.mlflow_artifact_root(home)
+            artifact_root.mkdir(parents=True, exist_ok=True)
+            experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_root.as_uri())
+        else:
+            experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextlib.contextmanager
+def _home_lock(path: Path):
+    """An exclusive lock on ``path`` (created) across processes of this machine, released on exit."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def name_and_version(uri: str) -> tuple[str, int]:
