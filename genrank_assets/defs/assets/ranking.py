@@ -274,7 +274,7 @@ def fold_ranking_features(context: dg.AssetExecutionContext, config: CandidatePo
     sources fitted on the other folds: the LTR ranker's training rows (defs/crossfit.py copies this per fold)."""
     _, features, n_queries, ms, ceilings = _pool_tables(context, config, [(upstream_corpus, (HOLDOUT,))],
                                                         tiger_model, ranker_model, song_catalogue, raw_songs,
-                                                        compute, mlflow_registry)
+                                                        compute, mlflow_registry, with_pools=False)
     ceiling_meta = {f"recall_ceiling.{k}": round(v, 4) for c in ceilings.values() for k, v in c.items()}
     return dg.Output(features, metadata={**_features_metadata(features, n_queries, config),
                                          "ms_per_query": round(ms, 1), **ceiling_meta})
@@ -289,9 +289,10 @@ def _features_metadata(features: pd.DataFrame, n_queries: dict, config: Candidat
 
 def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str, ranker_model: str,
                  song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame, compute: ComputeResource,
-                 mlflow_registry: MlflowRegistry):
+                 mlflow_registry: MlflowRegistry, with_pools: bool = True):
     """(pools, features, queries per split, ms per query, recall ceilings) of the queries of each
-    (corpus the sources and features are fitted on, the splits whose queries they score) of ``parts``."""
+    (corpus the sources and features are fitted on, the splits whose queries they score) of ``parts``; no pools
+    (None) unless ``with_pools``."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
     # Every song of the catalogue, cold-start songs under their predicted codes: the held-out playlists' own songs
@@ -315,7 +316,7 @@ def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str,
             CatalogueMentions().fit(corpus, info))
         builder = FeatureBuilder(sources, corpus, info, vectors, ranker_py.ranker, cold_songs=cold)
         pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
-                                                        log_fn=context.log.info)
+                                                        log_fn=context.log.info, with_pools=with_pools)
         pools.append(pool_rows)
         features.append(feature_rows)
         ceilings.update(ceiling)
@@ -324,7 +325,8 @@ def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str,
         raise ValueError("no query to build candidate pools for: the corpus has no titled playlist in "
                          f"{[s for _, splits in parts for s in splits]}")
     ms = (time.perf_counter() - t0) * 1000 / max(1, sum(n_queries.values()))
-    return (pd.concat(pools, ignore_index=True), pd.concat(features, ignore_index=True), n_queries, ms, ceilings)
+    pools = pd.concat(pools, ignore_index=True) if with_pools else None
+    return pools, pd.concat(features, ignore_index=True), n_queries, ms, ceilings
 
 
 class LTRRankerConfig(dataclass_config(LTRParams)):

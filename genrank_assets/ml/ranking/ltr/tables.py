@@ -85,8 +85,10 @@ def pool_frame(split: str, playlist_id: str, pool) -> pd.DataFrame:
 
 def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mapping[str, set]]],
                  sources: CandidateSources, builder: FeatureBuilder, config: PoolConfig,
-                 log_fn=None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
-    """(pools table, features table, recall ceiling per split) for ``queries``: split -> (qids, texts, truths)."""
+                 log_fn=None, with_pools: bool = True
+                 ) -> tuple[pd.DataFrame | None, pd.DataFrame, dict[str, dict[str, float]]]:
+    """(pools table, features table, recall ceiling per split) for ``queries``: split -> (qids, texts, truths).
+    ``with_pools`` False: no pools table (None), for a caller that keeps only the features."""
     pool_parts, feature_parts, ceilings = [], [], {}
     for split, (qids, texts, truths) in queries.items():
         check_not_in_training(qids, sources)  # a playlist must not vote for itself
@@ -94,7 +96,8 @@ def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mappi
         for i, (qid, text) in enumerate(zip(qids, texts)):
             pool = build_pool(text, sources, config)
             pools.append(pool)
-            pool_parts.append(pool_frame(split, qid, pool))
+            if with_pools:
+                pool_parts.append(pool_frame(split, qid, pool))
             frame = builder.features(pool)
             frame.insert(0, "playlist_id", str(qid))
             frame.insert(0, "split", split)
@@ -104,9 +107,10 @@ def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mappi
                 log_fn(f"{split}: {i + 1}/{len(qids)} pools")
         if pools:
             ceilings[split] = recall_ceiling(pools, [truths[q] for q in qids])
-    if not pool_parts:
+    if not feature_parts:
         raise ValueError("no queries to build pools for")
-    return (pd.concat(pool_parts, ignore_index=True), pd.concat(feature_parts, ignore_index=True), ceilings)
+    pools = pd.concat(pool_parts, ignore_index=True) if with_pools else None
+    return pools, pd.concat(feature_parts, ignore_index=True), ceilings
 
 
 def _without(frame: pd.DataFrame, source: str, kept: Sequence[str]) -> pd.DataFrame:
