@@ -104,7 +104,11 @@ class LTRRanker:
     # The PoolConfig fields of the pools it was trained on: serving must build pools the same way.
     pool_config: dict = field(default_factory=dict)
 
-    def _matrix(self, frame: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, frame: pd.DataFrame | np.ndarray) -> np.ndarray:
+        if isinstance(frame, np.ndarray):  # the feature columns already, in feature_names order
+            if frame.ndim != 2 or frame.shape[1] != len(self.feature_names):
+                raise ValueError(f"a feature matrix needs {len(self.feature_names)} columns, got shape {frame.shape}")
+            return frame.astype(np.float32, copy=False)
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:
             raise ValueError(f"feature table is missing columns {missing[:5]}")

@@ -147,8 +147,11 @@ def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams) 
     """LTRRanker on ``frame`` (one split's feature rows, a query's rows contiguous), rounds by query-fold CV."""
     if frame.empty or frame["label"].sum() == 0:
         raise ValueError("no positive (query, candidate) rows to train the ranker on: the pools hold no truth")
-    frame = frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
-    return LTRRanker(list(features), params).fit(frame, frame["label"].to_numpy(), frame["playlist_id"].to_numpy())
+    # the rows in oof_frame's order (by playlist, stable) as one float32 matrix: no sorted copy of the whole frame
+    order = np.argsort(frame["playlist_id"].to_numpy(), kind="stable")
+    model = LTRRanker(list(features), params)
+    matrix = model._matrix(frame)[order]
+    return model.fit(matrix, frame["label"].to_numpy()[order], frame["playlist_id"].to_numpy()[order])
 
 
 def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequence[str]] | None = None,
@@ -164,8 +167,12 @@ def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequen
 
 
 def training_rows(features: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the features table the LTR ranker is trained on (``TRAINING_SPLITS``), in table order."""
-    return features[features["split"].isin(TRAINING_SPLITS)].reset_index(drop=True)
+    """The rows of the features table the LTR ranker is trained on (``TRAINING_SPLITS``), in table order (the
+    table itself when it holds nothing else: a batched read of those splits is not copied again)."""
+    keep = features["split"].isin(TRAINING_SPLITS).to_numpy()
+    if keep.all() and features.index.equals(pd.RangeIndex(len(features))):
+        return features
+    return features[keep].reset_index(drop=True)
 
 
 def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
