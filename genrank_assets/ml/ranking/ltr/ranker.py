@@ -167,6 +167,22 @@ class LTRRanker:
         self.booster = lgb.train(params, dall, self.n_rounds)
         return self
 
+    def fit_rounds(self, frame, labels: Sequence[float], queries: Sequence, rounds: int) -> LTRRanker:
+        """One fit of ``rounds`` rounds on every row (rounds chosen elsewhere, e.g. by another model's CV on the
+        same rows); no out-of-fold scores."""
+        import lightgbm as lgb
+
+        if rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        X, y, q = self._matrix(frame), np.asarray(labels, dtype=np.float64), np.asarray(list(queries), dtype=object)
+        if len(X) != len(y) or len(X) != len(q) or len(X) == 0:
+            raise ValueError(f"features ({len(X)}), labels ({len(y)}) and queries ({len(q)}) must be non-empty and "
+                             "of one length")
+        data = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
+        self.booster = lgb.train(self.params.lightgbm(), data, rounds)
+        self.n_rounds, self.cv, self.oof_scores = rounds, {"n_rounds": rounds, "rounds_from": "given"}, None
+        return self
+
     def _fit_validated(self, frame, labels, queries, validation) -> LTRRanker:
         import lightgbm as lgb
 

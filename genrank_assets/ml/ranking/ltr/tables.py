@@ -143,15 +143,20 @@ def variant_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return VARIANT_ROWS[name](frame) if name in VARIANT_ROWS else frame
 
 
-def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams) -> LTRRanker:
-    """LTRRanker on ``frame`` (one split's feature rows, a query's rows contiguous), rounds by query-fold CV."""
+def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams, rounds: int | None = None
+               ) -> LTRRanker:
+    """LTRRanker on ``frame`` (one split's feature rows, a query's rows contiguous), rounds by query-fold CV; with
+    ``rounds``, one fit of that many rounds (no CV, no out-of-fold scores)."""
     if frame.empty or frame["label"].sum() == 0:
         raise ValueError("no positive (query, candidate) rows to train the ranker on: the pools hold no truth")
     # the rows in oof_frame's order (by playlist, stable) as one float32 matrix: no sorted copy of the whole frame
     order = np.argsort(frame["playlist_id"].to_numpy(), kind="stable")
     model = LTRRanker(list(features), params)
     matrix = model._matrix(frame)[order]
-    return model.fit(matrix, frame["label"].to_numpy()[order], frame["playlist_id"].to_numpy()[order])
+    labels, queries = frame["label"].to_numpy()[order], frame["playlist_id"].to_numpy()[order]
+    if rounds is not None:
+        return model.fit_rounds(matrix, labels, queries, rounds)
+    return model.fit(matrix, labels, queries)
 
 
 def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequence[str]] | None = None,
