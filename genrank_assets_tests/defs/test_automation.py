@@ -13,6 +13,7 @@ import genrank_assets.paths as paths
 from genrank_assets.definitions import all_asset_checks, all_assets, build_resources, defs
 from genrank_assets.defs import automation
 from genrank_assets.defs.assets import STAGES
+from genrank_assets.defs.folds import FOLD_GROUP
 from genrank_assets.defs.resources import GPU_TAGS, GenrankPaths
 from genrank_assets.ml.data.batches import (
     BASE_BATCH_ID,
@@ -266,7 +267,8 @@ def test_scan_sorts_and_separates_folders(tmp_path):
 
 def test_jobs_and_schedule_load_in_definitions():
     groups = automation.group_names(all_assets)
-    assert groups == [g for g in STAGES if g in groups]  # only known stages, in pipeline order
+    # only known stages, in pipeline order, then the cross-fitting folds' group
+    assert groups == [g for g in (*STAGES, FOLD_GROUP) if g in groups] and FOLD_GROUP in groups
     assert {"data", "vectors", "semantic_ids", "generator", "ranking", "evaluation"} <= set(groups)
     all_keys = set(defs.resolve_all_asset_keys())
     for group in groups:
