@@ -28,14 +28,20 @@ PRESETS = REPO / "genrank_assets" / "presets"
 NOT_TEST_FEATURES = "select * from genrank.ranking_features where split <> 'test'"
 
 
-def _fold_features() -> list[str]:
-    from genrank_assets.defs.folds import crossfit_folds, fold_key
+def _folds() -> int:
+    from genrank_assets.defs.folds import crossfit_folds
+
+    return crossfit_folds()
+
+
+def _fold_feature_queries() -> list[str]:
+    from genrank_assets.defs.folds import fold_key
     from genrank_assets.defs.io_managers import table_name
 
-    return [f"select * from genrank.{table_name(fold_key(k, 'ranking_features'))}" for k in range(crossfit_folds())]
+    return [f"select * from genrank.{table_name(fold_key(k, 'ranking_features'))}" for k in range(_folds())]
 
 
-FOLD_FEATURES = _fold_features()  # each cross-fitting fold's own rows (the ranker's training rows with val's)
+FOLD_FEATURE_QUERIES = _fold_feature_queries()  # each fold's own rows (the ranker's training rows with val's)
 CORPUS = "select * from genrank.playlist_corpus"
 # --quick: a seeded 10% sample of mpd7k (707 playlists) through the `test` preset, one home shared by end_to_end,
 # generator, ranker and compare (make bench QUICK=1 runs them in that order).
@@ -170,8 +176,6 @@ def _fold_chain(fold: int) -> list[tuple[str, str]]:
 def stages() -> list[list[list[tuple[str, str]]]]:
     """The full retrain as stages run one after another; a stage's chains run side by side (a process each, its
     steps one after another): the served upstream chain beside every cross-fitting fold's (defs/folds.py)."""
-    from genrank_assets.defs.folds import crossfit_folds
-
     served = [("song_vectors", "word2vec"),
               ("semantic_ids", "RQ-KMeans (+ metrics table)"),
               ("generator_dataset", "generator pairs"),
@@ -183,7 +187,7 @@ def stages() -> list[list[list[tuple[str, str]]]]:
     return [[[("raw_playlists", "ingest (4 tables)")]], [[("playlist_corpus", "corpus")]],
             [[("upstream_corpus", "what the upstream models fit on")]],
             # the folds first: in STEPS order (one after another) everything ltr_ranker reads ends with ltr_tables
-            [*(_fold_chain(k) for k in range(crossfit_folds())), served],
+            [*(_fold_chain(k) for k in range(_folds())), served],
             [[("ltr_ranker", "LightGBM lambdarank on every train playlist's cross-fitted rows + val")]],
             [[("evaluation_report", "evaluation + challenger registered")]],
             [[("champion", "promotion gate (champion re-evaluated)")]]]
@@ -193,7 +197,8 @@ STEPS = [step for stage in stages() for chain in stage for step in chain]  # (se
 # A multi-asset is selected whole through one of its keys; the others come with it.
 MULTI = {"raw_playlists": "raw_playlists,raw_playlist_songs,raw_songs,ingest_rejects,ingested_batches",
          "semantic_ids": "semantic_ids,semantic_id_metrics", "ltr_tables": "candidate_pools,ranking_features",
-         **{f"fold_{k}/semantic_ids": f"fold_{k}/semantic_ids,fold_{k}/semantic_id_metrics" for k in range(16)}}
+         **{f"fold_{k}/semantic_ids": f"fold_{k}/semantic_ids,fold_{k}/semantic_id_metrics"
+            for k in range(_folds())}}
 OP_STEP = {"raw_tables": "raw_playlists"}  # run-config op name -> its step, where they differ
 
 

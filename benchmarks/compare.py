@@ -29,7 +29,7 @@ from pathlib import Path
 from benchmarks._common import (
     CORPUS,
     DEFAULT_HOME,
-    FOLD_FEATURES,
+    FOLD_FEATURE_QUERIES,
     NOT_TEST_FEATURES,
     OP_STEP,
     PRESETS,
@@ -154,7 +154,7 @@ def val_per_query(home: Path, params) -> tuple[dict, int]:
     from genrank_assets.ml.ranking.ltr.features import FEATURES
     from genrank_assets.ml.ranking.ltr.tables import fit_ranker, oof_frame, rankings, training_rows, with_fold_rows
 
-    features, corpus, *folds = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS, *FOLD_FEATURES)
+    features, corpus, *folds = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS, *FOLD_FEATURE_QUERIES)
     _, _, truths = benchmark_queries(corpus, "val")
     rows = training_rows(with_fold_rows(features, folds))
     model = fit_ranker(rows, FEATURES, params)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks._common import (
     CORPUS,
-    FOLD_FEATURES,
+    FOLD_FEATURE_QUERIES,
     NOT_TEST_FEATURES,
     add_output_args,
     argument_parser,
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     registry.connect(home)
     from genrank_assets.ml.ranking.ltr.tables import with_fold_rows
 
-    corpus, features, *folds = warehouse_frames(home, CORPUS, NOT_TEST_FEATURES, *FOLD_FEATURES)
+    corpus, features, *folds = warehouse_frames(home, CORPUS, NOT_TEST_FEATURES, *FOLD_FEATURE_QUERIES)
     features = with_fold_rows(features, folds)  # the rows the champion's ranker learnt from
     payload = measure(registry.load_recommender(), corpus, features, args.singers, args.test_queries)
     print({k: payload[k] for k in ("summary_own_or_cooccurring", "targets_met")}, flush=True)

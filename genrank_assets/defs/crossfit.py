@@ -27,7 +27,7 @@ from genrank_assets.ml.data.corpus import HOLDOUT, SPLITS, fold_corpus
 CHAIN = (vectors.song_vectors, semantic_ids.semantic_ids, generator.generator_dataset, generator.tiger_model,
          ranking.ranker_dataset, ranking.ranker_model, catalogue.song_catalogue)
 # (the function, the served op whose config it runs with, its output) beside the copies: the fold's own features
-FOLD_FEATURES = (ranking.fold_ranking_features, "ltr_tables", "ranking_features")
+FEATURES_STEP = (ranking.fold_ranking_features, "ltr_tables", "ranking_features")
 # The CPU priority of a fold step: the served chain (every train playlist, twice a fold's data) is the run's
 # critical path, so where they compete for cores the folds yield (nice 5: a third of the served step's share)
 # and fill what it leaves idle.
@@ -113,7 +113,7 @@ def _copy(fn: Callable, op_name: str, served_op: str, outs: dict[str, tuple[dg.A
 def fold_assets(folds: int | None = None) -> list[dg.AssetsDefinition]:
     """Every fold's assets (none when cross-fitting is off)."""
     folds = crossfit_folds() if folds is None else folds
-    fold_names = {"upstream_corpus", FOLD_FEATURES[2], *(k.path[-1] for a in CHAIN for k in a.keys)}
+    fold_names = {"upstream_corpus", FEATURES_STEP[2], *(k.path[-1] for a in CHAIN for k in a.keys)}
     out = []
     for fold in range(folds):
         out.append(fold_corpus_asset(fold, folds))
@@ -123,7 +123,7 @@ def fold_assets(folds: int | None = None) -> list[dg.AssetsDefinition]:
             out.append(_copy(asset.op.compute_fn.decorated_fn, asset.op.name, asset.op.name, outs,
                              dict(asset.keys_by_input_name),
                              fold, fold_names, next(iter(asset.keys)), dict(asset.op.tags), asset.can_subset))
-        fn, served_op, name = FOLD_FEATURES
+        fn, served_op, name = FEATURES_STEP
         inputs = {p: dg.AssetKey(p) for p in _asset_params(fn)}
         spec = dg.AssetSpec(name, description=inspect.getdoc(fn))
         out.append(_copy(fn, name, served_op, {"result": (dg.AssetKey(name), spec, None)}, inputs, fold,

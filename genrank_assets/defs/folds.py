@@ -55,8 +55,7 @@ def fold_ins(name: str, metadata: dict | None = None) -> dict[str, dg.AssetIn]:
 def sibling_key(context: dg.AssetExecutionContext, name: str) -> dg.AssetKey:
     """The asset ``name`` beside this step's asset: ``fold_0/song_vectors`` for a step of fold 0, else
     ``song_vectors`` (a copied asset function finds its own fold's upstream metadata)."""
-    key = context.asset_key if len(context.assets_def.keys) == 1 else next(iter(context.assets_def.keys))
-    return dg.AssetKey([*key.path[:-1], name])
+    return dg.AssetKey([*context.asset_key.path[:-1], name])
 
 
 def served_config(context: dg.AssetExecutionContext, config_class: type[dg.Config], served_op: str,

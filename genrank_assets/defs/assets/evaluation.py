@@ -96,9 +96,7 @@ def evaluation_report(
     with step_run(context, genrank_paths, mlflow_registry, name="evaluation", under=genrank_paths.reports()) as step:
         paths = write_evaluation_report(results, step.folder, models=models.uris, served_method=method)
         metrics = results.mlflow_metrics()
-        mlflow.log_params({"tiger_model": models.tiger_uri, "ranker_model": models.ranker_uri,
-                           "ltr_model": models.ltr_uri, "split": config.split, "queries": len(queries),
-                           "served_method": method, **{f"served.{k}": v for k, v in served.describe().items()}})
+        mlflow.log_params(_run_params(models, config, len(queries), method, served))
         mlflow.log_metrics(metrics)
         is_ltr = method == LTR
         bundle = save_bundle_dirs(step.folder / "catalogue", models.tiger_py.generator, catalogue, raw_songs)
@@ -121,6 +119,13 @@ def evaluation_report(
         "recommender_uri": challenger.uri, "tiger_model_uri": models.tiger_uri,
         "ranker_model_uri": models.ranker_uri, "mlflow_run_id": step.run_id, "ltr_model_uri": models.ltr_uri,
     })
+
+
+def _run_params(models, config: EvaluationConfig, queries: int, method: str, served) -> dict:
+    """The evaluation run's MLflow params: the models, the split, the served system and its settings."""
+    return {"tiger_model": models.tiger_uri, "ranker_model": models.ranker_uri, "ltr_model": models.ltr_uri,
+            "split": config.split, "queries": queries, "served_method": method,
+            **{f"served.{k}": v for k, v in served.describe().items()}}
 
 
 def catalogue_models(models, catalogue, raw_songs: pd.DataFrame, with_ablation: bool) -> TrainedModels:

@@ -115,6 +115,14 @@ class LTRRanker:
         # float32, as the features table is read (io_managers.batched_read) and LightGBM bins them: half the memory
         return frame[self.feature_names].to_numpy(dtype=np.float32)
 
+    def _arrays(self, frame, labels, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(feature matrix, labels, query ids) of a fit, checked to be non-empty and of one length."""
+        X, y, q = self._matrix(frame), np.asarray(labels, dtype=np.float64), np.asarray(list(queries), dtype=object)
+        if len(X) != len(y) or len(X) != len(q) or len(X) == 0:
+            raise ValueError(f"features ({len(X)}), labels ({len(y)}) and queries ({len(q)}) must be non-empty and "
+                             "of one length")
+        return X, y, q
+
     def fit(self, frame: pd.DataFrame, labels: Sequence[float], queries: Sequence,
             validation: tuple[pd.DataFrame, Sequence[float], Sequence] | None = None) -> LTRRanker:
         """Without ``validation``: cross-validate the number of rounds over query folds, then refit on every query.
@@ -124,12 +132,7 @@ class LTRRanker:
 
         if validation is not None:
             return self._fit_validated(frame, labels, queries, validation)
-        X = self._matrix(frame)
-        y = np.asarray(labels, dtype=np.float64)
-        q = np.asarray(list(queries), dtype=object)
-        if len(X) != len(y) or len(X) != len(q) or len(X) == 0:
-            raise ValueError(f"features ({len(X)}), labels ({len(y)}) and queries ({len(q)}) must be non-empty and "
-                             "of one length")
+        X, y, q = self._arrays(frame, labels, queries)
         _group_sizes(q)
         fold = query_folds(q, self.params.folds, self.params.seed)
         params = self.params.lightgbm()
@@ -178,10 +181,7 @@ class LTRRanker:
 
         if rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
-        X, y, q = self._matrix(frame), np.asarray(labels, dtype=np.float64), np.asarray(list(queries), dtype=object)
-        if len(X) != len(y) or len(X) != len(q) or len(X) == 0:
-            raise ValueError(f"features ({len(X)}), labels ({len(y)}) and queries ({len(q)}) must be non-empty and "
-                             "of one length")
+        X, y, q = self._arrays(frame, labels, queries)
         data = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
         self.booster = lgb.train(self.params.lightgbm(), data, rounds)
         self.n_rounds, self.cv, self.oof_scores = rounds, {"n_rounds": rounds, "rounds_from": "given"}, None
