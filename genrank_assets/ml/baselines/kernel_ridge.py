@@ -19,10 +19,12 @@ its diagonal and by the interactions between close titles. Measured (benchmarks/
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import scipy.linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from genrank_assets.ml.baselines.classical import (
     CoOccurrenceRecommender,
@@ -33,6 +35,12 @@ from genrank_assets.ml.baselines.classical import (
 
 DEFAULT_NEIGHBOURS = 300
 
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's BLAS libraries, found once: ``threadpool_limits`` rescans every loaded library per call (~8 ms
+    a query with torch and LightGBM loaded, measured in the LTR features' profile), more than the solve itself."""
+    return ThreadpoolController()
 
 class BoundedKernelRidgeRecommender(KernelRidgeRecommender):
     """Kernel ridge on each query's ``neighbours`` most similar train titles (None: the exact dual over all)."""
@@ -76,7 +84,7 @@ class BoundedKernelRidgeRecommender(KernelRidgeRecommender):
         gram[np.diag_indices_from(gram)] += self.ridge_lambda
         # K + lambda I is symmetric positive definite: Cholesky. One BLAS thread: an M x M solve gains nothing
         # from threads, and OpenBLAS threads beside torch's on 2 busy cores made it ~100x slower (measured).
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             dual = scipy.linalg.solve(gram, similarities[near] ** self.kernel_power, assume_a="pos",
                                       check_finite=False)
         return near, dual
