@@ -160,15 +160,19 @@ def pipeline_home(args: argparse.Namespace) -> Path:
 
 # ----------------------------------------------------------------------------------------- step runner
 def _fold_chain(fold: int) -> list[tuple[str, str]]:
-    """Fold ``fold``'s steps (defs/crossfit.py), in dependency order."""
+    """Fold ``fold``'s steps (defs/crossfit.py), in dependency order; its cross-encoder's only when the LTR ranker
+    learns from it (defs/folds.ltr_cross_encoder)."""
+    from genrank_assets.defs.folds import ltr_cross_encoder
+
     f = f"fold_{fold}"
+    cross_encoder = [(f"{f}/ranker_dataset", f"fold {fold}: ranker pairs"),
+                     (f"{f}/ranker_model", f"fold {fold}: ranker training")] if ltr_cross_encoder() else []
     return [(f"{f}/upstream_corpus", f"fold {fold}: its train playlists held out"),
             (f"{f}/song_vectors", f"fold {fold}: word2vec"),
             (f"{f}/semantic_ids", f"fold {fold}: RQ-KMeans"),
             (f"{f}/generator_dataset", f"fold {fold}: generator pairs"),
             (f"{f}/tiger_model", f"fold {fold}: TIGER training"),
-            (f"{f}/ranker_dataset", f"fold {fold}: ranker pairs"),
-            (f"{f}/ranker_model", f"fold {fold}: ranker training"),
+            *cross_encoder,
             (f"{f}/song_catalogue", f"fold {fold}: catalogue (cold-start songs placed)"),
             (f"{f}/ranking_features", f"fold {fold}: pools + features of its own playlists")]
 

@@ -149,15 +149,16 @@ def variant_home(base: Path, work: Path, name: str) -> Path:
 def val_per_query(home: Path, params) -> tuple[dict, int]:
     """The LTR ranker trained as ltr_ranker trains it on ``home``'s rows (the folds', the holdout's, val's); its out-of-fold val
     figures (per query) and its rounds. Test rows are not read."""
+    from genrank_assets.defs.folds import ltr_cross_encoder
     from genrank_assets.ml.baselines.classical import benchmark_queries
     from genrank_assets.ml.evaluation.metrics import evaluate_rankings
-    from genrank_assets.ml.ranking.ltr.features import FEATURES
+    from genrank_assets.ml.ranking.ltr.features import ltr_features
     from genrank_assets.ml.ranking.ltr.tables import fit_ranker, oof_frame, rankings, training_rows, with_fold_rows
 
     features, corpus, *folds = warehouse_frames(home, NOT_TEST_FEATURES, CORPUS, *FOLD_FEATURE_QUERIES)
     _, _, truths = benchmark_queries(corpus, "val")
     rows = training_rows(with_fold_rows(features, folds))
-    model = fit_ranker(rows, FEATURES, params)
+    model = fit_ranker(rows, ltr_features(ltr_cross_encoder()), params)
     ordered = oof_frame(rows)
     val = (ordered["split"] == "val").to_numpy()
     return evaluate_rankings(rankings(ordered[val].reset_index(drop=True), model.oof_scores[val]), truths), \

@@ -7,7 +7,7 @@ champion must be the learning-to-rank recommender, built with the mention source
 * ``mention``: the champion as served;
 * ``no_mention``: the same sources and features, the mention source left out of the pool and a ranker trained
   like the champion's (its LightGBM settings, the home's training rows: the folds', the holdout's, val's) without the
-  mention features (``VARIANTS["ltr_no_mention"]``): the system as it was before names were recognised.
+  mention features (``variants(...)["ltr_no_mention"]``): the system as it was before names were recognised.
 
 Named-singer queries: the ``TOP_SINGERS`` most played singers of the train playlists (playlist-song pairs), each
 in every template of ``TEMPLATES`` (English, Chinese and the bare name). Per template and system: the mean share
@@ -90,11 +90,12 @@ def singer_shares(rec, singers: list[tuple[str, str]], k: int = K) -> dict[str, 
 def without_mention(rec, features):
     """``rec`` without the mention source: its pool less ``mention``, a ranker trained on ``features``' training
     rows (``training_rows``) without the mention features and candidates, with ``rec``'s ranker settings."""
-    from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, training_rows, variant_rows
+    from genrank_assets.ml.ranking.ltr.tables import fit_ranker, training_rows, variant_rows, variants
     from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 
     name = "ltr_no_mention"
-    ltr = fit_ranker(variant_rows(name, training_rows(features)), VARIANTS[name], rec.ltr.params)
+    ltr = fit_ranker(variant_rows(name, training_rows(features)), variants(rec.ltr.feature_names)[name],
+                     rec.ltr.params)
     ltr.pool_config = {**rec.ltr.pool_config, "sources": [s for s in rec.pool_config.sources if s != "mention"]}
     return LTRRecommender(rec.sources, rec.builder, ltr, rec.song_info)
 

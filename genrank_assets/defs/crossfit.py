@@ -1,13 +1,13 @@
 """Group `crossfit`: the cross-fitting folds as assets (defs/folds.py says what a fold is).
 
 Fold ``k`` copies the served chain under the key prefix ``fold_<k>``: ``upstream_corpus`` (the served one with
-the fold's train playlists held out), then song_vectors, semantic_ids, generator_dataset, tiger_model,
-ranker_dataset, ranker_model and song_catalogue — the served asset functions themselves, their inputs rewired to
-the fold's assets (raw_songs and the other shared tables stay the served ones) — and ``ranking_features``, the
-features of the fold's own playlists. The ranker (``ltr_ranker``) and the evaluation read every fold's
-``ranking_features``; no fold model is registered or served. Each fold is its own chain of steps, so the
-multiprocess executor runs the folds beside each other and beside the served chain, and a fold re-materialises
-alone (``--select 'fold_1/*'``).
+the fold's train playlists held out), then song_vectors, semantic_ids, generator_dataset, tiger_model (and
+ranker_dataset, ranker_model when the LTR ranker learns from the cross-encoder: folds.ltr_cross_encoder) and
+song_catalogue — the served asset functions themselves, their inputs rewired to the fold's assets (raw_songs and
+the other shared tables stay the served ones) — and ``ranking_features``, the features of the fold's own
+playlists. The ranker (``ltr_ranker``) and the evaluation read every fold's ``ranking_features``; no fold model
+is registered or served. Each fold is its own chain of steps, so the multiprocess executor runs the folds beside
+each other and beside the served chain, and a fold re-materialises alone (``--select 'fold_1/*'``).
 """
 
 import functools
@@ -20,12 +20,20 @@ import dagster as dg
 import pandas as pd
 
 from genrank_assets.defs.assets import catalogue, data, generator, ranking, semantic_ids, vectors
-from genrank_assets.defs.folds import FOLD_GROUP, crossfit_folds, fold_key, fold_prefix, served_config
+from genrank_assets.defs.folds import (
+    FOLD_GROUP,
+    crossfit_folds,
+    fold_key,
+    fold_prefix,
+    ltr_cross_encoder,
+    served_config,
+)
 from genrank_assets.ml.data.corpus import HOLDOUT, SPLITS, fold_corpus
 
-# The served assets each fold copies, in chain order.
+# The served assets each fold copies, in chain order; the cross-encoder's only when the ranker learns from it.
 CHAIN = (vectors.song_vectors, semantic_ids.semantic_ids, generator.generator_dataset, generator.tiger_model,
-         ranking.ranker_dataset, ranking.ranker_model, catalogue.song_catalogue)
+         catalogue.song_catalogue)
+CROSS_ENCODER_CHAIN = (ranking.ranker_dataset, ranking.ranker_model)
 # (the function, the served op whose config it runs with, its output) beside the copies: the fold's own features
 FEATURES_STEP = (ranking.fold_ranking_features, "ltr_tables", "ranking_features")
 # The CPU priority of a fold step: the served chain (every train playlist, twice a fold's data) is the run's
@@ -110,14 +118,22 @@ def _copy(fn: Callable, op_name: str, served_op: str, outs: dict[str, tuple[dg.A
                           op_tags=tags, can_subset=can_subset)(_with_served_config(fn, served_op, served_key))
 
 
-def fold_assets(folds: int | None = None) -> list[dg.AssetsDefinition]:
-    """Every fold's assets (none when cross-fitting is off)."""
+def chain(cross_encoder: bool) -> tuple[dg.AssetsDefinition, ...]:
+    """The served assets a fold copies, in chain order."""
+    return (*CHAIN[:4], *CROSS_ENCODER_CHAIN, *CHAIN[4:]) if cross_encoder else CHAIN
+
+
+def fold_assets(folds: int | None = None, cross_encoder: bool | None = None) -> list[dg.AssetsDefinition]:
+    """Every fold's assets (none when cross-fitting is off); with ``cross_encoder`` (default: the code location's
+    ltr_cross_encoder) each fold fits its own cross-encoder for its features."""
     folds = crossfit_folds() if folds is None else folds
-    fold_names = {"upstream_corpus", FEATURES_STEP[2], *(k.path[-1] for a in CHAIN for k in a.keys)}
+    cross_encoder = ltr_cross_encoder() if cross_encoder is None else cross_encoder
+    copied = chain(cross_encoder)
+    fold_names = {"upstream_corpus", FEATURES_STEP[2], *(k.path[-1] for a in copied for k in a.keys)}
     out = []
     for fold in range(folds):
         out.append(fold_corpus_asset(fold, folds))
-        for asset in CHAIN:
+        for asset in copied:
             outs = {name: (key, asset.specs_by_key[key], asset.node_def.output_def_named(name).io_manager_key)
                     for name, key in asset.keys_by_output_name.items()}
             out.append(_copy(asset.op.compute_fn.decorated_fn, asset.op.name, asset.op.name, outs,
@@ -125,6 +141,8 @@ def fold_assets(folds: int | None = None) -> list[dg.AssetsDefinition]:
                              fold, fold_names, next(iter(asset.keys)), dict(asset.op.tags), asset.can_subset))
         fn, served_op, name = FEATURES_STEP
         inputs = {p: dg.AssetKey(p) for p in _asset_params(fn)}
+        if cross_encoder:  # the fold's own cross-encoder (fold_names holds it)
+            inputs[ranking.CROSS_ENCODER_INPUT] = dg.AssetKey(ranking.CROSS_ENCODER_INPUT)
         spec = dg.AssetSpec(name, description=inspect.getdoc(fn))
         out.append(_copy(fn, name, served_op, {"result": (dg.AssetKey(name), spec, None)}, inputs, fold,
                          fold_names, dg.AssetKey(name), {}, False))
@@ -134,5 +152,6 @@ def fold_assets(folds: int | None = None) -> list[dg.AssetsDefinition]:
 def _asset_params(fn: Callable) -> list[str]:
     """The parameters of an asset function that are asset inputs: all but the context, config and resources."""
     hints = typing.get_type_hints(fn)
-    return [n for n in inspect.signature(fn).parameters if n not in ("context", "config")
+    return [n for n, p in inspect.signature(fn).parameters.items() if n not in ("context", "config")
+            and p.kind is not p.VAR_KEYWORD  # the optional inputs (**models), named by the caller
             and not (isinstance(hints.get(n), type) and issubclass(hints[n], dg.ConfigurableResource))]

@@ -4,7 +4,9 @@ Each fold ``k`` is a chain of assets under the key prefix ``fold_<k>`` (group ``
 defs/crossfit.py): its corpus (``upstream_corpus`` with the fold's train playlists held out), the upstream models
 fitted on it (word2vec, semantic IDs, TIGER, the cross-encoder, the catalogue) and the ranking features of the
 fold's own playlists. The fold count shapes the asset graph, so it is a property of the code location
-(``GENRANK_CROSSFIT_FOLDS``, default ml.data.corpus.CROSSFIT_FOLDS; 0 turns cross-fitting off).
+(``GENRANK_CROSSFIT_FOLDS``, default ml.data.corpus.CROSSFIT_FOLDS; 0 turns cross-fitting off); so is whether the
+LTR ranker learns from the cross-encoder (``GENRANK_LTR_CROSS_ENCODER``, default
+ml.ranking.ltr.features.LTR_CROSS_ENCODER: off), since with it every fold trains its own cross-encoder.
 
 A fold step has no config of its own: it runs with the config of the served step it copies (this run's, or else
 the run config that last materialised the served asset), so that the fold models are the served models fitted
@@ -17,8 +19,10 @@ import os
 import dagster as dg
 
 from genrank_assets.ml.data.corpus import CROSSFIT_FOLDS
+from genrank_assets.ml.ranking.ltr.features import LTR_CROSS_ENCODER
 
 FOLDS_ENV = "GENRANK_CROSSFIT_FOLDS"
+CROSS_ENCODER_ENV = "GENRANK_LTR_CROSS_ENCODER"
 FOLD_GROUP = "crossfit"
 
 
@@ -34,6 +38,17 @@ def crossfit_folds() -> int:
     if folds == 1 or folds < 0:
         raise ValueError(f"{FOLDS_ENV} must be 0 (no cross-fitting) or >= 2, got {folds}")
     return folds
+
+
+def ltr_cross_encoder() -> bool:
+    """Whether the LTR ranker learns from the cross-encoder's features: ``GENRANK_LTR_CROSS_ENCODER`` (1 / 0,
+    true / false), else LTR_CROSS_ENCODER."""
+    raw = os.environ.get(CROSS_ENCODER_ENV, "").strip().lower()
+    if not raw:
+        return LTR_CROSS_ENCODER
+    if raw not in ("1", "0", "true", "false"):
+        raise ValueError(f"{CROSS_ENCODER_ENV} must be 1 / 0 (or true / false), got {raw!r}")
+    return raw in ("1", "true")
 
 
 def fold_prefix(fold: int) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from genrank_assets.defs.config import check_one_of, config_fields, dataclass_config, training_fields
-from genrank_assets.defs.folds import fold_ins
+from genrank_assets.defs.folds import CROSS_ENCODER_ENV, fold_ins, ltr_cross_encoder
 from genrank_assets.defs.io_managers import batched_read
 from genrank_assets.defs.metadata import latest_metadata
 from genrank_assets.defs.resources import (
@@ -39,7 +39,7 @@ from genrank_assets.ml.ranking.cross_encoder.model import (
 )
 from genrank_assets.ml.ranking.cross_encoder.training import LOSSES, RANKER_TRAINING, train_ranker
 from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig, crossfit_pool_songs
-from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.features import CROSS_ENCODER_FEATURES, FEATURES, FeatureBuilder, ltr_features
 from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 from genrank_assets.ml.ranking.ltr.tables import (
@@ -230,6 +230,12 @@ def ranker_model_learned(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 
 
 POOL_CONFIG_KEY = "pool_config"  # ranking_features metadata: the PoolConfig its pools were built with
+# ranking_features metadata: whether its cross-encoder columns hold logits (a table without the key predates it: yes)
+CROSS_ENCODER_KEY = "cross_encoder_features"
+# The cross-encoder an LTR features step scores with, when the ranker learns from it (folds.ltr_cross_encoder):
+# without it the step does not wait for, or load, a cross-encoder.
+CROSS_ENCODER_INPUT = "ranker_model"
+CROSS_ENCODER_INS = {CROSS_ENCODER_INPUT: dg.AssetIn()} if ltr_cross_encoder() else {}
 
 
 class CandidatePoolsConfig(dataclass_config(PoolConfig)):
@@ -247,16 +253,18 @@ class CandidatePoolsConfig(dataclass_config(PoolConfig)):
                                                     "pools, and the label (the song is in the playlist); holdout, "
                                                     "val, test."),
     },
+    ins=CROSS_ENCODER_INS,
 )
 def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, playlist_corpus: pd.DataFrame,
-               upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str, song_catalogue: pd.DataFrame,
-               raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry):
+               upstream_corpus: pd.DataFrame, tiger_model: str, song_catalogue: pd.DataFrame,
+               raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry,
+               **cross_encoder: str):
     """Pools (TIGER beams, title-kNN, kNN / kernel ridge + co-occurrence, cold neighbours, the singers and songs a
     query names) and their features for queries no model behind them was fitted on: val / test (sources fitted on
     every train playlist, as served) and the LTR holdout when upstream_corpus has one (classical sources fitted on
     its train playlists; the upstream models never saw the holdout). The folds' own rows: fold_<k>/ranking_features."""
     parts = [(upstream_corpus, (HOLDOUT,)), (playlist_corpus, ("val", "test"))]
-    pools, features, n_queries, ms, ceilings = _pool_tables(context, config, parts, tiger_model, ranker_model,
+    pools, features, n_queries, ms, ceilings = _pool_tables(context, config, parts, tiger_model, cross_encoder,
                                                            song_catalogue, raw_songs, compute, mlflow_registry)
     ceiling_meta = {f"{split}.recall_ceiling.{k}": round(v, 4) for split, c in ceilings.items() for k, v in c.items()}
     table = pd.DataFrame(ceilings).T.round(4).reset_index(names="split")
@@ -267,13 +275,14 @@ def ltr_tables(context: dg.AssetExecutionContext, config: CandidatePoolsConfig, 
 
 
 def fold_ranking_features(context: dg.AssetExecutionContext, config: CandidatePoolsConfig,
-                          upstream_corpus: pd.DataFrame, tiger_model: str, ranker_model: str,
-                          song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame, compute: ComputeResource,
-                          mlflow_registry: MlflowRegistry) -> dg.Output[pd.DataFrame]:
+                          upstream_corpus: pd.DataFrame, tiger_model: str, song_catalogue: pd.DataFrame,
+                          raw_songs: pd.DataFrame, compute: ComputeResource, mlflow_registry: MlflowRegistry,
+                          **cross_encoder: str) -> dg.Output[pd.DataFrame]:
     """The features of one fold's own playlists (split `holdout` of the fold's corpus), from the fold's models and
-    sources fitted on the other folds: the LTR ranker's training rows (defs/crossfit.py copies this per fold)."""
+    sources fitted on the other folds: the LTR ranker's training rows (defs/crossfit.py copies this per fold, with
+    the fold's own cross-encoder as ``ranker_model`` when the ranker learns from it)."""
     _, features, n_queries, ms, ceilings = _pool_tables(context, config, [(upstream_corpus, (HOLDOUT,))],
-                                                        tiger_model, ranker_model, song_catalogue, raw_songs,
+                                                        tiger_model, cross_encoder, song_catalogue, raw_songs,
                                                         compute, mlflow_registry, with_pools=False)
     ceiling_meta = {f"recall_ceiling.{k}": round(v, 4) for c in ceilings.values() for k, v in c.items()}
     return dg.Output(features, metadata={**_features_metadata(features, n_queries, config),
@@ -283,23 +292,25 @@ def fold_ranking_features(context: dg.AssetExecutionContext, config: CandidatePo
 def _features_metadata(features: pd.DataFrame, n_queries: dict, config: CandidatePoolsConfig) -> dict:
     return {"dagster/row_count": len(features), "features": len(FEATURES),
             POOL_CONFIG_KEY: dg.MetadataValue.json(asdict(config.params())),
+            CROSS_ENCODER_KEY: bool(features[list(CROSS_ENCODER_FEATURES)].notna().any(axis=None)),
             "positives": int(features["label"].sum()) if len(features) else 0,
             **{f"{s}_queries": n for s, n in n_queries.items()}}
 
 
-def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str, ranker_model: str,
+def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str, cross_encoder: dict[str, str],
                  song_catalogue: pd.DataFrame, raw_songs: pd.DataFrame, compute: ComputeResource,
                  mlflow_registry: MlflowRegistry, with_pools: bool = True):
     """(pools, features, queries per split, ms per query, recall ceilings) of the queries of each
     (corpus the sources and features are fitted on, the splits whose queries they score) of ``parts``; no pools
-    (None) unless ``with_pools``."""
+    (None) unless ``with_pools``; the cross-encoder's logits when ``cross_encoder`` holds its model
+    (CROSS_ENCODER_INPUT), else NaN."""
     compute.apply_threads()  # pools are built on CPU, as they are served
     mlflow_registry.setup()
     # Every song of the catalogue, cold-start songs under their predicted codes: the held-out playlists' own songs
     # are cold for the upstream models, so the ranker learns where cold songs belong from real lists.
     catalogue = catalogue_from_frame(song_catalogue)
     generator = registry.load_python_model(tiger_model).generator.with_code_table(catalogue.code_table())
-    ranker_py = registry.load_python_model(ranker_model)
+    ranker = registry.load_python_model(cross_encoder[CROSS_ENCODER_INPUT]).ranker if cross_encoder else None
     vectors, info, cold = catalogue.song_vectors(), song_info(raw_songs), cold_songs(catalogue)
     t0, pools, features, ceilings, n_queries = time.perf_counter(), [], [], {}, {}
     for corpus, splits in parts:
@@ -314,7 +325,7 @@ def _pool_tables(context, config: CandidatePoolsConfig, parts, tiger_model: str,
             continue
         sources = CandidateSources.fit(corpus, generator).with_song_vectors(vectors).with_mentions(
             CatalogueMentions().fit(corpus, info))
-        builder = FeatureBuilder(sources, corpus, info, vectors, ranker_py.ranker, cold_songs=cold)
+        builder = FeatureBuilder(sources, corpus, info, vectors, ranker, cold_songs=cold)
         pool_rows, feature_rows, ceiling = build_tables(queries, sources, builder, config.params(),
                                                         log_fn=context.log.info, with_pools=with_pools)
         pools.append(pool_rows)
@@ -339,6 +350,25 @@ FOLD_FEATURES = fold_ins("ranking_features", batched_read())
 RANKER_INS = {"ranking_features": dg.AssetIn(metadata=batched_read(TRAINING_SPLITS)), **FOLD_FEATURES}
 
 
+def _training_tables_agree(context: dg.AssetExecutionContext) -> dict:
+    """The PoolConfig of the ranker's training tables (serving builds its pools as they were built, so the ranker
+    carries it), checked to be one for the served table and every fold's, their cross-encoder columns what the
+    code location's ranker learns from."""
+    wanted = ltr_cross_encoder()
+    pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)
+    if not pool_config:
+        raise ValueError("ranking_features has no recorded pool_config: materialise ltr_tables again")
+    for key in (dg.AssetKey("ranking_features"), *(ins.key for ins in FOLD_FEATURES.values())):
+        meta = latest_metadata(context.instance, key)
+        if meta.get(POOL_CONFIG_KEY) != pool_config:
+            raise ValueError(f"{key.to_user_string()} was built with another pool config than ranking_features: "
+                             "materialise the crossfit group and ltr_tables in one run")
+        if wanted and not meta.get(CROSS_ENCODER_KEY, True):
+            raise ValueError(f"{key.to_user_string()} has no cross-encoder logits but {CROSS_ENCODER_ENV}=1: "
+                             "materialise the crossfit group and ltr_tables again with it set")
+    return pool_config
+
+
 @dg.asset(group_name="ranking", kinds={"lightgbm", "mlflow"}, io_manager_key="model_io_manager", ins=RANKER_INS)
 def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranking_features: pd.DataFrame,
                playlist_corpus: pd.DataFrame, genrank_paths: GenrankPaths, mlflow_registry: MlflowRegistry,
@@ -347,16 +377,9 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     LTR holdout's if there is one, and the val queries (rounds by query-fold CV over them; test never seen), saved
     as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>` URI); the evaluation
     registers it as a `genrank-ltr` version."""
+    pool_config = _training_tables_agree(context)
     rows = training_rows(with_fold_rows(ranking_features, fold_features.values()))
-    model = fit_ranker(rows, FEATURES, config.params())
-    # Serving builds its pools as the training pools were built: the ranker carries their PoolConfig.
-    pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)
-    if not pool_config:
-        raise ValueError("ranking_features has no recorded pool_config: materialise ltr_tables again")
-    for ins in FOLD_FEATURES.values():
-        if latest_metadata(context.instance, ins.key).get(POOL_CONFIG_KEY) != pool_config:
-            raise ValueError(f"{ins.key.to_user_string()} was built with another pool config than ranking_features: "
-                             "materialise the crossfit group and ltr_tables in one run")
+    model = fit_ranker(rows, ltr_features(ltr_cross_encoder()), config.params())
     model.pool_config = asdict(PoolConfig.from_dict(pool_config))  # checked: known fields, valid values
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, rows, truths)  # out-of-fold, on the val queries among the training rows

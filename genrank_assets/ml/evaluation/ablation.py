@@ -29,12 +29,12 @@ from genrank_assets.ml.evaluation.metrics import (
 from genrank_assets.ml.evaluation.report import RECALL_CURVE_KS, MethodResult, fill_with
 from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
 from genrank_assets.ml.ranking.ltr.tables import (
-    VARIANTS,
     fit_ranker,
     oof_frame,
     rankings,
     training_rows,
     variant_rows,
+    variants,
 )
 
 CEILING = "pool_recall_ceiling"
@@ -76,7 +76,7 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
     train_rows = training_rows(features)
     test = features[(features["split"] == "test") & features["playlist_id"].isin(set(truths))].reset_index(drop=True)
     results, rows = [], []
-    for name, names in VARIANTS.items():
+    for name, names in variants(model.feature_names).items():
         # Each variant is refit once on the same rows at the full ranker's CV rounds (its own 5-fold CV would cost
         # six fits per variant: the evaluation's longest phase on mpd7k); so a variant has no out-of-fold val figure.
         ranker = model if name == "ltr" else fit_ranker(variant_rows(name, train_rows), names, model.params,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources, PoolConfig, QueryPool, build_pool
-from genrank_assets.ml.ranking.ltr.features import FeatureBuilder
+from genrank_assets.ml.ranking.ltr.features import FeatureBuilder, uses_cross_encoder
 from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRRanker, ranked_with_fill
 from genrank_assets.ml.serving.recommender import Recommendation, ServedRecommender, stage_medians
@@ -30,7 +30,8 @@ METHOD = "ltr"
 @dataclass
 class LTRStageTimes:
     """Milliseconds per query of each stage: the pool (generator beams + classical scores), the features
-    (teacher-forced generator log-probabilities, cross-encoder logits, text matches...), LightGBM, and the whole."""
+    (teacher-forced generator log-probabilities, text matches, cross-encoder logits if the ranker uses them...),
+    LightGBM, and the whole."""
 
     pool_ms: list[float] = field(default_factory=list)
     features_ms: list[float] = field(default_factory=list)
@@ -79,7 +80,9 @@ class LTRRecommender(ServedRecommender):
         ``mention`` source over the names of ``song_info`` (``CatalogueMentions`` fitted on ``corpus``)."""
         sources = (sources or CandidateSources.fit(corpus, generator)).with_song_vectors(song_vectors).with_mentions(
             CatalogueMentions().fit(corpus, song_info))
-        builder = FeatureBuilder(sources, corpus, song_info, song_vectors, ranker, cold_songs=cold_songs)
+        # the cross-encoder scores the pool only for a ranker that learnt from its logits (features.ltr_features)
+        cross_encoder = ranker if uses_cross_encoder(ltr.feature_names) else None
+        builder = FeatureBuilder(sources, corpus, song_info, song_vectors, cross_encoder, cold_songs=cold_songs)
         return cls(sources, builder, ltr, song_info)
 
     def describe(self) -> dict:

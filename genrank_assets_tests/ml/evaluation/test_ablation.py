@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 
 from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of
-from genrank_assets.ml.ranking.ltr.features import FEATURES
+from genrank_assets.ml.ranking.ltr.features import CROSS_ENCODER_FEATURES, FEATURES, ltr_features
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, without_generator
+from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, variants, without_generator
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):
@@ -74,3 +74,24 @@ def test_without_mention_drops_the_rows_only_mention_proposed_and_its_features()
     assert (out["n_sources"] == kept["n_sources"] - kept["mention_proposed"]).all()
     assert (out.groupby("playlist_id")["q_pool_size"].first() == out.groupby("playlist_id").size()).all()
     assert not {f for f in VARIANTS["ltr"] if f.startswith(("mention_", "q_mention"))} & set(VARIANTS["ltr_no_mention"])
+
+
+def test_a_ranker_without_the_cross_encoder_has_no_cross_encoder_row():
+    """The variants follow the ranker's own features: without the cross-encoder's (features.ltr_features, the
+    default) there is nothing for `ltr_no_cross_encoder` to remove, so the table leaves it out; the other variants
+    drop their group from what the ranker has."""
+    assert variants(FEATURES) == VARIANTS
+    served = ltr_features(cross_encoder=False)
+    assert not set(CROSS_ENCODER_FEATURES) & set(served) and ltr_features(cross_encoder=True) == FEATURES
+    assert list(variants(served)) == [v for v in VARIANTS if v != "ltr_no_cross_encoder"]
+    assert all(set(names) < set(served) for v, names in variants(served).items() if v != "ltr")
+    features, truths = planted(queries=20)
+    params = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=20, early_stopping_rounds=5, folds=3)
+    model = fit_ranker(features[features["split"] == "val"], served, params)
+    test_truths = {q: t for q, t in truths.items() if q.startswith("test")}
+    test = features[features["split"] == "test"]
+    fills = {q: f.sort_values("ridge_cooc_score", ascending=False)["song_id"].tolist()
+             for q, f in test.groupby("playlist_id")}
+    baseline = result_of("ridge", fills, test_truths, catalogue=10_000)
+    _, table = ltr_ablation(features, model, test_truths, fills, baseline, 10_000, 100)
+    assert table["variant"].tolist() == [*variants(served), CEILING]

@@ -8,7 +8,13 @@ import pytest
 
 from genrank_assets.ml.baselines.classical import benchmark_queries
 from genrank_assets.ml.ranking.ltr.candidates import CandidateSources, PoolConfig
-from genrank_assets.ml.ranking.ltr.features import FEATURES, FeatureBuilder
+from genrank_assets.ml.ranking.ltr.features import (
+    CROSS_ENCODER_FEATURES,
+    FEATURES,
+    FeatureBuilder,
+    ltr_features,
+    uses_cross_encoder,
+)
 from genrank_assets.ml.ranking.ltr.mentions import CatalogueMentions
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
 from genrank_assets.ml.ranking.ltr.tables import build_tables, fit_ranker
@@ -114,3 +120,21 @@ def test_explain_shows_a_sources_rank_in_one_convention(served):
                 assert shown[feature] == source.rank == row[feature] + 1, (e.song_id, feature)
                 compared += 1
     assert compared > 0
+
+
+def test_a_ranker_without_the_cross_encoder_is_served_without_its_logits(trained):
+    """A ranker over ltr_features(cross_encoder=False) (the default) never needs the cross-encoder: serving does not
+    score the pool with it (its columns NaN, as in the table that ranker learnt from) and ranks as that ranker."""
+    served_features = ltr_features(cross_encoder=False)
+    ltr = fit_ranker(trained["features"][trained["features"]["split"] == "val"].reset_index(drop=True),
+                     served_features, PARAMS)
+    ltr.pool_config = asdict(POOL)
+    rec = LTRRecommender.fit(trained["corpus"], trained["generator"], trained["ranker"], trained["vectors"],
+                             song_info(), ltr)
+    assert rec.builder.ranker is None and not uses_cross_encoder(ltr.feature_names)
+    qids, texts, _ = trained["test"]
+    ranked = rec.rank(texts[0], 10)
+    assert ranked.features[list(CROSS_ENCODER_FEATURES)].isna().all(axis=None)
+    rows = trained["features"]
+    rows = rows[(rows["split"] == "test") & (rows["playlist_id"] == qids[0])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ranked.features[["song_id", *served_features]], rows[["song_id", *served_features]])

@@ -14,7 +14,8 @@ Features (``FEATURE_GROUPS`` groups them for the ablations):
   of the song's full code (then </s>) and of its level prefixes, its gap to the pool's best, the beam rank of the
   code, the number of beams whose code shares the song's level-1 / level-1+2 prefix, the song's position within
   its code (by popularity) and the code's size, both over the table's mean code size;
-* cross-encoder — its logit (songs with a vector) and the gap to the pool's best logit;
+* cross-encoder — its logit (songs with a vector) and the gap to the pool's best logit (NaN without a
+  cross-encoder: the ranker leaves them out unless ``LTR_CROSS_ENCODER``, ``ltr_features``);
 * popularity — log((1 + train playlists holding the song) / train playlists);
 * text match — query vs song name and singer: share of query tokens found, character-bigram Jaccard;
 * same title — how many of the song's train playlists have the query's normalised title (over all train
@@ -87,6 +88,24 @@ MENTION_FEATURES = ("mention_rank", "mention_score", "mention_proposed", "mentio
 FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODER_FEATURES,
                   "classical": CLASSICAL_FEATURES, "other": OTHER_FEATURES, "mention": MENTION_FEATURES}
 FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES + MENTION_FEATURES
+
+# Whether the LTR ranker learns from the cross-encoder's features. Off: on mpd7k's cross-fitted ranker removing them
+# moved test NDCG@10 by +0.0024 [-0.0021, +0.0067] (benchmarks/results/end_to_end.json, the 2026-12-08 run's
+# ablation) and by +0.0014 in `benchmarks/ltr.py --crossfit 2` (docs/findings.md): no measurable gain, while the
+# cross-encoder's logits took ~45% of a query's pool + features time and every fold trained its own cross-encoder
+# (~370 CPU s of the run). The columns stay in the table (NaN when off); the served cross-encoder still ranks the
+# generate-and-rank systems.
+LTR_CROSS_ENCODER = False
+
+
+def ltr_features(cross_encoder: bool = LTR_CROSS_ENCODER) -> tuple[str, ...]:
+    """The features the LTR ranker learns from: every one of ``FEATURES``, less the cross-encoder's when off."""
+    return FEATURES if cross_encoder else tuple(f for f in FEATURES if f not in CROSS_ENCODER_FEATURES)
+
+
+def uses_cross_encoder(feature_names) -> bool:
+    """Whether a ranker over ``feature_names`` needs the cross-encoder's logits (serving skips them otherwise)."""
+    return bool(set(feature_names) & set(CROSS_ENCODER_FEATURES))
 
 
 def text_tokens(text: str) -> set[str]:
@@ -393,10 +412,13 @@ __all__ = [
     "FEATURES",
     "FEATURE_GROUPS",
     "GENERATOR_FEATURES",
+    "LTR_CROSS_ENCODER",
     "MENTION_FEATURES",
     "OTHER_FEATURES",
     "FeatureBuilder",
     "char_bigrams",
     "code_log_probs",
+    "ltr_features",
     "text_tokens",
+    "uses_cross_encoder",
 ]

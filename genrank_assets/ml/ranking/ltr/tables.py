@@ -43,7 +43,7 @@ KEYS = ("split", "playlist_id", "song_id")
 TRAINING_SPLITS = (HOLDOUT, "val")  # the rows the LTR ranker learns from (rounds by query-fold CV over them)
 
 # ablation variant -> the features it ranks with (``without_generator`` / ``without_mention`` also drop that
-# source's candidates: ``variant_rows``)
+# source's candidates: ``variant_rows``), of every feature; ``variants`` those of a ranker's own features
 VARIANTS = {
     "ltr": FEATURES,
     "ltr_no_generator": tuple(f for f in FEATURES if f not in GENERATOR_FEATURES),
@@ -51,6 +51,19 @@ VARIANTS = {
     "ltr_no_classical": tuple(f for f in FEATURES if f not in CLASSICAL_FEATURES),
     "ltr_no_mention": tuple(f for f in FEATURES if f not in MENTION_FEATURES),
 }
+
+
+def variants(features: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The ablation variants of a ranker over ``features``: ``ltr`` (all of them), then each VARIANTS entry less
+    what the ranker never had; a variant that would drop nothing (a ranker without the cross-encoder's features has
+    no ``ltr_no_cross_encoder``) is left out."""
+    features = tuple(features)
+    out = {"ltr": features}
+    for name, names in VARIANTS.items():
+        kept = tuple(f for f in features if f in names)
+        if name != "ltr" and len(kept) < len(features):
+            out[name] = kept
+    return out
 
 
 def with_fold_rows(features: pd.DataFrame, fold_features) -> pd.DataFrame:
@@ -185,5 +198,5 @@ def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["KEYS", "TRAINING_SPLITS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame",
+__all__ = ["KEYS", "TRAINING_SPLITS", "VARIANTS", "variants", "build_tables", "fit_ranker", "oof_frame", "pool_frame",
            "rankings", "training_rows", "variant_rows", "without_generator", "without_mention"]
