@@ -3,10 +3,10 @@ with a paired CI against the baseline; the pool oracle bounds them all."""
 import numpy as np
 import pandas as pd
 
-from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of
+from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of, val_rankings
 from genrank_assets.ml.ranking.ltr.features import FEATURES
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, without_generator
+from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, variant_view, without_generator
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):
@@ -74,3 +74,25 @@ def test_without_mention_drops_the_rows_only_mention_proposed_and_its_features()
     assert (out["n_sources"] == kept["n_sources"] - kept["mention_proposed"]).all()
     assert (out.groupby("playlist_id")["q_pool_size"].first() == out.groupby("playlist_id").size()).all()
     assert not {f for f in VARIANTS["ltr"] if f.startswith(("mention_", "q_mention"))} & set(VARIANTS["ltr_no_mention"])
+
+
+def test_a_masked_fit_is_the_fit_on_the_variants_own_rows():
+    """fit_ranker on a view (a row mask and the recounted columns, ``variant_view``) trains on exactly the rows
+    and values of the variant's own table (``variant_rows``), with the cross-validation and with given rounds;
+    and the out-of-fold val rankings of a masked fit are those of the fit on the copy."""
+    features, truths = planted(queries=20)
+    params = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=20, early_stopping_rounds=5, folds=3)
+    val = (features["split"] == "val").to_numpy()
+    val_truths = {q: t for q, t in truths.items() if q.startswith("val")}
+    for name in ("ltr", "ltr_no_generator"):
+        keep, columns = variant_view(name, features)
+        rows = val if keep is None else val & keep
+        copy = variant_rows(name, features[val].reset_index(drop=True))
+        masked = fit_ranker(features, VARIANTS[name], params, rows=rows, columns=columns)
+        plain = fit_ranker(copy, VARIANTS[name], params)
+        assert masked.booster.model_to_string() == plain.booster.model_to_string() and masked.cv == plain.cv
+        np.testing.assert_array_equal(masked.oof_scores, plain.oof_scores)
+        assert val_rankings(masked, features, val_truths, rows) == val_rankings(plain, copy, val_truths)
+        given = fit_ranker(features, VARIANTS[name], params, rounds=7, rows=rows, columns=columns)
+        again = fit_ranker(copy, VARIANTS[name], params, rounds=7)
+        assert given.booster.model_to_string() == again.booster.model_to_string()

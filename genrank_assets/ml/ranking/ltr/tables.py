@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from genrank_assets.ml.data.corpus import HOLDOUT
 from genrank_assets.ml.ranking.ltr.candidates import (
@@ -37,7 +38,7 @@ from genrank_assets.ml.ranking.ltr.features import (
     MENTION_FEATURES,
     FeatureBuilder,
 )
-from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, ranked_with_fill
+from genrank_assets.ml.ranking.ltr.ranker import LTRParams, LTRRanker, feature_matrix, ranked_with_fill
 
 KEYS = ("split", "playlist_id", "song_id")
 TRAINING_SPLITS = (HOLDOUT, "val")  # the rows the LTR ranker learns from (rounds by query-fold CV over them)
@@ -68,7 +69,20 @@ def with_fold_rows(features: pd.DataFrame, fold_features) -> pd.DataFrame:
             raise ValueError(f"{len(twice)} playlists have ranking rows in two folds (e.g. {sorted(twice)[:3]}): "
                              "the folds must partition the train playlists")
         seen |= ids
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(_common_categories(parts), ignore_index=True)
+
+
+def _common_categories(parts: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
+    """``parts`` with each column that is categorical in all of them (io_managers.read_batched's strings) on the
+    union of their categories, sorted: pd.concat keeps such a column categorical (with differing categories it
+    falls back to one Python string per row, ~45% of a ranking table's memory). The other columns are not copied."""
+    shared = [c for c in parts[0].columns
+              if all(c in p.columns and isinstance(p[c].dtype, pd.CategoricalDtype) for p in parts)]
+    if not shared:
+        return list(parts)
+    categories = {c: union_categoricals([p[c] for p in parts], sort_categories=True).categories for c in shared}
+    return [pd.DataFrame({c: p[c].cat.set_categories(categories[c]) if c in categories else p[c] for c in p.columns},
+                         copy=False) for p in parts]
 
 
 def pool_frame(split: str, playlist_id: str, pool) -> pd.DataFrame:
@@ -113,47 +127,87 @@ def build_tables(queries: Mapping[str, tuple[Sequence[str], Sequence[str], Mappi
     return pools, pd.concat(feature_parts, ignore_index=True), ceilings
 
 
-def _without(frame: pd.DataFrame, source: str, kept: Sequence[str]) -> pd.DataFrame:
-    """The rows one of the ``kept`` sources proposed, n_sources / q_pool_size recounted without ``source``."""
-    out = frame[frame[[f"{s}_proposed" for s in kept]].sum(axis=1) > 0].copy()
-    out["n_sources"] = out["n_sources"] - out[f"{source}_proposed"]
-    out["q_pool_size"] = out.groupby("playlist_id")["song_id"].transform("size").astype(np.float64)
-    return out.reset_index(drop=True)
+def _without(frame: pd.DataFrame, source: str, kept: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The rows one of the ``kept`` sources proposed (a boolean mask) and n_sources / q_pool_size recounted without
+    ``source`` (arrays over every row of ``frame``; only the masked ones mean anything)."""
+    keep = np.nansum([frame[f"{s}_proposed"].to_numpy() for s in kept], axis=0) > 0
+    query = pd.factorize(frame["playlist_id"])[0]
+    pool_size = np.bincount(query, weights=keep)[query]  # each query's kept rows
+    return keep, {"n_sources": (frame["n_sources"] - frame[f"{source}_proposed"]).to_numpy(),
+                  "q_pool_size": pool_size.astype(np.float64)}
+
+
+def _pool_without_generator(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return _without(frame, "generator", CLASSICAL_SOURCES)
+
+
+def _pool_without_mention(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    return _without(frame, "mention", tuple(s for s in SOURCES if s != "mention"))
+
+
+VARIANT_ROWS = {"ltr_no_generator": _pool_without_generator, "ltr_no_mention": _pool_without_mention}
+
+
+def variant_view(name: str, frame: pd.DataFrame) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The rows of ``frame`` the ablation ``name`` ranks, without copying them: (a boolean mask, None for every
+    row; the columns it recounts, over every row), for ``fit_ranker``'s ``rows`` / ``columns``."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; one of {tuple(VARIANTS)}")
+    return VARIANT_ROWS[name](frame) if name in VARIANT_ROWS else (None, {})
+
+
+def _view_rows(frame: pd.DataFrame, keep: np.ndarray | None, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The rows of a view (``variant_view``) as a table of their own."""
+    if keep is None:
+        return frame
+    out = frame[keep].reset_index(drop=True)
+    for column, values in columns.items():
+        out[column] = values[keep]
+    return out
+
+
+def variant_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows the ablation ``name`` ranks, as a table."""
+    return _view_rows(frame, *variant_view(name, frame))
 
 
 def without_generator(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows some classical source proposed, n_sources / q_pool_size recounted without the generator (the
     pool the system would have without its generator; the generator's features are dropped by ``VARIANTS``)."""
-    return _without(frame, "generator", CLASSICAL_SOURCES)
+    return _view_rows(frame, *_pool_without_generator(frame))
 
 
 def without_mention(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows some other source proposed, n_sources / q_pool_size recounted without ``mention`` (the pool the
     system would have without recognising names; the mention features are dropped by ``VARIANTS``)."""
-    return _without(frame, "mention", tuple(s for s in SOURCES if s != "mention"))
+    return _view_rows(frame, *_pool_without_mention(frame))
 
 
-VARIANT_ROWS = {"ltr_no_generator": without_generator, "ltr_no_mention": without_mention}
+def training_order(frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+    """The positions of ``frame``'s rows (those of the boolean mask ``rows``; None: all) in the order
+    ``fit_ranker`` trains on them: by playlist_id, stable (``LTRRanker.oof_scores`` follow it). A categorical
+    playlist_id with sorted categories (io_managers.read_batched's) sorts by its codes, in the same order."""
+    ids = frame["playlist_id"]
+    sorted_codes = isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.is_monotonic_increasing
+    keys = ids.cat.codes.to_numpy() if sorted_codes else ids.to_numpy()
+    positions = np.arange(len(frame)) if rows is None else np.flatnonzero(rows)
+    return positions[np.argsort(keys[positions], kind="stable")]
 
 
-def variant_rows(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows the ablation ``name`` ranks."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown variant {name!r}; one of {tuple(VARIANTS)}")
-    return VARIANT_ROWS[name](frame) if name in VARIANT_ROWS else frame
-
-
-def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams, rounds: int | None = None
-               ) -> LTRRanker:
-    """LTRRanker on ``frame`` (one split's feature rows, a query's rows contiguous), rounds by query-fold CV; with
-    ``rounds``, one fit of that many rounds (no CV, no out-of-fold scores)."""
-    if frame.empty or frame["label"].sum() == 0:
+def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams, rounds: int | None = None,
+               rows: np.ndarray | None = None, columns: Mapping[str, np.ndarray] | None = None) -> LTRRanker:
+    """LTRRanker on ``frame`` (feature rows of queries the sources never saw), rounds by query-fold CV; with
+    ``rounds``, one fit of that many rounds (no CV, no out-of-fold scores). ``rows``: a boolean mask of the rows
+    to train on (None: every row) and ``columns``: values over every row that replace those columns (an
+    ablation's, ``variant_view``): the rows a caller would select are never copied as a table."""
+    order = training_order(frame, rows)
+    labels = frame["label"].to_numpy()[order]
+    if not len(order) or labels.sum() == 0:
         raise ValueError("no positive (query, candidate) rows to train the ranker on: the pools hold no truth")
-    # the rows in oof_frame's order (by playlist, stable) as one float32 matrix: no sorted copy of the whole frame
-    order = np.argsort(frame["playlist_id"].to_numpy(), kind="stable")
     model = LTRRanker(list(features), params)
-    matrix = model._matrix(frame)[order]
-    labels, queries = frame["label"].to_numpy()[order], frame["playlist_id"].to_numpy()[order]
+    # the rows in training order as one float32 matrix, filled column by column: no sorted copy of the frame
+    matrix = feature_matrix(frame, model.feature_names, order, columns)
+    queries = frame["playlist_id"].to_numpy()[order]
     if rounds is not None:
         return model.fit_rounds(matrix, labels, queries, rounds)
     return model.fit(matrix, labels, queries)
@@ -165,16 +219,21 @@ def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequen
     songs = frame["song_id"].to_numpy()
     scores = np.asarray(scores, dtype=np.float64)
     out = {}
-    for qid, rows in frame.groupby("playlist_id", sort=False).indices.items():
+    for qid, rows in frame.groupby("playlist_id", sort=False, observed=True).indices.items():
         fill = (fills or {}).get(qid, ())
         out[qid] = ranked_with_fill(list(songs[rows]), scores[rows], fill, max(depth, len(rows)))
     return out
 
 
+def training_mask(features: pd.DataFrame) -> np.ndarray:
+    """Which rows of the features table the LTR ranker is trained on (``TRAINING_SPLITS``)."""
+    return features["split"].isin(TRAINING_SPLITS).to_numpy()
+
+
 def training_rows(features: pd.DataFrame) -> pd.DataFrame:
     """The rows of the features table the LTR ranker is trained on (``TRAINING_SPLITS``), in table order (the
     table itself when it holds nothing else: a batched read of those splits is not copied again)."""
-    keep = features["split"].isin(TRAINING_SPLITS).to_numpy()
+    keep = training_mask(features)
     if keep.all() and features.index.equals(pd.RangeIndex(len(features))):
         return features
     return features[keep].reset_index(drop=True)
@@ -182,8 +241,9 @@ def training_rows(features: pd.DataFrame) -> pd.DataFrame:
 
 def oof_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` in the order ``fit_ranker`` trained on (``LTRRanker.oof_scores`` are aligned with it)."""
-    return frame.sort_values("playlist_id", kind="stable").reset_index(drop=True)
+    return frame.iloc[training_order(frame)].reset_index(drop=True)
 
 
 __all__ = ["KEYS", "TRAINING_SPLITS", "VARIANTS", "build_tables", "fit_ranker", "oof_frame", "pool_frame",
-           "rankings", "training_rows", "variant_rows", "without_generator", "without_mention"]
+           "rankings", "training_mask", "training_order", "training_rows", "variant_rows", "variant_view",
+           "without_generator", "without_mention"]
