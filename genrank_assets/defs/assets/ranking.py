@@ -347,7 +347,7 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     LTR holdout's if there is one, and the val queries (rounds by query-fold CV over them; test never seen), saved
     as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>` URI); the evaluation
     registers it as a `genrank-ltr` version."""
-    rows = training_rows(with_fold_rows(ranking_features, fold_features.values()))
+    rows = training_rows(with_fold_rows(ranking_features, fold_features.values(), consume=True))  # held once
     model = fit_ranker(rows, FEATURES, config.params())
     # Serving builds its pools as the training pools were built: the ranker carries their PoolConfig.
     pool_config = latest_metadata(context.instance, dg.AssetKey("ranking_features")).get(POOL_CONFIG_KEY)

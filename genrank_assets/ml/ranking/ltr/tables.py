@@ -54,10 +54,11 @@ VARIANTS = {
 }
 
 
-def with_fold_rows(features: pd.DataFrame, fold_features) -> pd.DataFrame:
+def with_fold_rows(features: pd.DataFrame, fold_features, consume: bool = False) -> pd.DataFrame:
     """The features table and the cross-fitting folds' rows (split ``HOLDOUT``, each fold's own playlists), as one
     table: a playlist in two of them was scored twice, which would give it double weight and leak its label
-    across the ranker's CV folds, so that is refused."""
+    across the ranker's CV folds, so that is refused. ``consume``: the parts are emptied a column at a time as
+    the table is built, so their rows are not held twice (a step's inputs: Dagster holds them until it returns)."""
     parts = [features, *fold_features]
     if len(parts) == 1:
         return features
@@ -69,20 +70,25 @@ def with_fold_rows(features: pd.DataFrame, fold_features) -> pd.DataFrame:
             raise ValueError(f"{len(twice)} playlists have ranking rows in two folds (e.g. {sorted(twice)[:3]}): "
                              "the folds must partition the train playlists")
         seen |= ids
-    return pd.concat(_common_categories(parts), ignore_index=True)
+    names = list(features.columns)
+    if any(list(part.columns) != names for part in parts):  # other columns: pd.concat's union of them
+        return pd.concat(parts, ignore_index=True)
+    columns = {}
+    for name in names:
+        columns[name] = _joined([part[name] for part in parts])
+        if consume:
+            for part in parts:
+                del part[name]
+    return pd.DataFrame(columns, copy=False)
 
 
-def _common_categories(parts: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
-    """``parts`` with each column that is categorical in all of them (io_managers.read_batched's strings) on the
-    union of their categories, sorted: pd.concat keeps such a column categorical (with differing categories it
-    falls back to one Python string per row, ~45% of a ranking table's memory). The other columns are not copied."""
-    shared = [c for c in parts[0].columns
-              if all(c in p.columns and isinstance(p[c].dtype, pd.CategoricalDtype) for p in parts)]
-    if not shared:
-        return list(parts)
-    categories = {c: union_categoricals([p[c] for p in parts], sort_categories=True).categories for c in shared}
-    return [pd.DataFrame({c: p[c].cat.set_categories(categories[c]) if c in categories else p[c] for c in p.columns},
-                         copy=False) for p in parts]
+def _joined(columns: Sequence[pd.Series]) -> pd.Series:
+    """One column of several tables, one after another. Categoricals (io_managers.read_batched's strings) join on
+    the sorted union of their categories and stay categorical (pd.concat would fall back to one Python string
+    per row when their categories differ, ~45% of a ranking table's memory)."""
+    if all(isinstance(c.dtype, pd.CategoricalDtype) for c in columns):
+        return pd.Series(union_categoricals(list(columns), sort_categories=True), name=columns[0].name)
+    return pd.concat(columns, ignore_index=True)
 
 
 def pool_frame(split: str, playlist_id: str, pool) -> pd.DataFrame:
@@ -204,13 +210,12 @@ def fit_ranker(frame: pd.DataFrame, features: Sequence[str], params: LTRParams, 
     labels = frame["label"].to_numpy()[order]
     if not len(order) or labels.sum() == 0:
         raise ValueError("no positive (query, candidate) rows to train the ranker on: the pools hold no truth")
-    model = LTRRanker(list(features), params)
-    # the rows in training order as one float32 matrix, filled column by column: no sorted copy of the frame
-    matrix = feature_matrix(frame, model.feature_names, order, columns)
-    queries = frame["playlist_id"].to_numpy()[order]
+    model, queries = LTRRanker(list(features), params), frame["playlist_id"].to_numpy()[order]
+    # the rows in training order as one float32 matrix, filled column by column: no sorted copy of the frame; not
+    # held here, so that fit_rounds frees it once LightGBM has binned it
     if rounds is not None:
-        return model.fit_rounds(matrix, labels, queries, rounds)
-    return model.fit(matrix, labels, queries)
+        return model.fit_rounds(feature_matrix(frame, model.feature_names, order, columns), labels, queries, rounds)
+    return model.fit(feature_matrix(frame, model.feature_names, order, columns), labels, queries)
 
 
 def rankings(frame: pd.DataFrame, scores: np.ndarray, fills: Mapping[str, Sequence[str]] | None = None,

@@ -42,3 +42,13 @@ def test_categorical_keys_join_on_the_union_of_their_categories_and_sort_as_thei
     mask = training_mask(together)
     assert training_order(together, mask).tolist() == [i for i in order if mask[i]]
     assert oof_frame(together)["playlist_id"].tolist() == sorted(plain["playlist_id"])
+
+
+def test_a_consuming_join_empties_its_parts_and_gives_the_same_table():
+    served = pd.concat([rows("val", ["v1"]), rows("test", ["t1"])], ignore_index=True)
+    folds = [rows(HOLDOUT, ["a", "b"]), rows(HOLDOUT, ["c"])]
+    expected = with_fold_rows(served, folds)
+    pd.testing.assert_frame_equal(expected, pd.concat([served, *folds], ignore_index=True))
+    parts = [served.copy(), *(f.copy() for f in folds)]
+    pd.testing.assert_frame_equal(with_fold_rows(parts[0], parts[1:], consume=True), expected)
+    assert all(p.columns.empty for p in parts)  # their columns went as the table was built
