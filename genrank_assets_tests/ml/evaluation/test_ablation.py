@@ -2,11 +2,20 @@
 with a paired CI against the baseline; the pool oracle bounds them all."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of, val_rankings
 from genrank_assets.ml.ranking.ltr.features import FEATURES
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, variant_view, without_generator
+from genrank_assets.ml.ranking.ltr.tables import (
+    VARIANTS,
+    fit_ranker,
+    training_mask,
+    variant_rows,
+    variant_view,
+    with_fold_rows,
+    without_generator,
+)
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):
@@ -96,3 +105,25 @@ def test_a_masked_fit_is_the_fit_on_the_variants_own_rows():
         given = fit_ranker(features, VARIANTS[name], params, rounds=7, rows=rows, columns=columns)
         again = fit_ranker(copy, VARIANTS[name], params, rounds=7)
         assert given.booster.model_to_string() == again.booster.model_to_string()
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # a categorical groupby without observed= warns (pandas < 3)
+def test_categorical_keys_give_the_figures_of_string_keys():
+    """read_batched gives split / playlist_id / song_id as Categoricals (their categories: each table's own values,
+    joined by with_fold_rows): the ranker, its val rankings and the ablation come out as with plain strings."""
+    features, truths = planted(queries=20)
+    keys = {k: "category" for k in ("split", "playlist_id", "song_id")}
+    half = len(features) // 2
+    categorical = with_fold_rows(features.iloc[:half].astype(keys), [features.iloc[half:].astype(keys)])
+    assert isinstance(categorical["playlist_id"].dtype, pd.CategoricalDtype)
+    params = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=20, early_stopping_rounds=5, folds=3)
+    test_truths = {q: t for q, t in truths.items() if q.startswith("test")}
+    val_truths = {q: t for q, t in truths.items() if q.startswith("val")}
+    baseline = result_of("none", {q: [] for q in test_truths}, test_truths, catalogue=10)
+    figures = []
+    for frame in (features, categorical):
+        train = training_mask(frame)
+        model = fit_ranker(frame, FEATURES, params, rows=train)
+        _, table = ltr_ablation(frame, model, test_truths, {}, baseline, 10, 100, val_truths)
+        figures.append((table.to_json(), val_rankings(model, frame, val_truths, train)))
+    assert figures[0] == figures[1]
