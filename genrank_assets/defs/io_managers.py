@@ -24,6 +24,8 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import OutputContext
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb import DuckDBIOManager
@@ -137,32 +139,61 @@ def batched_read(splits: Sequence[str] | None = None, batch_rows: int = BATCH_RO
 def read_batched(con: duckdb.DuckDBPyConnection, select: str, splits: Sequence[str] | None = None,
                  batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
     """The rows of ``select`` (those of ``splits`` when given), read ``batch_rows`` at a time into one array per
-    column: floating-point columns float32, integers and booleans as they are, anything else as objects."""
+    column: floating-point columns float32, integers and booleans as they are, strings as pandas Categoricals
+    (``string_codes``), anything else as objects."""
     where = ""
     if splits is not None:
         where = " where split in (" + ", ".join("'" + str(s).replace("'", "''") + "'" for s in splits) + ")"
     query = f"select * from ({select}) as t{where}"
     ((n,),) = con.execute(f"select count(*) from ({query}) as c").fetchall()
     reader = con.sql(query).fetch_record_batch(batch_rows)
-    schema = reader.schema
     columns: dict[str, np.ndarray] = {}
-    for field in schema:
+    strings: dict[str, dict[str, int]] = {}  # string column -> its values so far, each with its code
+    for field in reader.schema:
         kind = field.type
         if str(kind) in ("double", "float", "halffloat"):
             columns[field.name] = np.empty(n, dtype=np.float32)
         elif str(kind) in ("bool",) or str(kind).startswith(("int", "uint")):
             columns[field.name] = np.empty(n, dtype=kind.to_pandas_dtype())
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            columns[field.name], strings[field.name] = np.empty(n, dtype=np.int32), {}
         else:
             columns[field.name] = np.empty(n, dtype=object)
     at = 0
     for batch in reader:
         size = batch.num_rows
         for name, column in zip(batch.schema.names, batch.columns):
-            columns[name][at:at + size] = column.to_numpy(zero_copy_only=False)
+            if name in strings:
+                columns[name][at:at + size] = string_codes(column, strings[name])
+            else:
+                columns[name][at:at + size] = column.to_numpy(zero_copy_only=False)
         at += size
     if at != n:
         raise RuntimeError(f"read {at} rows, expected {n}: the table changed while it was read")
+    for name, values in strings.items():
+        columns[name] = sorted_categorical(columns[name], values)
     return pd.DataFrame(columns, copy=False)
+
+
+def string_codes(column: pa.Array, values: dict[str, int]) -> np.ndarray:
+    """The codes of a string column's values in ``values`` (value -> code; a value first seen here gets the next
+    code), -1 for null. A batch is dictionary-encoded, so each distinct string becomes a Python str once per
+    batch, not once per row (the object columns of a ranking table were ~45% of its memory)."""
+    encoded = column.dictionary_encode()
+    lookup = np.array([values.setdefault(v, len(values)) for v in encoded.dictionary.to_pylist()] + [-1],
+                      dtype=np.int32)
+    return lookup[pc.fill_null(encoded.indices, len(lookup) - 1).to_numpy()]
+
+
+def sorted_categorical(codes: np.ndarray, values: dict[str, int]) -> pd.Categorical:
+    """The Categorical of ``codes`` into ``values`` (value -> code), its categories sorted: sorting or comparing it
+    orders rows as its strings would (ranking.ltr.tables sorts by playlist_id's codes)."""
+    categories = np.array(list(values), dtype=object)
+    order = np.argsort(categories, kind="stable")
+    recode = np.empty(len(order) + 1, dtype=np.int32)  # the last slot: null (-1) stays -1
+    recode[order], recode[-1] = np.arange(len(order), dtype=np.int32), -1
+    return pd.Categorical.from_codes(recode[codes], categories=pd.Index(categories[order], dtype=object),
+                                     validate=False)
 
 
 class WarehousePandasTypeHandler(DuckDBPandasTypeHandler):

@@ -235,12 +235,14 @@ def test_writers_in_separate_processes_all_land(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])
 def test_a_batched_read_gives_the_rows_of_its_splits_as_float32_columns(tmp_path, kind):
     """batched_read: several small batches, only the splits asked for, floats as float32 (the same values to
-    float32 precision), ints, booleans and strings as they were; a fold's prefixed key is its own table."""
+    float32 precision), ints and booleans as they were, strings as Categoricals of their sorted values (each batch
+    brings new ones; nulls stay missing); a fold's prefixed key is its own table."""
     rng = np.random.default_rng(0)
     n = 1000
     frame = pd.DataFrame({"split": rng.choice(["holdout", "val", "test"], n), "playlist_id": [f"p{i // 7}" for i in range(n)],
                           "rank": rng.integers(0, 50, n), "proposed": rng.random(n) < 0.5,
-                          "score": rng.normal(size=n), "label": (rng.random(n) < 0.1).astype(np.float64)})
+                          "score": rng.normal(size=n), "label": (rng.random(n) < 0.1).astype(np.float64),
+                          "note": [None if i % 5 == 0 else f"n{i % 13}" for i in range(n)]})
     frame.loc[3, "score"] = np.nan
     seen = {}
 
@@ -262,13 +264,19 @@ def test_a_batched_read_gives_the_rows_of_its_splits_as_float32_columns(tmp_path
     got = seen["training"]
     assert len(got) == len(expected) and set(got["split"]) == {"holdout", "val"}
     assert got["score"].dtype == np.float32 and got["label"].dtype == np.float32
-    assert got["rank"].dtype == np.int64 and got["proposed"].dtype == bool and got["playlist_id"].dtype == object
+    assert got["rank"].dtype == np.int64 and got["proposed"].dtype == bool
+    for column in ("split", "playlist_id", "note"):  # sorting the codes sorts the strings
+        assert isinstance(got[column].dtype, pd.CategoricalDtype), column
+        assert got[column].cat.categories.is_monotonic_increasing and not got[column].cat.categories.hasnans
+    assert set(got["playlist_id"].cat.categories) == set(expected["playlist_id"])  # only the values read
     order = got.sort_values(["playlist_id", "score"], kind="stable").index
-    want = expected.sort_values(["playlist_id", "score"], kind="stable")
+    want = expected.sort_values(["playlist_id", "score"], kind="stable").reset_index(drop=True)
     got = got.loc[order].reset_index(drop=True)
     np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy().astype(np.float32))
-    for column in ("split", "playlist_id", "rank", "proposed", "label"):
+    for column in ("rank", "proposed", "label"):
         np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy().astype(got[column].dtype))
+    for column in ("split", "playlist_id", "note"):
+        assert got[column].astype(object).where(got[column].notna(), None).tolist() == want[column].tolist(), column
     pd.testing.assert_frame_equal(seen["whole"].reset_index(drop=True), frame)  # the plain read is unchanged
     if kind == "duckdb":
         assert len(read(tmp_path / "w.duckdb", "fold_1__features")) == n  # the key's prefix is in the table name

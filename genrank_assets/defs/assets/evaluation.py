@@ -87,7 +87,7 @@ def evaluation_report(
                                   config.classical_grid, config.latency_queries)
     catalogue = catalogue_from_frame(song_catalogue)
     trained = catalogue_models(models, catalogue, raw_songs, with_ablation=config.cold_start_ablation)
-    features = with_fold_rows(ranking_features, fold_features.values())  # the rows the LTR ranker learnt from
+    features = with_fold_rows(ranking_features, fold_features.values(), consume=True)  # LTR rows + test's, once
     results = evaluate_methods(playlist_corpus, trained, queries, tune, settings,
                                ltr=(features, models.ltr_py.ltr), log_fn=context.log.info)
     method = results.best_on_tuning_split() if config.served_method == "auto" else config.served_method

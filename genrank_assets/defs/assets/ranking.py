@@ -378,12 +378,13 @@ def ltr_ranker(context: dg.AssetExecutionContext, config: LTRRankerConfig, ranki
     as plain files and logged to MLflow as a pyfunc model (value: its `models:/m-<id>` URI); the evaluation
     registers it as a `genrank-ltr` version."""
     pool_config = _training_tables_agree(context)
-    rows = training_rows(with_fold_rows(ranking_features, fold_features.values()))
+    rows = training_rows(with_fold_rows(ranking_features, fold_features.values(), consume=True))  # held once
     model = fit_ranker(rows, ltr_features(ltr_cross_encoder()), config.params())
     model.pool_config = asdict(PoolConfig.from_dict(pool_config))  # checked: known fields, valid values
     _, _, truths = benchmark_queries(playlist_corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, rows, truths)  # out-of-fold, on the val queries among the training rows
-    queries_per_split = {f"{s}_queries": int(n) for s, n in rows.groupby("split")["playlist_id"].nunique().items()}
+    per_split = rows.groupby("split", observed=True)["playlist_id"].nunique()  # observed: split may be categorical
+    queries_per_split = {f"{s}_queries": int(n) for s, n in per_split.items()}
     with step_run(context, genrank_paths, mlflow_registry) as step:
         model.save(step.folder / "ltr")
         curve = {i + 1: v for i, v in enumerate(model.cv.get("mean_ndcg_curve", []))}

@@ -2,7 +2,7 @@
 paired-bootstrap 95% CI of NDCG@10 against kernel ridge + co-occurrence, and what removing the stage costs the full
 system (``ltr`` minus the variant, paired CI on the same queries).
 
-Every ranker is trained on the same training rows (``training_rows``: every train playlist's cross-fitted rows,
+Every ranker is trained on the same training rows (``training_mask``: every train playlist's cross-fitted rows,
 the LTR holdout's if any, and VAL's; features from models that never saw those playlists) and scores the TEST rows
 once: the full ranker with its rounds by query-fold CV over them, each variant at those rounds (one fit, no
 out-of-fold val figure). Rankings are a
@@ -30,10 +30,11 @@ from genrank_assets.ml.evaluation.report import RECALL_CURVE_KS, MethodResult, f
 from genrank_assets.ml.ranking.ltr.ranker import LTRRanker
 from genrank_assets.ml.ranking.ltr.tables import (
     fit_ranker,
-    oof_frame,
     rankings,
-    training_rows,
+    training_mask,
+    training_order,
     variant_rows,
+    variant_view,
     variants,
 )
 
@@ -50,19 +51,28 @@ def result_of(name: str, ranked: Mapping[str, Sequence[str]], truths: Mapping[st
     return MethodResult(name, ranked, metrics)
 
 
-def val_rankings(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> dict[str, list[str]]:
+def val_rankings(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set],
+                 rows: np.ndarray | None = None) -> dict[str, list[str]]:
     """The rankings of the ranker's out-of-fold scores for those of its training queries (``train_rows``, the rows
-    it was fitted on) that ``truths`` holds (the val queries)."""
-    frame = oof_frame(train_rows)
-    ranked = {q: r for q, r in rankings(frame, model.oof_scores).items() if q in truths}
+    it was fitted on: those of the boolean mask ``rows`` when given) that ``truths`` holds (the val queries). Only
+    those queries' keys are gathered, never a sorted copy of the training rows."""
+    order = training_order(train_rows, rows)  # the rows of oof_scores, in their order
+    if model.oof_scores is None or len(model.oof_scores) != len(order):
+        found = 0 if model.oof_scores is None else len(model.oof_scores)
+        raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match its {len(order)} training rows")
+    wanted = train_rows["playlist_id"].isin(set(truths)).to_numpy()[order]
+    at = order[wanted]
+    frame = pd.DataFrame({key: train_rows[key].iloc[at].to_numpy() for key in ("playlist_id", "song_id")})
+    ranked = rankings(frame, model.oof_scores[wanted])
     if not ranked:
         raise ValueError("none of the ranker's training queries is among the given truths")
     return ranked
 
 
-def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set]) -> float:
+def val_ndcg_at_10(model: LTRRanker, train_rows: pd.DataFrame, truths: Mapping[str, set],
+                   rows: np.ndarray | None = None) -> float:
     """The protocol's NDCG@10 of ``val_rankings``."""
-    return ndcg_at_10_of(val_rankings(model, train_rows, truths), truths)
+    return ndcg_at_10_of(val_rankings(model, train_rows, truths, rows), truths)
 
 
 def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, set],
@@ -73,14 +83,16 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
     the others are trained here on them with its parameters) and the table with the CI against ``baseline``.
     ``served``: the full system's result measured through the served recommender (``LTRRecommender``), used as the
     ``ltr`` row (it is not returned again); without it the ``ltr`` row ranks the table's test rows."""
-    train_rows = training_rows(features)
+    train = training_mask(features)  # the training rows are masked, never copied (every train playlist's)
     test = features[(features["split"] == "test") & features["playlist_id"].isin(set(truths))].reset_index(drop=True)
     results, rows = [], []
     for name, names in variants(model.feature_names).items():
+        keep, columns = variant_view(name, features)
+        kept = train if keep is None else train & keep
         # Each variant is refit once on the same rows at the full ranker's CV rounds (its own 5-fold CV would cost
         # six fits per variant: the evaluation's longest phase on mpd7k); so a variant has no out-of-fold val figure.
-        ranker = model if name == "ltr" else fit_ranker(variant_rows(name, train_rows), names, model.params,
-                                                        rounds=model.n_rounds)
+        ranker = model if name == "ltr" else fit_ranker(features, names, model.params, rounds=model.n_rounds,
+                                                        rows=kept, columns=columns)
         if name == "ltr" and served is not None:
             result = served
         else:
@@ -90,17 +102,17 @@ def ltr_ablation(features: pd.DataFrame, model: LTRRanker, truths: Mapping[str, 
             result = result_of(name, ranked, truths, catalogue)
         val_ndcg = np.nan
         if val_truths is not None and ranker.oof_scores is not None:
-            val_ndcg = val_ndcg_at_10(ranker, variant_rows(name, train_rows), val_truths)
+            val_ndcg = val_ndcg_at_10(ranker, features, val_truths, kept)
         results.append(result)
         rows.append({"variant": name, "n_features": len(names), "n_rounds": ranker.n_rounds, "val_ndcg@10": val_ndcg})
     # the oracle of the pool: its true songs first (in pool order), then the fill
     oracle = {}
-    for qid, frame in test.groupby("playlist_id", sort=False):
+    for qid, frame in test.groupby("playlist_id", sort=False, observed=True):
         hits = frame.loc[frame["label"] > 0, "song_id"].tolist()
         oracle[qid] = fill_with(hits, fills.get(qid, ()), depth)
     results.append(result_of(CEILING, {q: oracle.get(q) or list(fills.get(q, ()))[:depth] for q in truths}, truths,
                              catalogue))
-    ceiling = test.groupby("playlist_id")["label"].sum()
+    ceiling = test.groupby("playlist_id", observed=True)["label"].sum()
     rows.append({"variant": CEILING, "n_features": 0, "n_rounds": 0, "val_ndcg@10": np.nan,
                  "recall_ceiling": float(np.mean([ceiling.get(q, 0.0) / len(t) for q, t in truths.items()]))})
     base = baseline.metrics["per_query"]["ndcg@10"]

@@ -52,7 +52,7 @@ from genrank_assets.ml.evaluation.report import (
 )
 from genrank_assets.ml.ranking.ltr.candidates import SOURCES, CandidateSources
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams, query_folds
-from genrank_assets.ml.ranking.ltr.tables import training_rows
+from genrank_assets.ml.ranking.ltr.tables import training_mask
 from genrank_assets.ml.serving.classical_recommender import CLASSICAL_SYSTEMS, ClassicalRecommender
 from genrank_assets.ml.serving.ltr_recommender import LTRRecommender
 from genrank_assets.ml.serving.recommender import (
@@ -336,13 +336,9 @@ def _evaluate_ltr(features: pd.DataFrame, ltr_model, corpus: pd.DataFrame, model
                                      ltr_model, sources=sources)
             extra.append(evaluate_system(LTR_WITHOUT_COLD_START, rec, queries, popular, catalogue, 0))
     with clock.phase("ltr ablation"):
-        train_rows = training_rows(features)
-        if ltr_model.oof_scores is None or len(ltr_model.oof_scores) != len(train_rows):
-            found = 0 if ltr_model.oof_scores is None else len(ltr_model.oof_scores)
-            raise ValueError(f"the LTR ranker's out-of-fold scores ({found}) do not match the "
-                             f"{len(train_rows)} training rows of the features it was trained on")
-        # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ)
-        tune_rankings[LTR] = val_rankings(ltr_model, train_rows, tune_queries.truths)
+        # out-of-fold NDCG@10 on the tuning queries that have features (every one unless max_queries differ); it
+        # fails when the out-of-fold scores do not match the training rows of the features
+        tune_rankings[LTR] = val_rankings(ltr_model, features, tune_queries.truths, training_mask(features))
         tune_ndcg[LTR] = ndcg_at_10_of(tune_rankings[LTR], tune_queries.truths)
         ridge = next(r for r in results if r.name == RIDGE)
         ltr_results, ablation = ltr_ablation(features, ltr_model, queries.truths, ridge.rankings, ridge,

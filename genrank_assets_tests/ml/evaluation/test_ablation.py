@@ -2,11 +2,21 @@
 with a paired CI against the baseline; the pool oracle bounds them all."""
 import numpy as np
 import pandas as pd
+import pytest
 
-from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of
+from genrank_assets.ml.evaluation.ablation import CEILING, ablation_markdown, ltr_ablation, result_of, val_rankings
 from genrank_assets.ml.ranking.ltr.features import CROSS_ENCODER_FEATURES, FEATURES, ltr_features
 from genrank_assets.ml.ranking.ltr.ranker import LTRParams
-from genrank_assets.ml.ranking.ltr.tables import VARIANTS, fit_ranker, variant_rows, variants, without_generator
+from genrank_assets.ml.ranking.ltr.tables import (
+    VARIANTS,
+    fit_ranker,
+    training_mask,
+    variant_rows,
+    variant_view,
+    variants,
+    with_fold_rows,
+    without_generator,
+)
 
 
 def planted(seed: int = 0, queries: int = 40, pool: int = 30):
@@ -74,6 +84,50 @@ def test_without_mention_drops_the_rows_only_mention_proposed_and_its_features()
     assert (out["n_sources"] == kept["n_sources"] - kept["mention_proposed"]).all()
     assert (out.groupby("playlist_id")["q_pool_size"].first() == out.groupby("playlist_id").size()).all()
     assert not {f for f in VARIANTS["ltr"] if f.startswith(("mention_", "q_mention"))} & set(VARIANTS["ltr_no_mention"])
+
+
+def test_a_masked_fit_is_the_fit_on_the_variants_own_rows():
+    """fit_ranker on a view (a row mask and the recounted columns, ``variant_view``) trains on exactly the rows
+    and values of the variant's own table (``variant_rows``), with the cross-validation and with given rounds;
+    and the out-of-fold val rankings of a masked fit are those of the fit on the copy."""
+    features, truths = planted(queries=20)
+    params = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=20, early_stopping_rounds=5, folds=3)
+    val = (features["split"] == "val").to_numpy()
+    val_truths = {q: t for q, t in truths.items() if q.startswith("val")}
+    for name in ("ltr", "ltr_no_generator"):
+        keep, columns = variant_view(name, features)
+        rows = val if keep is None else val & keep
+        copy = variant_rows(name, features[val].reset_index(drop=True))
+        masked = fit_ranker(features, VARIANTS[name], params, rows=rows, columns=columns)
+        plain = fit_ranker(copy, VARIANTS[name], params)
+        assert masked.booster.model_to_string() == plain.booster.model_to_string() and masked.cv == plain.cv
+        np.testing.assert_array_equal(masked.oof_scores, plain.oof_scores)
+        assert val_rankings(masked, features, val_truths, rows) == val_rankings(plain, copy, val_truths)
+        given = fit_ranker(features, VARIANTS[name], params, rounds=7, rows=rows, columns=columns)
+        again = fit_ranker(copy, VARIANTS[name], params, rounds=7)
+        assert given.booster.model_to_string() == again.booster.model_to_string()
+
+
+@pytest.mark.filterwarnings("error::FutureWarning")  # a categorical groupby without observed= warns (pandas < 3)
+def test_categorical_keys_give_the_figures_of_string_keys():
+    """read_batched gives split / playlist_id / song_id as Categoricals (their categories: each table's own values,
+    joined by with_fold_rows): the ranker, its val rankings and the ablation come out as with plain strings."""
+    features, truths = planted(queries=20)
+    keys = {k: "category" for k in ("split", "playlist_id", "song_id")}
+    half = len(features) // 2
+    categorical = with_fold_rows(features.iloc[:half].astype(keys), [features.iloc[half:].astype(keys)])
+    assert isinstance(categorical["playlist_id"].dtype, pd.CategoricalDtype)
+    params = LTRParams(num_leaves=4, min_data_in_leaf=5, max_rounds=20, early_stopping_rounds=5, folds=3)
+    test_truths = {q: t for q, t in truths.items() if q.startswith("test")}
+    val_truths = {q: t for q, t in truths.items() if q.startswith("val")}
+    baseline = result_of("none", {q: [] for q in test_truths}, test_truths, catalogue=10)
+    figures = []
+    for frame in (features, categorical):
+        train = training_mask(frame)
+        model = fit_ranker(frame, FEATURES, params, rows=train)
+        _, table = ltr_ablation(frame, model, test_truths, {}, baseline, 10, 100, val_truths)
+        figures.append((table.to_json(), val_rankings(model, frame, val_truths, train)))
+    assert figures[0] == figures[1]
 
 
 def test_a_ranker_without_the_cross_encoder_has_no_cross_encoder_row():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -91,6 +91,24 @@ def _group_sizes(queries: np.ndarray) -> np.ndarray:
     return np.diff(np.concatenate([starts, [len(queries)]]))
 
 
+def feature_matrix(frame: pd.DataFrame, names: Sequence[str], order: np.ndarray | None = None,
+                   columns: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """The ``names`` columns of ``frame`` as one float32 matrix (as the features table is read,
+    io_managers.batched_read, and as LightGBM bins them: half the memory of float64), its rows those at the
+    positions ``order`` (None: all, in table order); ``columns``: values over every row of ``frame`` used instead
+    of those columns. Filled a column at a time, so the matrix is the only copy of the rows (indexing
+    ``frame[names].to_numpy()`` would hold two)."""
+    missing = [c for c in names if c not in frame.columns and c not in (columns or {})]
+    if missing:
+        raise ValueError(f"feature table is missing columns {missing[:5]}")
+    out = np.empty((len(frame) if order is None else len(order), len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        values = (columns or {}).get(name)
+        values = frame[name].to_numpy() if values is None else np.asarray(values)
+        out[:, j] = values if order is None else values[order]
+    return out
+
+
 @dataclass
 class LTRRanker:
     """A fitted lambdarank model and what it was fitted on."""
@@ -109,11 +127,7 @@ class LTRRanker:
             if frame.ndim != 2 or frame.shape[1] != len(self.feature_names):
                 raise ValueError(f"a feature matrix needs {len(self.feature_names)} columns, got shape {frame.shape}")
             return frame.astype(np.float32, copy=False)
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise ValueError(f"feature table is missing columns {missing[:5]}")
-        # float32, as the features table is read (io_managers.batched_read) and LightGBM bins them: half the memory
-        return frame[self.feature_names].to_numpy(dtype=np.float32)
+        return feature_matrix(frame, self.feature_names)
 
     def _arrays(self, frame, labels, queries) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(feature matrix, labels, query ids) of a fit, checked to be non-empty and of one length."""
@@ -141,8 +155,12 @@ class LTRRanker:
             train, held = fold != k, fold == k
             if not held.any() or not train.any():
                 continue
-            dtrain = lgb.Dataset(X[train], y[train], group=_group_sizes(q[train]), feature_name=self.feature_names,
-                                 free_raw_data=False)
+            # Each fold bins its own rows: the copies X[train] / X[held] are the Datasets' only references, so they
+            # go as soon as LightGBM has binned them. (One Dataset of every row with the folds as its subsets, as
+            # lightgbm.cv does, bins once, but from every row: on mpd7k that moved the folds' early stopping and
+            # the rounds from 152 to 90. A lightgbm.Sequence over the rows samples them for the bins with the
+            # Dataset parameters only, not the seed: other bins too.)
+            dtrain = lgb.Dataset(X[train], y[train], group=_group_sizes(q[train]), feature_name=self.feature_names)
             dheld = lgb.Dataset(X[held], y[held], group=_group_sizes(q[held]), reference=dtrain)
             record: dict = {}
             booster = lgb.train(params, dtrain, self.params.max_rounds, valid_sets=[dheld], valid_names=["held"],
@@ -150,8 +168,7 @@ class LTRRanker:
                                            lgb.record_evaluation(record)])
             best.append(int(booster.best_iteration or self.params.max_rounds))
             curves.append(np.asarray(record["held"][f"ndcg@{self.params.eval_at}"]))
-            # the model only: kept with its Datasets, the folds' copies of the training rows (free_raw_data=False)
-            # would all stay in memory until the last fold (~2 GiB with every train playlist's rows on mpd7k)
+            # the model only: the fold's binned rows are freed here, not kept until the last fold
             booster.free_dataset()
             del dtrain, dheld
             boosters.append(booster)
@@ -170,7 +187,8 @@ class LTRRanker:
         self.cv = {"best_rounds": best, "n_rounds": self.n_rounds, "oof_rounds": oof_rounds,
                    "mean_ndcg_curve": np.mean([c[:length] for c in curves], axis=0).tolist()}
         self.oof_scores = oof
-        dall = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
+        dall = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names, params=params).construct()
+        del frame, X  # binned now: a matrix handed over (fit_ranker's) is freed before the refit trains
         self.booster = lgb.train(params, dall, self.n_rounds)
         return self
 
@@ -182,8 +200,10 @@ class LTRRanker:
         if rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
         X, y, q = self._arrays(frame, labels, queries)
-        data = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names)
-        self.booster = lgb.train(self.params.lightgbm(), data, rounds)
+        params = self.params.lightgbm()
+        data = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names, params=params).construct()
+        del frame, X  # binned now: a matrix handed over (fit_ranker's) is freed before the training
+        self.booster = lgb.train(params, data, rounds)
         self.n_rounds, self.cv, self.oof_scores = rounds, {"n_rounds": rounds, "rounds_from": "given"}, None
         return self
 
@@ -281,4 +301,4 @@ def ranked_with_fill(song_ids: Sequence[str], scores: np.ndarray, fill: Sequence
     return ranked[:depth]
 
 
-__all__ = ["LTRParams", "LTRRanker", "query_folds", "ranked_with_fill"]
+__all__ = ["LTRParams", "LTRRanker", "feature_matrix", "query_folds", "ranked_with_fill"]

@@ -101,3 +101,36 @@ def test_a_folds_out_of_fold_rounds_come_from_the_other_folds_curves():
     assert _rounds_from_other_folds(curves, 1, trained=3) == 3  # folds 0 and 2: 0.2, 0.3, 0.325 over 3 rounds
     assert _rounds_from_other_folds(curves, 1, trained=2) == 2  # its model has 2 rounds
     assert _rounds_from_other_folds(curves[:1], 0, trained=5) == 4  # no other fold: its own curve
+
+
+def test_each_fold_is_binned_and_trained_as_a_copy_of_its_rows_was():
+    """fit builds each CV fold's Datasets from its rows of the matrix read a batch at a time (no copy of them):
+    the folds train exactly as LightGBM Datasets of the folds' own copies of the rows (the code before) did: the
+    same rounds and out-of-fold scores; the refit equals a plain fit of those rounds on every row."""
+    import lightgbm as lgb
+
+    from genrank_assets.ml.ranking.ltr.ranker import _group_sizes
+
+    frame, labels = planted(90, seed=2)
+    params = LTRParams(num_leaves=7, min_data_in_leaf=20, max_rounds=60, early_stopping_rounds=10, folds=3,
+                       num_threads=1)
+    ranker = LTRRanker(FEATURES, params).fit(frame, labels, frame["query"])
+
+    X, q = frame[FEATURES].to_numpy(np.float32), frame["query"].to_numpy()
+    fold = query_folds(q, params.folds, params.seed)
+    best, oof = [], np.zeros(len(X))
+    for k in range(params.folds):
+        train, held = fold != k, fold == k
+        dtrain = lgb.Dataset(X[train], labels[train], group=_group_sizes(q[train]), feature_name=FEATURES,
+                             free_raw_data=False)
+        dheld = lgb.Dataset(X[held], labels[held], group=_group_sizes(q[held]), reference=dtrain)
+        booster = lgb.train(params.lightgbm(), dtrain, params.max_rounds, valid_sets=[dheld],
+                            callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)])
+        best.append(booster.best_iteration)
+        oof[held] = booster.predict(X[held], num_iteration=ranker.cv["oof_rounds"][k])
+    assert ranker.cv["best_rounds"] == best
+    np.testing.assert_array_equal(ranker.oof_scores, oof)
+    plain = LTRRanker(FEATURES, params).fit_rounds(frame, labels, frame["query"], ranker.n_rounds)
+    fresh = lgb.train(params.lightgbm(), lgb.Dataset(X, labels, group=_group_sizes(q), feature_name=FEATURES),
+                      ranker.n_rounds)
+    assert plain.booster.model_to_string() == ranker.booster.model_to_string() == fresh.model_to_string()
