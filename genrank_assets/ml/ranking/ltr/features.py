@@ -90,11 +90,11 @@ FEATURE_GROUPS = {"generator": GENERATOR_FEATURES, "cross_encoder": CROSS_ENCODE
 FEATURES = GENERATOR_FEATURES + CROSS_ENCODER_FEATURES + CLASSICAL_FEATURES + OTHER_FEATURES + MENTION_FEATURES
 
 # Whether the LTR ranker learns from the cross-encoder's features. Off: on mpd7k's cross-fitted ranker removing them
-# moved test NDCG@10 by +0.0024 [-0.0021, +0.0067] (benchmarks/results/end_to_end.json, the 2026-12-08 run's
-# ablation) and by +0.0014 in `benchmarks/ltr.py --crossfit 2` (docs/findings.md): no measurable gain, while the
-# cross-encoder's logits took ~45% of a query's pool + features time and every fold trained its own cross-encoder
-# (~370 CPU s of the run). The columns stay in the table (NaN when off); the served cross-encoder still ranks the
-# generate-and-rank systems.
+# moved test NDCG@10 by +0.0024 [-0.0021, +0.0067] (the 2026-12-08 run's ablation,
+# benchmarks/results/experiments/end_to_end_ltr_with_cross_encoder.json) and by +0.0014 in
+# `benchmarks/ltr.py --crossfit 2` (docs/findings.md): no measurable gain, while the cross-encoder's logits took
+# ~45% of a query's pool + features time and every fold trained its own cross-encoder (~370 CPU s of the run). The
+# columns stay in the table (NaN when off); the served cross-encoder still ranks the generate-and-rank systems.
 LTR_CROSS_ENCODER = False
 
 
