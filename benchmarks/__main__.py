@@ -26,6 +26,7 @@ ORDER = [  # (module, needs mpd7k); end_to_end leaves the home that generator, r
     ("scaling", True),
     ("freshness", True),
     ("named_singer", True),  # reads the home end_to_end leaves
+    ("ltr_memory", False),  # measures only with --warehouse (end_to_end leaves one); says so and exits 0 without
     ("serving_cost", True),
     ("gpu_check", False),
 ]
