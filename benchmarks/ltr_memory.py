@@ -219,8 +219,14 @@ def revision() -> str:
 def main(argv: list[str] | None = None) -> None:
     import shutil
 
-    from benchmarks._common import FOLD_FEATURE_QUERIES, add_output_args, argument_parser, output_path, parse_args
-    from benchmarks._common import write_json
+    from benchmarks._common import (
+        FOLD_FEATURE_QUERIES,
+        add_output_args,
+        argument_parser,
+        output_path,
+        parse_args,
+        write_json,
+    )
 
     parser = argument_parser(__doc__, "ltr_memory")
     parser.add_argument("--warehouse", type=Path, default=None,
