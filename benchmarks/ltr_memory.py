@@ -4,11 +4,12 @@
 Each step is replayed outside Dagster in a process of its own, which first imports ``genrank_assets.definitions``
 (as a step's process does, so its figures include what such a process holds before it reads anything):
 
-``ltr_ranker`` — ``read``: the served ranking_features' training splits and every fold's rows, batched
-(``io_managers.read_batched``), and the corpus; ``combine``: ``training_rows(with_fold_rows(...))`` (the inputs
-stay referenced, as Dagster holds a step's inputs until it returns; with ``consume=True`` where the code has it,
-as the steps call it); ``fit``: ``fit_ranker`` (query-fold CV for the rounds, then the refit); ``val figure``: the
-out-of-fold NDCG@10 on the val queries (``val_ndcg_at_10``).
+``ltr_ranker``, with the ltr_ranker config of ``--preset`` (cpu-real's, which end_to_end runs) — ``read``: the
+served ranking_features' training splits and every fold's rows, batched (``io_managers.read_batched``), and the
+corpus; ``combine``: ``training_rows(with_fold_rows(...))`` (the inputs stay referenced, as Dagster holds a step's
+inputs until it returns; with ``consume=True`` where the code has it, as the steps call it); ``fit``:
+``fit_ranker`` (query-fold CV for the rounds, then the refit); ``val figure``: the out-of-fold NDCG@10 on the val
+queries (``val_ndcg_at_10``).
 
 ``evaluation`` — ``read``: every split of ranking_features and every fold's rows, and the corpus; ``combine``:
 ``with_fold_rows`` as above; ``val figure``: the ranker's out-of-fold val rankings as ``procedure._evaluate_ltr``
@@ -101,8 +102,9 @@ def _joined(served, folds):
     return with_fold_rows(served, folds)
 
 
-def replay_ranker(warehouse: str, fold_queries: list[str], model_dir: str, max_rounds: int) -> dict:
-    """The ltr_ranker step's data path (defs/assets/ranking.py); the model is saved to ``model_dir``."""
+def replay_ranker(warehouse: str, fold_queries: list[str], model_dir: str, params: dict) -> dict:
+    """The ltr_ranker step's data path (defs/assets/ranking.py) with the LTRParams fields ``params``; the model is
+    saved to ``model_dir``."""
     import hashlib
 
     from genrank_assets.ml.baselines.classical import benchmark_queries
@@ -117,7 +119,7 @@ def replay_ranker(warehouse: str, fold_queries: list[str], model_dir: str, max_r
     phases.start("combine")
     rows = training_rows(_joined(served, folds))
     phases.start("fit")
-    model = fit_ranker(rows, FEATURES, LTRParams(max_rounds=max_rounds))
+    model = fit_ranker(rows, FEATURES, LTRParams(**params))
     phases.start("val figure")
     _, _, truths = benchmark_queries(corpus, split="val")
     val_ndcg = val_ndcg_at_10(model, rows, truths)
@@ -165,12 +167,12 @@ def replay_evaluation(warehouse: str, fold_queries: list[str], model_dir: str) -
 
 
 def worker(argv: list[str]) -> None:
-    """``--worker STEP WAREHOUSE FOLD_QUERIES_JSON MODEL_DIR MAX_ROUNDS``: one replay; its JSON on the last line."""
-    step, warehouse, fold_queries, model_dir, max_rounds = argv
+    """``--worker STEP WAREHOUSE FOLD_QUERIES_JSON MODEL_DIR PARAMS_JSON``: one replay; its JSON on the last line."""
+    step, warehouse, fold_queries, model_dir, params = argv
     import genrank_assets.definitions  # noqa: F401  (what a step's process holds before its inputs)
 
     if step == "ltr_ranker":
-        out = replay_ranker(warehouse, json.loads(fold_queries), model_dir, int(max_rounds))
+        out = replay_ranker(warehouse, json.loads(fold_queries), model_dir, json.loads(params))
     else:
         out = replay_evaluation(warehouse, json.loads(fold_queries), model_dir)
     print(json.dumps(out, default=float))
@@ -178,11 +180,11 @@ def worker(argv: list[str]) -> None:
 
 # ------------------------------------------------------------------------------------------ the benchmark
 def replay(script: Path, tree: Path, step: str, warehouse: Path, fold_queries: list[str], model_dir: Path,
-           max_rounds: int) -> dict:
+           params: dict) -> dict:
     """One replay in a fresh process running ``script`` (this file) with ``tree``'s genrank_assets."""
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, str(script), "--worker", step, str(warehouse), json.dumps(fold_queries), str(model_dir),
-           str(max_rounds)]
+           json.dumps(params)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
@@ -221,8 +223,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from benchmarks._common import (
         FOLD_FEATURE_QUERIES,
+        PRESETS,
         add_output_args,
         argument_parser,
+        load_preset,
         output_path,
         parse_args,
         write_json,
@@ -233,13 +237,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="a materialised DuckDB warehouse with the cross-fitting folds (opened read-only); "
                              "without it the benchmark says how to make one and measures nothing")
     parser.add_argument("--before", default=None, help="also replay git revision REV's code, in the same run")
-    parser.add_argument("--max-rounds", type=int, default=1000, help="the ranker's max_rounds (LTRParams default)")
+    parser.add_argument("--preset", type=Path, default=PRESETS / "cpu-real.yaml",
+                        help="the preset whose ltr_ranker config the ranker is fitted with (end_to_end's)")
+    parser.add_argument("--max-rounds", type=int, default=None, help="the ranker's max_rounds (default: the preset's)")
     add_output_args(parser, "the ranker's max_rounds 20 (its CV stops at 20 rounds: the memory, not the model)")
     args = parse_args(parser, {"max_rounds": 20}, argv)
     if args.warehouse is None or not args.warehouse.is_file():
         print(f"ltr_memory: no warehouse {args.warehouse or '(--warehouse)'}: `python -m benchmarks.end_to_end` "
               "leaves one with the cross-fitting folds at /tmp/genrank_mpd7k/warehouse.duckdb; nothing measured")
         return
+    params = dict(load_preset(args.preset)["ops"].get("ltr_ranker", {}).get("config", {}))
+    if args.max_rounds is not None:
+        params["max_rounds"] = args.max_rounds
     with tempfile.TemporaryDirectory(prefix="ltr_memory_") as tmp:
         script = Path(shutil.copy(Path(__file__).resolve(), Path(tmp) / "ltr_memory.py"))
         trees = {"after": REPO}
@@ -252,14 +261,14 @@ def main(argv: list[str] | None = None) -> None:
             for step in STEPS:
                 print(f"== {label}: {step}", flush=True)
                 results[label][step] = replay(script, tree, step, args.warehouse, FOLD_FEATURE_QUERIES, model_dir,
-                                              args.max_rounds)
+                                              params)
     print(f"{'phase':<24}" + "".join(f"{label:>12}" for label in results) + "  (peak RSS, MiB)")
     for step in STEPS:
         for phase in results["after"][step]["phases"]:
             print(f"{step + ' ' + phase:<24}" + "".join(f"{r[step]['phases'][phase]['peak_rss_mib']:>12}"
                                                       for r in results.values()))
     payload = {"warehouse": str(args.warehouse), "before_rev": args.before, "after_rev": revision(),
-               "max_rounds": args.max_rounds, "results": results}
+               "ltr_params": params, "results": results}
     if "before" in results:
         payload["same_outputs"] = compare(results["before"], results["after"])
         print("same outputs:", payload["same_outputs"])
