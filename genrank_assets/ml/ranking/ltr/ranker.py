@@ -210,9 +210,8 @@ class LTRRanker:
     def _fit_validated(self, frame, labels, queries, validation) -> LTRRanker:
         import lightgbm as lgb
 
-        X, y, q = self._matrix(frame), np.asarray(labels, dtype=np.float64), np.asarray(list(queries), dtype=object)
-        vX, vy = self._matrix(validation[0]), np.asarray(validation[1], dtype=np.float64)
-        vq = np.asarray(list(validation[2]), dtype=object)
+        X, y, q = self._arrays(frame, labels, queries)
+        vX, vy, vq = self._arrays(*validation)
         if set(q.tolist()) & set(vq.tolist()):
             raise ValueError("validation queries must not be training queries")
         dtrain = lgb.Dataset(X, y, group=_group_sizes(q), feature_name=self.feature_names, free_raw_data=False)
